@@ -1,0 +1,48 @@
+# creditbench -- quick start:  make run   (smoke DAG of every figure + HTML report)
+#                              make test  (the whole test suite, end-to-end smoke DAG included)
+# Both create .venv with the pinned dependencies first (Python >= 3.11 needed).
+
+VENV      ?= .venv
+PYTHON    ?= $(shell for p in python3.13 python3.12 python3.11 python3; do command -v $$p >/dev/null 2>&1 && { command -v $$p; break; }; done)
+SNAKEMAKE := $(VENV)/bin/snakemake
+CORES     ?= all
+
+.PHONY: run test venv report bench clean help
+
+help:
+	@echo "make run    -- run every figure at smoke scale (digits, minutes) and write results/report.html"
+	@echo "make test   -- run the test suite (pytest), including an end-to-end smoke DAG"
+	@echo "make bench  -- throughput benchmarks (benchmarks/README.md)"
+	@echo "make clean  -- delete results/, logs/ and .snakemake/ (keeps resources/ and .venv)"
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt requirements.lock pyproject.toml
+	@test -n "$(PYTHON)" || { echo "error: no python3 found; install Python >= 3.11" >&2; exit 1; }
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "error: Python >= 3.11 is needed (Snakemake 9), found " + sys.version.split()[0] + " at " + sys.executable)'
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/bin/python -m pip install --quiet -c requirements.lock -r requirements.txt
+	$(VENV)/bin/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	@touch $@
+
+run: venv
+	$(SNAKEMAKE) --cores $(CORES) --quiet rules host all
+	$(SNAKEMAKE) --cores 1 --quiet all --report results/report.html
+	@echo
+	@echo "Figures (PNG + PDF) and tidy tables: results/<paper>/fig_*.{png,pdf,csv}"
+	@ls results/*/fig_*.png 2>/dev/null | sed 's/^/  /'
+	@echo "HTML report: results/report.html"
+
+report: venv
+	$(SNAKEMAKE) --cores 1 --quiet all --report results/report.html
+
+test: venv
+	$(VENV)/bin/python -m pytest
+
+bench: venv
+	$(VENV)/bin/python benchmarks/bench_nodepert.py
+	VENV=$(VENV) bash benchmarks/bench_smoke_dag.sh
+
+clean:
+	rm -rf results logs .snakemake

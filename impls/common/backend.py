@@ -1,0 +1,37 @@
+"""The accelerator a job expects, asserted before any work (no silent CPU fallback).
+
+Caller: ``impls.common.cli`` before a JAX impl trains or evaluates.
+"""
+from __future__ import annotations
+
+PLATFORMS = ("auto", "cpu", "gpu", "tpu")
+
+
+class BackendMismatch(RuntimeError):
+    """The job was asked for an accelerator it cannot see."""
+
+
+def require_jax_platform(expected: str) -> str:
+    """Pin JAX to ``expected`` and check it is there; return the backend name in use.
+
+    ``auto`` accepts whatever JAX picks. Anything else fails loudly when that platform is
+    missing, e.g. a TPU job scheduled on a CPU-only host or with jax[tpu] not installed.
+    """
+    if expected not in PLATFORMS:
+        raise BackendMismatch(f"platform {expected!r} is not one of {', '.join(PLATFORMS)}")
+    import jax
+
+    if expected != "auto":
+        jax.config.update("jax_platforms", expected if expected != "gpu" else "cuda,rocm")
+    try:
+        backend = jax.default_backend()
+    except RuntimeError as err:
+        raise BackendMismatch(
+            f"this job must run on platform={expected}, but JAX cannot initialise it ({err}). "
+            f"Install the matching jax build (jax[tpu] on a TPU VM, jax[cuda12] on NVIDIA GPUs) "
+            f"or run with --config platform=auto to accept the CPU.") from None
+    if expected != "auto" and backend != expected:
+        raise BackendMismatch(
+            f"this job must run on platform={expected}, but JAX's backend is {backend!r} "
+            f"({jax.devices()}). Refusing to fall back silently; use --config platform=auto to allow it.")
+    return backend

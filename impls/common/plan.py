@@ -1,0 +1,167 @@
+"""From config + paper.yaml files to figures, runs and batches.
+
+Caller: ``workflow/rules/common.smk`` (once, when Snakemake parses the workflow) and tests.
+Returns: a ``Plan``; nothing is written to disk.
+
+- A *figure* expands, at the configured scale, into run specs: the Cartesian product of
+  its grid (or the union of several grids), times its seeds, merged over ``base``.
+- A *run* is identified by ``specs.run_id``; identical runs of different figures collapse.
+- A *batch* is a set of runs that differ only in the paper's ``batch_over`` keys
+  (seeds, learning rates, ...): the impl trains it in one vectorised process. Batches are
+  formed over every figure of every configured paper, so each run belongs to exactly one
+  batch whichever target is asked for.
+"""
+from __future__ import annotations
+
+import copy
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from impls.common import specs as speclib
+from impls.common.errors import SpecError
+
+
+@dataclass(frozen=True)
+class Figure:
+    paper: str
+    target: str
+    label: str
+    title: str
+    caption: str
+    scale: str
+    dataset: str
+    note: str
+    plot: dict
+    run_ids: tuple[str, ...]
+    factors: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Batch:
+    paper: str
+    batch_id: str
+    run_ids: tuple[str, ...]
+    dataset: str
+
+
+@dataclass
+class Plan:
+    scale: str
+    papers: dict[str, dict] = field(default_factory=dict)
+    figures: dict[str, Figure] = field(default_factory=dict)
+    runs: dict[str, dict] = field(default_factory=dict)
+    batches: dict[str, Batch] = field(default_factory=dict)
+    batch_of: dict[str, str] = field(default_factory=dict)
+
+    def figure_batches(self, target: str) -> list[Batch]:
+        ids = dict.fromkeys(self.batch_of[r] for r in self.figures[target].run_ids)
+        return [self.batches[b] for b in ids]
+
+    def targets(self, paper: str | None = None) -> list[str]:
+        return [t for t, f in self.figures.items() if paper is None or f.paper == paper]
+
+
+def load_yaml(path: Path) -> Any:
+    with open(path, encoding="utf-8") as handle:
+        return yaml.safe_load(handle)
+
+
+def validate_config(config: Mapping[str, Any]) -> None:
+    speclib.validate_against(dict(config), "config", "config")
+
+
+def load_paper(root: Path, paper: str) -> dict:
+    path = root / "papers" / paper / "paper.yaml"
+    if not path.exists():
+        raise SpecError(f"config: key 'papers' lists {paper!r} but {path.relative_to(root)} does not exist")
+    doc = load_yaml(path)
+    speclib.validate_against(doc, "paper", f"papers/{paper}/paper.yaml")
+    if doc["paper"] != paper:
+        raise SpecError(f"papers/{paper}/paper.yaml: key 'paper' is {doc['paper']!r}, expected {paper!r}")
+    return doc
+
+
+def _grid_points(grid: Mapping[str, list] | list) -> list[dict[str, Any]]:
+    grids = grid if isinstance(grid, list) else [grid]
+    points: list[dict[str, Any]] = []
+    for g in grids:
+        names = list(g)
+        for values in itertools.product(*(g[n] for n in names)):
+            points.append(dict(zip(names, values)))
+    return points
+
+
+def expand_figure(paper: str, target: str, fig: Mapping[str, Any], scale: str,
+                  seeds_override: int | None = None) -> list[dict]:
+    """All validated run specs of one figure at one scale, in grid order."""
+    block = fig["scales"][scale]
+    base = speclib.deep_merge(fig.get("base", {}), {
+        k: v for k, v in block.items() if k not in ("grid", "seeds", "note")})
+    base.update(paper=paper, scale=scale)
+    seeds = list(range(seeds_override)) if seeds_override else block["seeds"]
+    out = []
+    for point in _grid_points(block["grid"]):
+        for seed in seeds:
+            spec = copy.deepcopy(base)
+            spec["seed"] = seed
+            for dotted, value in point.items():
+                speclib.set_dotted(spec, dotted, value)
+            try:
+                out.append(speclib.validate_spec(spec))
+            except SpecError as err:
+                raise SpecError(f"papers/{paper}/paper.yaml, figure {target}, scale {scale}: {err}") from err
+    return out
+
+
+def batch_key(spec: Mapping[str, Any], batch_over: list[str]) -> str:
+    reduced = copy.deepcopy(dict(spec))
+    for dotted in batch_over:
+        *parents, leaf = dotted.split(".")
+        node = reduced
+        for key in parents:
+            node = node.get(key, {})
+        node.pop(leaf, None)
+    return speclib.short_hash(reduced)
+
+
+def build_plan(config: Mapping[str, Any], root: str | Path) -> Plan:
+    """Validate the config and every configured paper.yaml, then expand figures and batches."""
+    root = Path(root)
+    validate_config(config)
+    scale = config["scale"]
+    plan = Plan(scale=scale)
+    max_runs = int(config.get("max_runs_per_batch") or 64)
+    for paper in config["papers"]:
+        doc = load_paper(root, paper)
+        plan.papers[paper] = doc
+        groups: dict[str, list[str]] = {}
+        for target, fig in doc["figures"].items():
+            specs = expand_figure(paper, target, fig, scale, config.get("seeds"))
+            ids = []
+            for spec in specs:
+                rid = speclib.run_id(spec)
+                if rid not in plan.runs:
+                    plan.runs[rid] = spec
+                    groups.setdefault(batch_key(spec, doc["batch_over"]), []).append(rid)
+                ids.append(rid)
+            block = fig["scales"][scale]
+            factors = tuple(dict.fromkeys(
+                name for point in _grid_points(block["grid"]) for name in point))
+            plan.figures[target] = Figure(
+                paper=paper, target=target, label=fig["label"], title=fig["title"],
+                caption=fig["caption"].strip(), scale=scale, dataset=block["dataset"],
+                note=block.get("note", ""), plot=fig["plot"],
+                run_ids=tuple(dict.fromkeys(ids)), factors=factors + ("seed",))
+        for key, run_ids in groups.items():
+            for start in range(0, len(run_ids), max_runs):
+                chunk = tuple(run_ids[start:start + max_runs])
+                first = plan.runs[chunk[0]]
+                batch_id = f"{first['rule']}-{speclib.short_hash(','.join(chunk))}"
+                plan.batches[batch_id] = Batch(paper, batch_id, chunk, first["dataset"])
+                for rid in chunk:
+                    plan.batch_of[rid] = batch_id
+    return plan

@@ -1,0 +1,120 @@
+"""Run specs: validation, canonical form and stable run ids.
+
+Caller: ``impls.common.plan`` (when the Snakefile expands figures into runs) and every
+impl's ``train`` entry (which re-validates what it is asked to run).
+Returns: plain dicts, canonicalised so that equal runs compare and hash equal.
+
+A run id is a readable prefix plus a hash of the canonical spec, e.g.
+``np-lr0.001-s0-1b2c3d4e5f``: two figures that need the same run get the same id,
+so the run is trained once.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import importlib
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Mapping
+
+import jsonschema
+import yaml
+
+from impls.common.errors import SpecError, describe_schema_error
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SCHEMA_DIR = REPO_ROOT / "workflow" / "schemas"
+
+
+@lru_cache(maxsize=None)
+def load_schema(name: str) -> dict:
+    """Load ``workflow/schemas/<name>.schema.yaml``."""
+    with open(SCHEMA_DIR / f"{name}.schema.yaml", encoding="utf-8") as handle:
+        return yaml.safe_load(handle)
+
+
+def validate_against(document: Any, schema_name: str, where: str) -> None:
+    """Raise ``SpecError`` naming the first offending key (sorted by path, so stable)."""
+    validator = jsonschema.Draft202012Validator(load_schema(schema_name))
+    errors = sorted(validator.iter_errors(document), key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        raise SpecError(describe_schema_error(errors[0], where))
+
+
+def _normalise(value: Any) -> Any:
+    """Make numbers canonical: integral floats stay floats, but ints in float slots are
+    left alone; tuples become lists; mapping keys are strings."""
+    if isinstance(value, Mapping):
+        return {str(k): _normalise(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_normalise(v) for v in value]
+    if isinstance(value, float):
+        return float(repr(value))
+    return value
+
+
+def canonical_json(spec: Mapping[str, Any]) -> str:
+    return json.dumps(_normalise(spec), sort_keys=True, separators=(",", ":"))
+
+
+def short_hash(obj: Any, n: int = 10) -> str:
+    text = obj if isinstance(obj, str) else canonical_json(obj)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:n]
+
+
+def _format_number(x: float) -> str:
+    return f"{x:.4g}"
+
+
+def run_id(spec: Mapping[str, Any]) -> str:
+    """Stable id: ``<rule>-lr<lr>-s<seed>-<hash of the canonical spec>``."""
+    lr = _format_number(float(spec["hparams"]["lr"]))
+    return f"{spec['rule']}-lr{lr}-s{spec['seed']}-{short_hash(spec)}"
+
+
+def paper_options(paper: str):
+    """The paper's option registry (``impls.<paper>.options``): pure Python, no JAX/torch."""
+    try:
+        return importlib.import_module(f"impls.{paper}.options")
+    except ModuleNotFoundError as err:
+        raise SpecError(f"run spec: key 'paper' is {paper!r}, which has no impls.{paper}.options module") from err
+
+
+def validate_spec(spec: Mapping[str, Any]) -> dict:
+    """Validate a run spec (schema, then the paper's own options) and return it canonical."""
+    spec = _normalise(copy.deepcopy(dict(spec)))
+    validate_against(spec, "run_spec", "run spec")
+    paper_options(spec["paper"]).validate(spec)
+    return spec
+
+
+def set_dotted(spec: dict, dotted: str, value: Any) -> None:
+    """``set_dotted(s, "hparams.lr", 0.1)`` sets ``s["hparams"]["lr"] = 0.1``."""
+    *parents, leaf = dotted.split(".")
+    node = spec
+    for key in parents:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise SpecError(f"grid factor '{dotted}': '{key}' is not a mapping")
+    node[leaf] = value
+
+
+def get_dotted(spec: Mapping[str, Any], dotted: str, default: Any = None) -> Any:
+    node: Any = spec
+    for key in dotted.split("."):
+        if not isinstance(node, Mapping) or key not in node:
+            return default
+        node = node[key]
+    return node
+
+
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict:
+    """Recursively merge ``override`` into a copy of ``base`` (override wins; lists replace)."""
+    out = copy.deepcopy(dict(base))
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out

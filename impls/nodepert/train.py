@@ -1,0 +1,235 @@
+"""Vectorised training of a batch of nodepert runs (spec §2.5).
+
+All runs of a batch share rule, model, dataset, epochs and batch size; they differ in seed
+and learning rate. One process trains them together:
+
+- parameters, optimiser states and noise keys are stacked along a leading run axis and the
+  update is ``jax.vmap``-ed over it;
+- a whole epoch is one compiled ``lax.scan`` over the minibatches of the device-resident
+  training set, in fixed file order (no shuffling, as the original), so every run sees the
+  same minibatches and nothing syncs with the host inside an epoch;
+- evaluation on the full train and test splits happens at epoch 0 and after every epoch.
+
+Seeds: init key = fold_in(PRNGKey(seed), 0) whatever the rule, so NP and SGD with the same
+seed start from identical weights; the noise of update t is drawn from
+fold_in(fold_in(PRNGKey(seed), 1), t), so a resumed job draws exactly the noise an
+uninterrupted one would.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from impls.common import datasets, metrics, provenance
+from impls.common.cli import BatchJob, TrainOptions
+from impls.common.io import atomic_write_json, atomic_write_npz, load_npz
+from impls.nodepert import models
+from impls.nodepert.rules import make_rule
+
+# Perturbation methods need full float32 matmuls: sigma = 1e-4 is below TF32 rounding (spec §6.1).
+jax.config.update("jax_default_matmul_precision", "highest")
+
+METRIC_NAMES = ("train_acc", "train_loss", "test_acc", "test_loss")
+EVAL_CHUNK = 1000
+#: fault injection for the resume test: SIGKILL this process right after the checkpoint of this epoch
+KILL_AFTER_EPOCH_ENV = "CREDITBENCH_KILL_AFTER_EPOCH"
+
+
+def load_arrays(spec: dict, datasets_dir) -> dict[str, np.ndarray]:
+    """Standardised, flattened float32 inputs and int labels; train split cut to whole minibatches."""
+    ds = datasets.load_dataset(datasets_dir / f"{spec['dataset']}.npz")
+    data = spec.get("data", {})
+    ds = datasets.take_subset(ds, data.get("n_train"), data.get("n_test"))
+    x_train, x_test = datasets.standardize(ds.x_train, ds.x_test, "global")
+    n = (len(x_train) // spec["batch_size"]) * spec["batch_size"]
+    if n == 0:
+        raise ValueError(f"batch_size {spec['batch_size']} exceeds the {len(x_train)} training examples")
+    return {"x_train": x_train[:n], "y_train": ds.y_train[:n].astype(np.int32),
+            "x_test": x_test, "y_test": ds.y_test.astype(np.int32)}
+
+
+def _pad_chunks(x: np.ndarray, y: np.ndarray, chunk: int):
+    """Pad to a multiple of ``chunk`` and reshape to (n_chunks, chunk, ...) with a validity mask."""
+    n = len(x)
+    total = -(-n // chunk) * chunk
+    mask = np.zeros(total, np.float32)
+    mask[:n] = 1.0
+    xp = np.zeros((total,) + x.shape[1:], np.float32)
+    xp[:n] = x
+    yp = np.zeros(total, np.int32)
+    yp[:n] = y
+    shape = (total // chunk, chunk)
+    return (jnp.asarray(xp.reshape(shape + x.shape[1:])), jnp.asarray(yp.reshape(shape)),
+            jnp.asarray(mask.reshape(shape)), n)
+
+
+class BatchProgram:
+    """The compiled pieces of one batch: init, one training epoch, evaluation."""
+
+    def __init__(self, spec: dict, arrays: dict[str, np.ndarray]):
+        model = spec["model"]
+        self.activation = model.get("activation", "relu")
+        self.sizes = models.layer_sizes(arrays["x_train"].shape[1], model.get("hidden", []))
+        self.rule = make_rule(spec["rule"], spec["hparams"], self.activation)
+        self.batch_size = spec["batch_size"]
+        x, y = arrays["x_train"], arrays["y_train"]
+        n_batches = len(x) // self.batch_size
+        self.steps_per_epoch = n_batches
+        self.x_batches = jnp.asarray(x.reshape(n_batches, self.batch_size, -1))
+        self.y_batches = jax.nn.one_hot(jnp.asarray(y.reshape(n_batches, self.batch_size)), 10)
+        self.eval_sets = {"train": _pad_chunks(x, y, EVAL_CHUNK),
+                          "test": _pad_chunks(arrays["x_test"], arrays["y_test"], EVAL_CHUNK)}
+        self.train_epoch = jax.jit(self._train_epoch, donate_argnums=(0, 1))
+        self.evaluate = jax.jit(self._evaluate)
+
+    @staticmethod
+    def optimizer(lr):
+        return optax.inject_hyperparams(optax.sgd)(learning_rate=lr)
+
+    def init(self, seeds: np.ndarray, lrs: np.ndarray):
+        base = jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds, jnp.uint32))
+        init_keys = jax.vmap(lambda k: jax.random.fold_in(k, 0))(base)
+        noise_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(base)
+        params = jax.vmap(partial(models.init_mlp, sizes=self.sizes))(init_keys)
+        opt_state = jax.vmap(lambda p, lr: self.optimizer(lr).init(p))(params, jnp.asarray(lrs, jnp.float32))
+        rule_state = jax.vmap(self.rule.init)(params)
+        return params, (opt_state, rule_state), noise_keys
+
+    def _train_epoch(self, params, states, noise_keys, epoch):
+        opt = self.optimizer(0.0)  # the learning rate itself lives in each run's optimiser state
+        estimate = jax.vmap(self.rule.estimate, in_axes=(0, 0, None, None, 0))
+
+        def step(carry, inputs):
+            params, (opt_state, rule_state) = carry
+            t, x, y = inputs
+            keys = jax.vmap(lambda k: jax.random.fold_in(k, t))(noise_keys)
+            grads, rule_state, aux = estimate(params, rule_state, x, y, keys)
+            updates, opt_state = jax.vmap(opt.update)(grads, opt_state, params)
+            params = optax.apply_updates(params, updates)
+            return (params, (opt_state, rule_state)), aux["loss"]
+
+        t0 = epoch * self.steps_per_epoch
+        ts = t0 + jnp.arange(self.steps_per_epoch, dtype=jnp.uint32)
+        (params, states), losses = jax.lax.scan(step, (params, states), (ts, self.x_batches, self.y_batches))
+        return params, states, losses.mean(axis=0)
+
+    def _evaluate(self, params):
+        out = {}
+        for split, (xc, yc, mask, n) in self.eval_sets.items():
+            def chunk_stats(args):
+                x, y, m = args
+                pred = jax.vmap(lambda p: models.forward(p, x, activation=self.activation)[0])(params)
+                loss = models.per_example_loss(pred, jax.nn.one_hot(y, 10)[None])
+                correct = (jnp.argmax(pred, -1) == y[None]).astype(jnp.float32)
+                return (correct * m).sum(-1), (loss * m).sum(-1)
+
+            correct, loss = jax.lax.map(chunk_stats, (xc, yc, mask))
+            out[f"{split}_acc"] = 100.0 * correct.sum(0) / n
+            out[f"{split}_loss"] = loss.sum(0) / n
+        return out
+
+
+def _leaves(tree) -> list[np.ndarray]:
+    return [np.asarray(x) for x in jax.tree_util.tree_leaves(tree)]
+
+
+def _restore(template, arrays: list[np.ndarray]):
+    treedef = jax.tree_util.tree_structure(template)
+    return jax.tree_util.tree_unflatten(treedef, [jnp.asarray(a) for a in arrays])
+
+
+def save_checkpoint(path, job: BatchJob, epoch, params, states, history, diverged, elapsed):
+    arrays = {"epoch": np.asarray(epoch), "run_ids": np.asarray(job.run_ids),
+              "diverged_epoch": diverged, "elapsed_s": np.asarray(elapsed)}
+    arrays.update({f"params_{i}": a for i, a in enumerate(_leaves(params))})
+    arrays.update({f"states_{i}": a for i, a in enumerate(_leaves(states))})
+    arrays.update({f"hist_{k}": v for k, v in history.items()})
+    atomic_write_npz(path, arrays)
+
+
+def load_checkpoint(path, job: BatchJob, params, states):
+    """Resume state, or None when there is no checkpoint for exactly these runs."""
+    if not path.exists():
+        return None
+    data = load_npz(path)
+    if list(data["run_ids"]) != list(job.run_ids):
+        return None
+    n_p, n_s = len(jax.tree_util.tree_leaves(params)), len(jax.tree_util.tree_leaves(states))
+    return (int(data["epoch"]), _restore(params, [data[f"params_{i}"] for i in range(n_p)]),
+            _restore(states, [data[f"states_{i}"] for i in range(n_s)]),
+            {k: data[f"hist_{k}"].copy() for k in METRIC_NAMES}, data["diverged_epoch"].copy(),
+            float(data["elapsed_s"]))
+
+
+def _log(job: BatchJob, epoch: int, epochs: int, history, diverged, rate: float) -> None:
+    acc = history["test_acc"][epoch]
+    live = acc[diverged < 0]
+    summary = (f"test acc median {np.median(live):.1f}% max {np.max(live):.1f}%" if live.size else "all diverged")
+    loss = np.nanmean(history["train_loss"][epoch]) if live.size else float("nan")
+    print(f"[{job.batch_id}] epoch {epoch}/{epochs} | {len(job.run_ids)} runs | train loss {loss:.4g} | "
+          f"{summary} | diverged {int((diverged >= 0).sum())} | {rate:.2f} epochs/s", file=sys.stderr, flush=True)
+
+
+def train_batch(job: BatchJob, options: TrainOptions) -> None:
+    """Train every run of ``job`` to its epoch budget; write each run's files (impls.common.metrics)."""
+    spec0 = job.specs[0]
+    epochs = spec0["epochs"]
+    for run_dir, spec in zip(job.run_dirs, job.specs):
+        atomic_write_json(run_dir / "spec.json", spec)
+    program = BatchProgram(spec0, load_arrays(spec0, options.datasets_dir))
+    seeds = np.array([s["seed"] for s in job.specs])
+    lrs = np.array([s["hparams"]["lr"] for s in job.specs], np.float32)
+    params, states, noise_keys = program.init(seeds, lrs)
+    history = {k: np.full((epochs + 1, len(seeds)), np.nan) for k in METRIC_NAMES}
+    diverged = np.full(len(seeds), -1, np.int64)
+    ckpt_path = job.batch_dir / "checkpoint.npz"
+    resumed = load_checkpoint(ckpt_path, job, params, states)
+    if resumed:
+        start, params, states, history, diverged, elapsed = resumed
+        print(f"[{job.batch_id}] resumed from checkpoint at epoch {start}", file=sys.stderr, flush=True)
+    else:
+        start, elapsed = 0, 0.0
+        for k, v in program.evaluate(params).items():
+            history[k][0] = np.asarray(v)
+        _log(job, 0, epochs, history, diverged, 0.0)
+    t_start, last_ckpt = time.perf_counter() - elapsed, time.perf_counter()
+    kill_after = os.environ.get(KILL_AFTER_EPOCH_ENV)
+    epoch = start
+    for epoch in range(start + 1, epochs + 1):
+        t0 = time.perf_counter()
+        params, states, _ = program.train_epoch(params, states, noise_keys, epoch - 1)
+        for k, v in program.evaluate(params).items():
+            history[k][epoch] = np.asarray(v)
+        bad = ~np.isfinite(history["train_loss"][epoch]) | ~np.isfinite(history["test_loss"][epoch])
+        diverged[(diverged < 0) & bad] = epoch
+        _log(job, epoch, epochs, history, diverged, 1.0 / max(time.perf_counter() - t0, 1e-9))
+        done = epoch == epochs or bool((diverged >= 0).all())
+        if not done and time.perf_counter() - last_ckpt >= 60 * options.checkpoint_minutes:
+            save_checkpoint(ckpt_path, job, epoch, params, states, history, diverged, time.perf_counter() - t_start)
+            last_ckpt = time.perf_counter()
+            if kill_after is not None and epoch >= int(kill_after):
+                os.kill(os.getpid(), signal.SIGKILL)
+        if done:
+            break
+    wall = time.perf_counter() - t_start
+    record = provenance.record(provenance.jax_device())
+    leaves = jax.tree_util.tree_leaves(params)
+    for i, (rid, run_dir) in enumerate(zip(job.run_ids, job.run_dirs)):
+        atomic_write_npz(run_dir / "params.npz", {f"leaf_{j}": np.asarray(x[i]) for j, x in enumerate(leaves)})
+        d = int(diverged[i])
+        last = d if d >= 0 else epoch
+        metrics.write_metrics(run_dir, {k: v[:, i] for k, v in history.items()}, last + 1)
+        atomic_write_json(run_dir / "train.json", {
+            "run_id": rid, "status": "diverged" if d >= 0 else "ok",
+            "diverged_epoch": d if d >= 0 else None, "epochs_completed": last,
+            "wall_time_s": wall, "batch_id": job.batch_id, "runs_in_batch": len(job.run_ids),
+            "provenance": record})
+    ckpt_path.unlink(missing_ok=True)

@@ -1,0 +1,44 @@
+"""Shared fixtures: the repository, a scratch copy of it for Snakemake runs, cached digits."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+
+
+def copy_repo(dest: Path) -> Path:
+    """Copy the tracked and untracked-but-not-ignored files of the repo (no results, no venv)."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO,
+                           capture_output=True, check=True).stdout.decode().split("\0")
+    for name in filter(None, files):
+        src = REPO / name
+        if src.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / name)
+    return dest
+
+
+@pytest.fixture
+def workdir(tmp_path) -> Path:
+    """A fresh copy of the workflow to run Snakemake in (outputs never touch the real repo)."""
+    return copy_repo(tmp_path / "repo")
+
+
+def run_snakemake(cwd: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    return subprocess.run([SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def datasets_dir(tmp_path_factory) -> Path:
+    """resources/datasets with digits cached (the smoke dataset)."""
+    from impls.common.datasets import prepare_dataset
+
+    out = tmp_path_factory.mktemp("datasets")
+    prepare_dataset("digits", out / "digits.npz")
+    return out

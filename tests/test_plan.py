@@ -1,0 +1,112 @@
+"""Figures -> runs -> batches; config and spec validation (no Snakemake needed)."""
+import copy
+
+import pytest
+import yaml
+
+from impls.common import plan as planlib
+from impls.common import specs as speclib
+from impls.common.errors import SpecError
+from tests.conftest import REPO
+
+CONFIG = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+
+
+def spec(**overrides):
+    base = {"paper": "nodepert", "rule": "np", "model": {"arch": "mlp", "hidden": [32, 32]},
+            "dataset": "digits", "hparams": {"lr": 0.01, "sigma": 1e-4}, "seed": 0, "epochs": 2,
+            "batch_size": 100, "scale": "smoke"}
+    return speclib.deep_merge(base, overrides)
+
+
+def test_run_id_is_stable_readable_and_canonical():
+    a = speclib.validate_spec(spec())
+    b = speclib.validate_spec(dict(reversed(list(spec().items()))))  # key order does not matter
+    assert speclib.run_id(a) == speclib.run_id(b)
+    assert speclib.run_id(a).startswith("np-lr0.01-s0-")
+    assert speclib.run_id(a) != speclib.run_id(speclib.validate_spec(spec(seed=1)))
+    # a pinned value: changing the id scheme silently would orphan every cached result
+    assert speclib.run_id(a) == "np-lr0.01-s0-e8e6f549dc"
+    assert speclib.run_id(speclib.validate_spec(spec(hparams={"lr": 1e-2}))) == speclib.run_id(a)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"rule": "nodeperturb"}, "key 'rule' is 'nodeperturb'; allowed values: 'np', 'np_indep_noise', 'sgd'"),
+    ({"dataset": "imagenet22k"}, "key 'dataset' is 'imagenet22k'; allowed values:"),
+    ({"scale": "huge"}, "key 'scale' is 'huge'; allowed values: 'smoke', 'cpu', 'paper'"),
+    ({"hparams": {"lr": -1.0}}, "key 'hparams.lr'"),
+    ({"model": {"activation": "tanh"}}, "key 'model.activation' is 'tanh'; allowed values: 'relu', 'linear'"),
+    ({"hparams": {"momentum": 0.9}}, "unknown key 'hparams.momentum'"),
+    ({"hparams": {"sigma": 0.0}}, "key 'hparams.sigma'"),
+])
+def test_bad_spec_names_the_key(overrides, message):
+    with pytest.raises(SpecError, match=None) as err:
+        speclib.validate_spec(spec(**overrides))
+    assert message in str(err.value)
+
+
+def test_config_errors_name_key_and_allowed_values():
+    with pytest.raises(SpecError) as err:
+        planlib.validate_config({**CONFIG, "scale": "big"})
+    assert "key 'scale' is 'big'; allowed values: 'smoke', 'cpu', 'paper'" in str(err.value)
+    with pytest.raises(SpecError) as err:
+        planlib.validate_config({**CONFIG, "platform": "cuda"})
+    assert "key 'platform' is 'cuda'; allowed values: 'auto', 'cpu', 'gpu', 'tpu'" in str(err.value)
+    with pytest.raises(SpecError) as err:
+        planlib.validate_config({**CONFIG, "scael": "cpu"})
+    assert "scael" in str(err.value) and "allowed keys" in str(err.value)
+
+
+@pytest.mark.parametrize("scale", ["smoke", "cpu", "paper"])
+def test_every_figure_expands_at_every_scale(scale):
+    plan = planlib.build_plan({**CONFIG, "scale": scale}, REPO)
+    assert plan.figures, "no figures"
+    for target, fig in plan.figures.items():
+        assert fig.run_ids and all(plan.runs[r]["scale"] == scale for r in fig.run_ids)
+        # every run belongs to exactly one batch; a batch shares everything but batch_over keys
+        for batch in plan.figure_batches(target):
+            shapes = {planlib.batch_key(plan.runs[r], plan.papers[fig.paper]["batch_over"]) for r in batch.run_ids}
+            assert len(shapes) == 1
+
+
+def test_lr_figure_grid_matches_the_spec():
+    plan = planlib.build_plan({**CONFIG, "scale": "paper"}, REPO)
+    runs = [plan.runs[r] for r in plan.figures["fig_nodepert_lr"].run_ids]
+    assert {(s["rule"], s["hparams"]["lr"]) for s in runs} == {
+        (rule, lr) for rule in ("np", "sgd") for lr in (1e-4, 1e-3, 1e-2, 0.017)}
+    assert {(s["dataset"], s["epochs"], s["batch_size"], tuple(s["model"]["hidden"])) for s in runs} == {
+        ("mnist", 200, 100, (500, 500))}
+    assert {s["hparams"]["sigma"] for s in runs} == {1e-4}
+    # NP runs of one figure share a batch: one process, one compile
+    assert len(plan.figure_batches("fig_nodepert_lr")) == 2
+
+
+def test_seeds_override_and_batch_cap():
+    plan = planlib.build_plan({**CONFIG, "seeds": 3, "max_runs_per_batch": 4}, REPO)
+    runs = plan.figures["fig_nodepert_lr"].run_ids
+    assert len(runs) == 2 * 2 * 3
+    assert all(len(b.run_ids) <= 4 for b in plan.batches.values())
+    assert sorted(r for b in plan.batches.values() for r in b.run_ids) == sorted(plan.runs)
+
+
+def test_shared_runs_are_planned_once(tmp_path):
+    """Two figures asking for the same run share its id and its batch."""
+    doc = yaml.safe_load((REPO / "papers" / "nodepert" / "paper.yaml").read_text())
+    doc["figures"]["fig_nodepert_copy"] = copy.deepcopy(doc["figures"]["fig_nodepert_lr"])
+    (tmp_path / "papers" / "nodepert").mkdir(parents=True)
+    (tmp_path / "papers" / "nodepert" / "paper.yaml").write_text(yaml.safe_dump(doc))
+    plan = planlib.build_plan(CONFIG, tmp_path)
+    a, b = plan.figures["fig_nodepert_lr"], plan.figures["fig_nodepert_copy"]
+    assert a.run_ids == b.run_ids
+    assert len(plan.runs) == len(a.run_ids)
+
+
+def test_bad_paper_yaml_names_file_figure_and_key(tmp_path):
+    doc = yaml.safe_load((REPO / "papers" / "nodepert" / "paper.yaml").read_text())
+    doc["figures"]["fig_nodepert_lr"]["scales"]["smoke"]["grid"]["rule"] = ["np", "backprop"]
+    (tmp_path / "papers" / "nodepert").mkdir(parents=True)
+    (tmp_path / "papers" / "nodepert" / "paper.yaml").write_text(yaml.safe_dump(doc))
+    with pytest.raises(SpecError) as err:
+        planlib.build_plan(CONFIG, tmp_path)
+    msg = str(err.value)
+    assert "papers/nodepert/paper.yaml" in msg and "fig_nodepert_lr" in msg and "key 'rule' is 'backprop'" in msg

@@ -1,0 +1,219 @@
+"""Checks of the execution profiles (profiles/*/config.v8+.yaml) and conda env files (envs/*.yaml).
+
+Every profile key must be an option of the installed snakemake (including the SLURM executor
+plugin's --slurm-* options), the SLURM profile must use the plugin's own resource names, and the
+TPU profile must serialise TPU jobs and assert the TPU backend. Needs no Snakefile and no cluster.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from functools import lru_cache
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+PROFILES = ROOT / "profiles"
+PROFILE_NAMES = ["default", "slurm", "tpu-vm"]
+ENV_FILES = sorted((ROOT / "envs").glob("*.yaml"))
+
+# Resource names snakemake itself or the SLURM executor plugin understands.
+SLURM_RESOURCES = {
+    "slurm_partition", "slurm_account", "slurm_extra", "slurm_cluster", "clusters",
+    "runtime", "mem_mb", "mem_mb_per_cpu", "mem", "disk_mb", "tmpdir",
+    "cpus_per_task", "cpus_per_gpu", "gpu", "gpu_model", "gres",
+    "constraint", "qos", "nodes", "tasks", "tasks_per_node", "tasks_per_gpu", "mpi",
+}
+# Names that look right but the plugin silently ignores.
+IGNORED_LOOKALIKES = {"gpus", "partition", "account", "time", "walltime", "mem_gb", "cpus", "ntasks"}
+
+
+def snakemake_bin() -> Path:
+    exe = Path(sys.executable).with_name("snakemake")
+    if not exe.exists():
+        pytest.skip(f"no snakemake next to {sys.executable}")
+    return exe
+
+
+@lru_cache(maxsize=1)
+def snakemake_options() -> frozenset[str]:
+    """Every long option (without '--') that `snakemake --help` lists, plugins included."""
+    out = subprocess.run(
+        [str(snakemake_bin()), "--help"], capture_output=True, text=True, timeout=60, check=True
+    ).stdout
+    return frozenset(re.findall(r"(?<![\w-])--([a-z0-9][a-z0-9-]*)", out))
+
+
+def load_profile(name: str) -> dict:
+    path = PROFILES / name / "config.v8+.yaml"
+    assert path.is_file(), f"missing {path}"
+    data = yaml.safe_load(path.read_text())
+    assert isinstance(data, dict) and data, f"{path} is not a non-empty mapping"
+    return data
+
+
+def as_pairs(value) -> dict[str, str]:
+    """`[a=1, b=2]` or `{a: 1, b: 2}` (profile list/mapping forms) -> {'a': '1', 'b': '2'}."""
+    if isinstance(value, dict):
+        return {str(k): str(v) for k, v in value.items()}
+    pairs = {}
+    for item in value:
+        key, sep, val = str(item).partition("=")
+        assert sep, f"{item!r} is not KEY=VALUE"
+        pairs[key.strip()] = val.strip()
+    return pairs
+
+
+@pytest.mark.parametrize("name", PROFILE_NAMES)
+def test_profile_keys_are_snakemake_options(name):
+    options = snakemake_options()
+    unknown = sorted(k for k in load_profile(name) if k not in options)
+    assert not unknown, f"profiles/{name}: not options of `snakemake --help`: {unknown}"
+
+
+TOY_SNAKEFILE = """
+localrules: all
+rule all:
+    input: "trained.txt"
+rule train:
+    output: "trained.txt"
+    threads: 2
+    resources: tpu=lambda wc: 1 if config.get("platform") == "tpu" else 0
+    shell: "touch {output}"
+"""
+
+
+@pytest.mark.parametrize("name", PROFILE_NAMES)
+def test_snakemake_accepts_profile(name, tmp_path):
+    """A dry run with the profile on a toy workflow: snakemake parses every value."""
+    (tmp_path / "Snakefile").write_text(TOY_SNAKEFILE)
+    proc = subprocess.run(
+        [str(snakemake_bin()), "--profile", str(PROFILES / name), "--dry-run", "all"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "rule train:" in proc.stdout + proc.stderr
+
+
+def test_help_lists_slurm_plugin_options():
+    # Guards the test above: without the plugin, --slurm-* keys could not be checked.
+    assert "slurm-keep-successful-logs" in snakemake_options()
+    assert "executor" in snakemake_options()
+
+
+@pytest.mark.parametrize("name", PROFILE_NAMES)
+def test_profile_keys_are_commented(name):
+    """Every top-level key has a comment on the line(s) directly above it."""
+    lines = (PROFILES / name / "config.v8+.yaml").read_text().splitlines()
+    for i, line in enumerate(lines):
+        if re.match(r"^[a-z][a-z0-9-]*:", line):
+            assert i > 0 and lines[i - 1].lstrip().startswith("#"), (
+                f"profiles/{name} line {i + 1}: {line!r} has no comment above it"
+            )
+
+
+@pytest.mark.parametrize("name", ["default", "tpu-vm"])
+def test_local_profiles_use_all_cores(name):
+    profile = load_profile(name)
+    assert profile.get("executor", "local") == "local"
+    assert str(profile["cores"]) == "all"
+    assert profile["rerun-incomplete"] is True
+    assert profile["keep-going"] is True
+
+
+def test_slurm_profile():
+    profile = load_profile("slurm")
+    assert profile["executor"] == "slurm"
+    assert int(profile["jobs"]) > 0
+    assert int(profile["local-cores"]) > 0
+    assert int(profile["latency-wait"]) >= 60
+    assert int(profile["restart-times"]) >= 1
+    assert as_pairs(profile["config"]).get("platform") == "gpu"
+
+    defaults = as_pairs(profile["default-resources"])
+    for key in ("slurm_partition", "slurm_account", "runtime", "mem_mb", "cpus_per_task"):
+        assert key in defaults, f"default-resources lacks {key}"
+
+    per_rule = profile["set-resources"]
+    assert {"train", "evaluate"} <= set(per_rule)
+    train = per_rule["train"]
+    assert int(train["gpu"]) == 1
+    assert int(train["runtime"]) > int(defaults["runtime"])
+    assert int(train["mem_mb"]) > int(defaults["mem_mb"])
+    for rule, resources in per_rule.items():
+        assert "gpu" not in resources or "gres" not in resources, f"{rule}: gpu and gres both set"
+
+
+def test_slurm_resources_use_plugin_names():
+    profile = load_profile("slurm")
+    names = set(as_pairs(profile["default-resources"]))
+    for resources in profile["set-resources"].values():
+        names |= set(resources)
+    assert not names & IGNORED_LOOKALIKES, f"names the plugin ignores: {names & IGNORED_LOOKALIKES}"
+    assert names <= SLURM_RESOURCES, f"unknown resource names: {names - SLURM_RESOURCES}"
+    # Also commented-out examples must not teach the wrong name.
+    text = (PROFILES / "slurm" / "config.v8+.yaml").read_text()
+    assert not re.search(r"^\s*#?\s*gpus\s*:", text, re.M)
+
+
+def test_tpu_profile_declares_global_tpu_resource():
+    profile = load_profile("tpu-vm")
+    assert as_pairs(profile["resources"]).get("tpu") == "1"
+    assert as_pairs(profile.get("set-resource-scopes", {"tpu": "global"})).get("tpu") == "global"
+    assert as_pairs(profile["config"]).get("platform") == "tpu"
+
+
+def test_profiles_readme_shows_commands():
+    text = (PROFILES / "README.md").read_text()
+    for cmd in (
+        "snakemake --profile profiles/slurm fig_nodepert_lr",
+        "snakemake --profile profiles/default all",
+        "snakemake --profile profiles/tpu-vm all",
+    ):
+        assert cmd in text
+
+
+def test_env_files_exist():
+    assert {p.name for p in ENV_FILES} >= {"jax.yaml", "torch.yaml"}
+
+
+@pytest.mark.parametrize("path", ENV_FILES, ids=lambda p: p.name)
+def test_env_file_parses_and_pins(path):
+    env = yaml.safe_load(path.read_text())
+    assert "conda-forge" in env["channels"]
+    deps = env["dependencies"]
+    conda_deps = [d for d in deps if isinstance(d, str)]
+    assert "python=3.11" in conda_deps
+    pip_sections = [d["pip"] for d in deps if isinstance(d, dict) and "pip" in d]
+    assert len(pip_sections) == 1, "expected one pip section"
+    pip = [p for p in pip_sections[0] if not p.startswith("-")]  # skip --index-url lines
+    assert pip
+    unpinned = [p for p in pip if not re.fullmatch(r"[A-Za-z0-9_.\-]+(\[[\w,-]+\])?==[\w.+-]+", p)]
+    assert not unpinned, f"{path.name}: unpinned pip packages {unpinned}"
+    names = {re.split(r"[\[=]", p)[0].lower() for p in pip}
+    expected = {"jax.yaml": {"jax", "jaxlib", "flax", "optax"}, "torch.yaml": {"torch", "torchvision"}}
+    assert expected.get(path.name, set()) <= names
+    assert {"numpy", "pandas", "pyyaml", "jsonschema", "scikit-learn"} <= names
+
+
+def test_env_pins_match_requirements():
+    """The env files pin the same versions as requirements.txt, where both name a package."""
+    req = ROOT / "requirements.txt"
+    if not req.exists():
+        pytest.skip("no requirements.txt")
+    pinned = {}
+    for line in req.read_text().splitlines():
+        m = re.match(r"^([A-Za-z0-9_.\-]+)==([\w.+-]+)", line.strip())
+        if m:
+            pinned[m.group(1).lower()] = m.group(2)
+    for path in ENV_FILES:
+        env = yaml.safe_load(path.read_text())
+        pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
+        for spec in pip:
+            m = re.match(r"^([A-Za-z0-9_.\-]+)(?:\[[\w,-]+\])?==([\w.+-]+)$", spec)
+            if m and m.group(1).lower() in pinned:
+                assert m.group(2) == pinned[m.group(1).lower()], f"{path.name}: {spec} vs requirements.txt"

@@ -1,0 +1,75 @@
+# Read + validate config and papers/*/paper.yaml, expand figures into runs and batches,
+# and the input functions the other rule files use. The logic is impls.common.plan (tested).
+import sys
+
+sys.path.insert(0, workflow.basedir)
+
+from snakemake.exceptions import WorkflowError
+
+from impls.common.errors import SpecError
+from impls.common.plan import build_plan
+
+try:
+    PLAN = build_plan(config, workflow.basedir)
+except SpecError as err:
+    raise WorkflowError(str(err)) from None
+
+RESULTS = "results"
+DATASETS = "resources/datasets"
+
+
+def _uses_conda():
+    try:
+        return "conda" in {str(m).lower() for m in workflow.deployment_settings.deployment_method}
+    except AttributeError:
+        return False
+
+
+# the interpreter of this Snakemake (the project's .venv), or the rule's conda env
+PYTHON = "python" if _uses_conda() else sys.executable
+# impls/ importable in every job, whatever the current directory or env
+PY_ENV = f"PYTHONPATH={workflow.basedir}${{PYTHONPATH:+:$PYTHONPATH}}"
+
+
+def paper_env(wildcards):
+    """Conda env file of a paper's framework (envs/jax.yaml or envs/torch.yaml)."""
+    return f"{workflow.basedir}/envs/{PLAN.papers[wildcards.paper]['framework']}.yaml"
+
+
+def batch_dir(paper, batch_id):
+    return f"{RESULTS}/{paper}/batches/{batch_id}"
+
+
+def batch_dataset(wildcards):
+    return f"{DATASETS}/{PLAN.batches[wildcards.batch].dataset}.npz"
+
+
+def figure_evaluations(wildcards):
+    """evaluated.json of every batch that holds a run of this figure."""
+    return [f"{batch_dir(b.paper, b.batch_id)}/evaluated.json" for b in PLAN.figure_batches(wildcards.figure)]
+
+
+def figure_outputs(target):
+    fig = PLAN.figures[target]
+    return [f"{RESULTS}/{fig.paper}/{target}.{ext}" for ext in ("csv", "png", "pdf")]
+
+
+def paper_figure_outputs(paper):
+    return [out for target in PLAN.targets(paper) for out in figure_outputs(target)]
+
+
+def all_figure_outputs():
+    return [out for target in PLAN.targets() for out in figure_outputs(target)]
+
+
+def train_resources(name):
+    """Resources of the train/evaluate jobs: the accelerator they must hold."""
+    platform = config["platform"]
+    return {"gpu": 1 if platform == "gpu" else 0, "tpu": 1 if platform == "tpu" else 0}
+
+
+wildcard_constraints:
+    paper="[a-z_]+",
+    batch="[A-Za-z0-9_.-]+",
+    figure="(fig|tab)_[a-z0-9_]+",
+    dataset="[a-z0-9_]+",
