@@ -35,3 +35,23 @@ def require_jax_platform(expected: str) -> str:
             f"this job must run on platform={expected}, but JAX's backend is {backend!r} "
             f"({jax.devices()}). Refusing to fall back silently; use --config platform=auto to allow it.")
     return backend
+
+
+def require_torch_platform(expected: str) -> str:
+    """PyTorch twin of ``require_jax_platform``: returns the torch device string to use.
+
+    ``gpu`` needs ``torch.cuda.is_available()``; ``tpu`` is not supported by the PyTorch impls.
+    """
+    if expected not in PLATFORMS:
+        raise BackendMismatch(f"platform {expected!r} is not one of {', '.join(PLATFORMS)}")
+    import torch
+
+    if expected == "tpu":
+        raise BackendMismatch("platform=tpu: the PyTorch impls run on cpu or gpu only; use a GPU node or platform=cpu")
+    if expected == "gpu" and not torch.cuda.is_available():
+        raise BackendMismatch("this job must run on platform=gpu, but torch.cuda.is_available() is False "
+                              "(no GPU, or a CPU-only torch build). Refusing to fall back silently; "
+                              "use --config platform=auto to allow the CPU.")
+    if expected == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return "cuda" if expected == "gpu" else "cpu"

@@ -17,7 +17,7 @@ from typing import Callable
 
 from impls.common import metrics, provenance
 from impls.common import specs as speclib
-from impls.common.backend import PLATFORMS, BackendMismatch, require_jax_platform
+from impls.common.backend import PLATFORMS, BackendMismatch, require_jax_platform, require_torch_platform
 from impls.common.errors import SpecError
 from impls.common.io import atomic_write_json, read_json
 
@@ -73,6 +73,8 @@ def _train(args, train_batch: Callable[[BatchJob, TrainOptions], None]) -> None:
     job = load_batch(args.batch_json, args.results_dir)
     if args.framework == "jax":
         require_jax_platform(args.platform)
+    else:
+        require_torch_platform(args.platform)
     todo = pending(job)
     print(f"[{job.batch_id}] {len(job.run_ids)} runs, {len(todo.run_ids)} to train", file=sys.stderr, flush=True)
     if todo.run_ids:

@@ -48,6 +48,17 @@ def read_metrics(run_dir: Path) -> pd.DataFrame:
     return pd.read_csv(Path(run_dir) / "metrics.csv")
 
 
+def write_train_record(run_dir: Path, *, run_id: str, diverged_epoch: int | None, epochs_completed: int,
+                       wall_time_s: float, batch_id: str, runs_in_batch: int, provenance: dict,
+                       extra: Mapping | None = None) -> None:
+    """train.json: the record ``reduce_run`` turns into final.json. Every impl writes it last."""
+    atomic_write_json(Path(run_dir) / "train.json", {
+        "run_id": run_id, "status": "ok" if diverged_epoch is None else "diverged",
+        "diverged_epoch": diverged_epoch, "epochs_completed": epochs_completed,
+        "wall_time_s": wall_time_s, "batch_id": batch_id, "runs_in_batch": runs_in_batch,
+        "provenance": provenance, **(extra or {})})
+
+
 def _finite_or_none(x: float) -> float | None:
     return float(x) if x is not None and math.isfinite(x) else None
 

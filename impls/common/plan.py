@@ -38,6 +38,7 @@ class Figure:
     plot: dict
     run_ids: tuple[str, ...]
     factors: tuple[str, ...]
+    aggregate: str | None = None
 
 
 @dataclass(frozen=True)
@@ -155,7 +156,8 @@ def build_plan(config: Mapping[str, Any], root: str | Path) -> Plan:
                 paper=paper, target=target, label=fig["label"], title=fig["title"],
                 caption=fig["caption"].strip(), scale=scale, dataset=block["dataset"],
                 note=block.get("note", ""), plot=fig["plot"],
-                run_ids=tuple(dict.fromkeys(ids)), factors=factors + ("seed",))
+                run_ids=tuple(dict.fromkeys(ids)), factors=factors + ("seed",),
+                aggregate=fig.get("aggregate"))
         for key, run_ids in groups.items():
             for start in range(0, len(run_ids), max_runs):
                 chunk = tuple(run_ids[start:start + max_runs])

@@ -20,7 +20,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from impls.common import provenance  # noqa: E402
-from impls.common.aggregate import column_name  # noqa: E402
+from impls.common.aggregate import column_name, resolve  # noqa: E402
 
 
 def _format_level(value) -> str:
@@ -32,32 +32,95 @@ def _select_metric(table: pd.DataFrame, metric: str) -> pd.DataFrame:
     return table[(table["split"] == split) & (table["metric"] == name)].copy()
 
 
-def line_figure(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
-    spec = figure["plot"]
-    data = _select_metric(table, spec["y"])
-    hue, style, col = (column_name(spec[k]) if spec.get(k) else None for k in ("hue", "style", "col"))
-    for key in filter(None, (hue, style, col)):
+def _categorical(data: pd.DataFrame, keys) -> None:
+    """Factors used for colour/style/facets become ordered categories with readable labels."""
+    for key in filter(None, keys):
         levels = sorted(data[key].unique(), key=lambda v: (isinstance(v, str), v))
         data[key] = pd.Categorical(data[key].map(_format_level), [_format_level(v) for v in levels])
+
+
+def _mark_diverged_in_legend(data: pd.DataFrame, hue: str | None) -> None:
     if hue:
         diverged = data.groupby(hue, observed=True)["status"].agg(lambda s: (s == "diverged").any())
-        data[hue] = data[hue].cat.rename_categories(
-            {h: f"{h} (diverged)" for h, d in diverged.items() if d})
-    grid = sns.relplot(data=data, kind="line", x=spec["x"], y="value", hue=hue, style=style, col=col,
-                       markers=False, errorbar=("sd" if data.groupby("run_id").ngroups > 1 else None),
-                       height=4, aspect=1.3, facet_kws={"sharey": True})
-    for ax in grid.axes.flat:
-        last = data[data["status"] == "diverged"].sort_values(spec["x"]).groupby("run_id").tail(1)
-        ax.scatter(last[spec["x"]], last["value"].fillna(0.0), marker="x", color="black", zorder=5)
-        ax.set_xscale("log" if spec.get("logx") else "linear")
-        ax.set_yscale("log" if spec.get("logy") else "linear")
-        ax.set_xlabel(spec.get("xlabel", spec["x"]))
-        ax.set_ylabel(spec.get("ylabel", spec["y"]))
-    fig = grid.figure
+        data[hue] = data[hue].cat.rename_categories({h: f"{h} (diverged)" for h, d in diverged.items() if d})
+
+
+def stamp(fig: plt.Figure, figure: Mapping) -> plt.Figure:
+    """Title naming the paper figure; footer with target, scale, dataset and commit."""
     fig.suptitle(f"{figure['label']}: {figure['title']}", y=1.02)
     fig.text(0.01, -0.03, f"creditbench {figure['target']} | scale={figure['scale']} | "
              f"dataset={figure['dataset']} | commit {provenance.git_commit()[:12]}", fontsize=7, color="0.4")
     return fig
+
+
+def _axes_style(grid, spec: Mapping, x: str, y: str) -> None:
+    for ax in grid.axes.flat:
+        ax.set_xscale("log" if spec.get("logx") else "linear")
+        ax.set_yscale("log" if spec.get("logy") else "linear")
+        ax.set_xlabel(spec.get("xlabel", x))
+        ax.set_ylabel(spec.get("ylabel", y))
+
+
+def line_figure(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
+    """A per-epoch metric (``y``, e.g. test_acc) against ``x`` (epoch), one line per run."""
+    spec = figure["plot"]
+    data = _select_metric(table, spec["y"])
+    hue, style, col, row = (column_name(spec[k]) if spec.get(k) else None for k in ("hue", "style", "col", "row"))
+    _categorical(data, (hue, style, col, row))
+    _mark_diverged_in_legend(data, hue)
+    grid = sns.relplot(data=data, kind="line", x=spec["x"], y="value", hue=hue, style=style, col=col, row=row,
+                       markers=False, errorbar=("sd" if data.groupby("run_id").ngroups > 1 else None),
+                       height=4, aspect=1.3, facet_kws={"sharey": True})
+    for (_, sub), ax in zip(grid.facet_data(), grid.axes.flat):
+        last = sub[sub["status"] == "diverged"].sort_values(spec["x"]).groupby("run_id").tail(1)
+        ax.scatter(last[spec["x"]], last["value"].fillna(0.0), marker="x", color="black", zorder=5)
+    _axes_style(grid, spec, spec["x"], spec["y"])
+    return stamp(grid.figure, figure)
+
+
+def final_figure(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
+    """A reduced metric per run (``y``, e.g. final_acc) against a factor (``x``, e.g. lr).
+
+    Seeds are averaged (band = sd). Diverged runs have no final value; they are drawn as black
+    ``x`` marks on the x axis so a sweep shows where training blew up.
+    """
+    spec = figure["plot"]
+    x = column_name(spec["x"])
+    data = table.drop_duplicates("run_id").copy()
+    hue, style, col, row = (column_name(spec[k]) if spec.get(k) else None for k in ("hue", "style", "col", "row"))
+    _categorical(data, (hue, style, col, row))
+    grid = sns.relplot(data=data, kind="line", x=x, y=spec["y"], hue=hue, style=style, col=col, row=row,
+                       marker="o", errorbar="sd", height=4, aspect=1.3)
+    for (_, sub), ax in zip(grid.facet_data(), grid.axes.flat):
+        bad = sub[sub["status"] == "diverged"]
+        ax.scatter(bad[x], [0.0] * len(bad), marker="x", color="black", zorder=5,
+                   label="diverged" if len(bad) else None)
+    _axes_style(grid, spec, x, spec["y"])
+    return stamp(grid.figure, figure)
+
+
+def summary_table(table: pd.DataFrame, by, metrics) -> pd.DataFrame:
+    """mean ± std over seeds of each reduced metric, one row per combination of ``by``."""
+    runs = table.drop_duplicates("run_id")
+    grouped = runs.groupby([column_name(b) for b in by], sort=True)
+    out = grouped[list(metrics)].agg(["mean", "std", "count"])
+    out[("runs", "diverged")] = grouped["status"].agg(lambda s: int((s == "diverged").sum()))
+    return out
+
+
+def table_figure(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
+    """A results table (mean ± std over seeds) rendered as an image for the report."""
+    spec = figure["plot"]
+    by, metrics = spec.get("by", ["rule"]), spec.get("metrics", ["final_acc"])
+    summary = summary_table(table, by, metrics)
+    cells = [[*(idx if isinstance(idx, tuple) else (idx,)),
+              *(f"{row[(m, 'mean')]:.2f} ± {0.0 if pd.isna(row[(m, 'std')]) else row[(m, 'std')]:.2f} "
+                f"(n={int(row[(m, 'count')])})" for m in metrics),
+              int(row[("runs", "diverged")])] for idx, row in summary.iterrows()]
+    fig, ax = plt.subplots(figsize=(2.2 * (len(by) + len(metrics) + 1), 0.4 * len(cells) + 0.8))
+    ax.axis("off")
+    ax.table(cellText=cells, colLabels=[column_name(b) for b in by] + list(metrics) + ["diverged"], loc="center")
+    return stamp(fig, figure)
 
 
 def save_atomically(fig: plt.Figure, path: str | Path) -> None:
@@ -73,11 +136,13 @@ def save_atomically(fig: plt.Figure, path: str | Path) -> None:
             os.unlink(tmp)
 
 
-PLOTTERS = {"line": line_figure}
+PLOTTERS = {"line": line_figure, "final": final_figure, "table": table_figure}
 
 
 def plot_figure(table: pd.DataFrame, figure: Mapping, png: str | Path, pdf: str | Path) -> None:
-    fig = PLOTTERS[figure["plot"]["kind"]](table, figure)
+    """Draw with a built-in kind or a paper's own ``package.module:function`` (see paper.schema.yaml)."""
+    kind = figure["plot"]["kind"]
+    fig = (PLOTTERS[kind] if kind in PLOTTERS else resolve(kind))(table, figure)
     save_atomically(fig, png)
     save_atomically(fig, pdf)
     plt.close(fig)

@@ -227,9 +227,7 @@ def train_batch(job: BatchJob, options: TrainOptions) -> None:
         d = int(diverged[i])
         last = d if d >= 0 else epoch
         metrics.write_metrics(run_dir, {k: v[:, i] for k, v in history.items()}, last + 1)
-        atomic_write_json(run_dir / "train.json", {
-            "run_id": rid, "status": "diverged" if d >= 0 else "ok",
-            "diverged_epoch": d if d >= 0 else None, "epochs_completed": last,
-            "wall_time_s": wall, "batch_id": job.batch_id, "runs_in_batch": len(job.run_ids),
-            "provenance": record})
+        metrics.write_train_record(run_dir, run_id=rid, diverged_epoch=d if d >= 0 else None,
+                                   epochs_completed=last, wall_time_s=wall, batch_id=job.batch_id,
+                                   runs_in_batch=len(job.run_ids), provenance=record)
     ckpt_path.unlink(missing_ok=True)

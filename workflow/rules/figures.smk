@@ -6,7 +6,7 @@ def figure_params(wildcards):
     return {
         "paper": fig.paper, "target": fig.target, "label": fig.label, "title": fig.title,
         "caption": fig.caption, "scale": fig.scale, "dataset": fig.dataset, "note": fig.note,
-        "plot": fig.plot, "factors": list(fig.factors),
+        "plot": fig.plot, "factors": list(fig.factors), "aggregate": fig.aggregate,
         "runs": {rid: PLAN.runs[rid] for rid in fig.run_ids},
     }
 
