@@ -3,7 +3,9 @@
 # Both create .venv with the pinned dependencies first (Python >= 3.11 needed).
 
 VENV      ?= .venv
-PYTHON    ?= $(shell for p in python3.13 python3.12 python3.11 python3; do command -v $$p >/dev/null 2>&1 && { command -v $$p; break; }; done)
+# the first interpreter that runs and is >= 3.11 (3.11 first: the pinned torch wheels are built for it)
+PYTHON    ?= $(shell for p in python3.11 python3 python3.12 python3.13; do \
+                $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1 && { command -v $$p; break; }; done)
 SNAKEMAKE := $(VENV)/bin/snakemake
 CORES     ?= all
 
@@ -18,7 +20,7 @@ help:
 venv: $(VENV)/.installed
 
 $(VENV)/.installed: requirements.txt requirements.lock pyproject.toml
-	@test -n "$(PYTHON)" || { echo "error: no python3 found; install Python >= 3.11" >&2; exit 1; }
+	@test -n "$(PYTHON)" || { echo "error: no Python >= 3.11 found (Snakemake 9 needs it); install python3.11 or run make PYTHON=/path/to/python3.11" >&2; exit 1; }
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "error: Python >= 3.11 is needed (Snakemake 9), found " + sys.version.split()[0] + " at " + sys.executable)'
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
