@@ -2,6 +2,7 @@
 #                              make test  (the whole test suite, end-to-end smoke DAG included)
 # Both create .venv with the pinned dependencies first (Python >= 3.11 needed).
 
+SHELL     := /bin/bash
 VENV      ?= .venv
 # the first interpreter that runs and is >= 3.11 (3.11 first: the pinned torch wheels are built for it)
 PYTHON    ?= $(shell for p in python3.11 python3 python3.12 python3.13; do \
@@ -28,16 +29,24 @@ $(VENV)/.installed: requirements.txt requirements.lock pyproject.toml
 	$(VENV)/bin/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $@
 
+# Snakemake's full output goes to logs/make-run.log; the terminal shows its progress lines
+# ("3 of 9 steps (33%) done") and, if something fails, the end of that log.
 run: venv
-	$(SNAKEMAKE) --cores $(CORES) --quiet rules host all
-	$(SNAKEMAKE) --cores 1 --quiet all --report results/report.html
+	@mkdir -p logs
+	@echo "Running every figure at scale=$$(sed -n 's/^scale: *//p' config/config.yaml) (full log: logs/make-run.log)"
+	@$(SNAKEMAKE) --cores $(CORES) all 2>&1 | tee logs/make-run.log \
+		| grep --line-buffered -E 'steps \([0-9]+%\) done|Nothing to be done'; \
+		status=$${PIPESTATUS[0]}; \
+		if [ $$status -ne 0 ]; then tail -n 40 logs/make-run.log; exit $$status; fi
+	@$(SNAKEMAKE) --cores 1 all --report results/report.html >> logs/make-run.log 2>&1 \
+		|| { tail -n 40 logs/make-run.log; exit 1; }
 	@echo
 	@echo "Figures (PNG + PDF) and tidy tables: results/<paper>/fig_*.{png,pdf,csv}"
 	@ls results/*/fig_*.png 2>/dev/null | sed 's/^/  /'
 	@echo "HTML report: results/report.html"
 
 report: venv
-	$(SNAKEMAKE) --cores 1 --quiet all --report results/report.html
+	$(SNAKEMAKE) --cores 1 all --report results/report.html
 
 test: venv
 	$(VENV)/bin/python -m pytest
