@@ -21,8 +21,10 @@ def require_jax_platform(expected: str) -> str:
         raise BackendMismatch(f"platform {expected!r} is not one of {', '.join(PLATFORMS)}")
     import jax
 
-    if expected != "auto":
-        jax.config.update("jax_platforms", expected if expected != "gpu" else "cuda,rocm")
+    if expected in ("cpu", "tpu"):
+        # pinned, so a missing TPU is an error rather than a silent CPU fallback; "gpu" is not
+        # pinned (CUDA and ROCm builds name their platform differently) but checked below
+        jax.config.update("jax_platforms", expected)
     try:
         backend = jax.default_backend()
     except RuntimeError as err:

@@ -70,8 +70,11 @@ def node_perturbation(sigma: float, shared_noise: bool = True, activation: str =
     """
 
     def estimate(params, state, x, y, key):
-        noise = draw_noise(key, params, sigma, x.shape[0], shared_noise)
-        grads, loss = estimate_with_noise(params, x, y, noise, sigma, activation)
+        # sigma = 1e-4 is below TF32 rounding: both passes at full float32 whatever the
+        # process-wide default (spec §6.1; benchmarks/np_precision.py measures the difference)
+        with jax.default_matmul_precision("highest"):
+            noise = draw_noise(key, params, sigma, x.shape[0], shared_noise)
+            grads, loss = estimate_with_noise(params, x, y, noise, sigma, activation)
         return grads, state, {"loss": loss}
 
     return LearningRule(init=stateless_init, estimate=estimate)
