@@ -30,3 +30,5 @@ rule all:
     localrule: True
     input:
         all_figure_outputs(),
+        "results/scorecard.csv",
+        "results/scorecard.png",

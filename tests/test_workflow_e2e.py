@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+import yaml
 
 from impls.common.io import read_json
 from tests.conftest import run_snakemake
@@ -39,10 +40,20 @@ def test_fig_nodepert_lr_at_smoke_scale_renders_with_report(workdir):
     again = run_snakemake(workdir, "--cores", "2", "fig_nodepert_lr")
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
 
-    report = run_snakemake(workdir, "--cores", "1", "fig_nodepert_lr", "--report", "results/report.html")
+    # the scorecard lists every claim of paper.yaml; at smoke scale none is a target
+    card = run_snakemake(workdir, "--cores", "1", "results/scorecard.csv")
+    assert card.returncode == 0, card.stderr[-3000:]
+    scorecard = pd.read_csv(workdir / "results" / "scorecard.csv")
+    claims = yaml.safe_load((workdir / "papers" / "nodepert" / "paper.yaml").read_text())["claims"]
+    assert list(scorecard["claim_id"]) == [c["id"] for c in claims]
+    assert set(scorecard["verdict"]) == {"not run at this scale"}
+    assert (workdir / "results" / "scorecard.png").stat().st_size > 10_000
+
+    report = run_snakemake(workdir, "--cores", "1", "fig_nodepert_lr", "results/scorecard.csv",
+                           "--report", "results/report.html")
     assert report.returncode == 0, report.stderr[-3000:]
     html = (workdir / "results" / "report.html").read_text(errors="replace")
-    assert "fig_nodepert_lr" in html and "Fig. 1" in html
+    assert "fig_nodepert_lr" in html and "Fig. 1" in html and "scorecard" in html
 
 
 @pytest.mark.parametrize("override, message", [

@@ -45,3 +45,30 @@ rule plot:
         figure=figure_params,
     script:
         "../scripts/plot.py"
+
+
+def claim_targets():
+    """Figures with a claim at the configured scale: the scorecard needs their tables."""
+    scale = config["scale"]
+    wanted = {c["figure"] for doc in PLAN.papers.values() for c in doc.get("claims", [])
+              if c.get("scale", "paper") == scale}
+    return [t for t in PLAN.targets() if t in wanted]
+
+
+rule scorecard:
+    # every claim of every configured paper.yaml: paper value vs ours, with a verdict
+    input:
+        [f"{RESULTS}/{PLAN.figures[t].paper}/{t}.csv" for t in claim_targets()],
+    output:
+        csv=report(f"{RESULTS}/scorecard.csv", caption="../report/scorecard.rst", category="scorecard"),
+        png=report(f"{RESULTS}/scorecard.png", caption="../report/scorecard.rst", category="scorecard"),
+    localrule: True
+    log:
+        "logs/scorecard.log",
+    params:
+        targets=claim_targets(),
+        papers=PLAN.papers,
+        labels={t: f.label for t, f in PLAN.figures.items()},
+        scale=config["scale"],
+    script:
+        "../scripts/scorecard.py"

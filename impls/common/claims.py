@@ -1,0 +1,173 @@
+"""The reproduction scorecard: every claim of every paper.yaml against what we measured.
+
+Caller: workflow/scripts/scorecard.py (the ``scorecard`` rule) and tests.
+Returns: one row per claim: paper, figure, label, claim, claim scale, paper value, tolerance,
+provenance, ours, scale run, verdict. Verdicts:
+
+- ``reproduced`` / ``not reproduced``: a confirmed claim at the scale that was run;
+- ``unverified paper number``: measured, but the paper's number is not confirmed (spec tags);
+- ``not run at this scale``: the claim is a target at another scale.
+
+A *value* claim (paper scale) compares ``mean over seeds`` of a reduced metric of the selected
+runs with the paper's number: reproduced when ``|ours − paper| ≤ tolerance``. A *qualitative*
+claim (cpu scale: Fashion-MNIST cannot match MNIST numbers) names an explicit predicate:
+
+- ``close_curves``  a, b, metric, tolerance: max over epochs of |mean_a(e) − mean_b(e)| ≤ tolerance
+- ``close``         a, b, metric, tolerance: |mean_a − mean_b| ≤ tolerance (a reduced metric)
+- ``increasing``    select, by, metric: the metric's mean rises strictly with ``by``
+- ``below``         a, b, metric, margin: mean_a ≤ mean_b − margin
+- ``drop_from_peak`` select, metric, min_drop: max over epochs − last value ≥ min_drop
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from impls.common.aggregate import column_name
+
+VERDICTS = ("reproduced", "not reproduced", "unverified paper number", "not run at this scale")
+COLUMNS = ["paper", "figure", "label", "claim_id", "claim", "claim_scale", "paper_value", "tolerance",
+           "provenance", "ours", "scale_run", "verdict"]
+
+
+def _matches(series: pd.Series, value: Any) -> pd.Series:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return np.isclose(series.astype(float), float(value), rtol=1e-9, atol=0.0)
+    return series.astype(str) == str(value)
+
+
+def select(table: pd.DataFrame, where: Mapping[str, Any] | None) -> pd.DataFrame:
+    """Rows whose factor columns equal ``where`` (dotted spec keys: ``hparams.lr`` -> ``lr``)."""
+    mask = pd.Series(True, index=table.index)
+    for key, value in (where or {}).items():
+        col = column_name(key)
+        if col not in table:
+            raise KeyError(f"claim selects on '{key}', but the figure table has no column '{col}'")
+        mask &= _matches(table[col], value)
+    out = table[mask]
+    if out.empty:
+        raise LookupError(f"no runs match {dict(where or {})}")
+    return out
+
+
+def reduced(table: pd.DataFrame, where, metric: str) -> pd.Series:
+    """One reduced value per run (e.g. final_test_acc); a diverged run counts as NaN."""
+    return select(table, where).drop_duplicates("run_id")[metric].astype(float)
+
+
+def curve(table: pd.DataFrame, where, metric: str) -> pd.Series:
+    """Per-epoch mean over the selected runs of a tidy metric such as test_acc."""
+    split, name = metric.split("_", 1)
+    rows = select(table, where)
+    rows = rows[(rows["split"] == split) & (rows["metric"] == name)]
+    return rows.groupby("epoch")["value"].mean()
+
+
+def _mean_std(values: pd.Series) -> str:
+    if values.isna().any():
+        return f"{int(values.isna().sum())} of {len(values)} runs diverged"
+    std = values.std(ddof=1) if len(values) > 1 else 0.0
+    return f"{values.mean():.2f} ± {std:.2f} (n={len(values)})"
+
+
+def value_claim(table, claim) -> tuple[str, bool]:
+    values = reduced(table, claim.get("select"), claim["metric"])
+    ok = not values.isna().any() and abs(values.mean() - float(claim["paper_value"])) <= float(claim["tolerance"])
+    return _mean_std(values), bool(ok)
+
+
+def close_curves(table, p) -> tuple[str, bool]:
+    a, b = curve(table, p["a"], p["metric"]), curve(table, p["b"], p["metric"])
+    gap = float((a - b).abs().max())
+    return f"max |Δ| over epochs = {gap:.2f}", math.isfinite(gap) and gap <= p["tolerance"]
+
+
+def close(table, p) -> tuple[str, bool]:
+    a, b = reduced(table, p["a"], p["metric"]), reduced(table, p["b"], p["metric"])
+    gap = abs(a.mean() - b.mean())
+    return f"{a.mean():.2f} vs {b.mean():.2f} (|Δ| = {gap:.2f})", bool(gap <= p["tolerance"])
+
+
+def increasing(table, p) -> tuple[str, bool]:
+    runs = select(table, p.get("select")).drop_duplicates("run_id")
+    means = runs.groupby(column_name(p["by"]))[p["metric"]].mean().sort_index()
+    text = " < ".join(f"{v:.1f}" for v in means)
+    return f"{text} (by {column_name(p['by'])})", bool(means.notna().all() and (np.diff(means.to_numpy()) > 0).all())
+
+
+def below(table, p) -> tuple[str, bool]:
+    a, b = reduced(table, p["a"], p["metric"]), reduced(table, p["b"], p["metric"])
+    a_mean = a.mean() if not a.isna().any() else -math.inf  # a diverged run is below anything
+    return f"{a.mean():.2f} vs {b.mean():.2f}", bool(a_mean <= b.mean() - p["margin"])
+
+
+def drop_from_peak(table, p) -> tuple[str, bool]:
+    c = curve(table, p["select"], p["metric"])
+    drop = float(c.max() - c.iloc[-1])
+    return f"peak {c.max():.1f} (epoch {int(c.idxmax())}), last {c.iloc[-1]:.1f}: drop {drop:.1f}", drop >= p["min_drop"]
+
+
+PREDICATES: dict[str, Callable[[pd.DataFrame, Mapping], tuple[str, bool]]] = {
+    "close_curves": close_curves, "close": close, "increasing": increasing, "below": below,
+    "drop_from_peak": drop_from_peak,
+}
+
+
+def evaluate_claim(claim: Mapping, table: pd.DataFrame | None, scale: str) -> tuple[str, str]:
+    """(ours, verdict) of one claim; ``table`` is its figure's tidy table at ``scale`` (or None)."""
+    if claim.get("scale", "paper") != scale or table is None:
+        return "", "not run at this scale"
+    predicate = claim.get("predicate")
+    try:
+        ours, ok = PREDICATES[predicate["kind"]](table, predicate) if predicate else value_claim(table, claim)
+    except (KeyError, LookupError) as err:
+        return f"cannot evaluate: {err}", "not reproduced"
+    if not claim["confirmed"]:
+        return ours, "unverified paper number"
+    return ours, "reproduced" if ok else "not reproduced"
+
+
+def scorecard(papers: Mapping[str, Mapping], labels: Mapping[str, str], scale: str,
+              tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """Rows for every claim of every paper (``papers``: paper id -> paper.yaml document)."""
+    rows = []
+    for paper, doc in papers.items():
+        for claim in doc.get("claims", []):
+            ours, verdict = evaluate_claim(claim, tables.get(claim["figure"]), scale)
+            rows.append({
+                "paper": paper, "figure": claim["figure"], "label": labels.get(claim["figure"], ""),
+                "claim_id": claim["id"], "claim": claim["claim"], "claim_scale": claim.get("scale", "paper"),
+                "paper_value": claim["paper_value"], "tolerance": claim.get("tolerance", ""),
+                "provenance": claim["provenance"], "ours": ours, "scale_run": scale, "verdict": verdict})
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def render_png(card: pd.DataFrame, path) -> None:
+    """The scorecard as a table image for the report (colour = verdict)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from impls.common.plotting import save_atomically
+
+    colours = {"reproduced": "#c8e6c9", "not reproduced": "#ffcdd2", "unverified paper number": "#fff9c4",
+               "not run at this scale": "#eeeeee"}
+    cols = ["paper", "label", "claim", "claim_scale", "paper_value", "ours", "verdict"]
+    cells = [[str(row[c])[:70] for c in cols] for _, row in card.iterrows()] or [[""] * len(cols)]
+    fig, ax = plt.subplots(figsize=(22, 0.32 * len(cells) + 1.2))
+    ax.axis("off")
+    table = ax.table(cellText=cells, colLabels=cols, loc="center", cellLoc="left")
+    table.auto_set_font_size(False)
+    table.set_fontsize(7)
+    table.auto_set_column_width(list(range(len(cols))))
+    for i, (_, row) in enumerate(card.iterrows(), start=1):
+        table[i, len(cols) - 1].set_facecolor(colours.get(row["verdict"], "white"))
+    counts = card["verdict"].value_counts().to_dict() if len(card) else {}
+    ax.set_title(f"Reproduction scorecard at scale={card['scale_run'].iloc[0] if len(card) else '?'}: "
+                 + ", ".join(f"{v}: {n}" for v, n in counts.items()), fontsize=10)
+    save_atomically(fig, path)
+    plt.close(fig)

@@ -1,0 +1,82 @@
+"""Scorecard predicates and verdicts on synthetic figure tables (each can fail)."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from impls.common.claims import evaluate_claim, scorecard
+
+
+def table(curves: dict, seeds=(0,)):
+    """curves: (rule, lr) -> list of test accuracies per epoch (the same for every seed, +seed)."""
+    rows = []
+    for (rule, lr), accs in curves.items():
+        for seed in seeds:
+            rid = f"{rule}-{lr}-{seed}"
+            for epoch, acc in enumerate(accs):
+                rows.append(dict(run_id=rid, rule=rule, lr=lr, seed=seed, epoch=epoch, split="test", metric="acc",
+                                 value=acc + seed, status="ok", final_acc=np.mean(accs[-5:]) + seed,
+                                 final_test_acc=accs[-1] + seed))
+    return pd.DataFrame(rows)
+
+
+T = table({("np", 1e-4): [10, 20, 30], ("sgd", 1e-4): [10, 21, 31], ("np", 0.017): [10, 70, 9],
+           ("sgd", 0.017): [10, 80, 90], ("sgd", 1e-3): [10, 40, 50]}, seeds=(0, 1))
+
+
+def claim(**kw):
+    return {"id": "c", "figure": "f", "claim": "x", "paper_value": 1.0, "provenance": "[figure]",
+            "confirmed": True, "scale": "cpu", **kw}
+
+
+@pytest.mark.parametrize("predicate, ok", [
+    ({"kind": "close_curves", "a": {"rule": "np", "hparams.lr": 1e-4}, "b": {"rule": "sgd", "hparams.lr": 1e-4},
+      "metric": "test_acc", "tolerance": 1.0}, True),
+    ({"kind": "close_curves", "a": {"rule": "np", "hparams.lr": 1e-4}, "b": {"rule": "sgd", "hparams.lr": 1e-4},
+      "metric": "test_acc", "tolerance": 0.5}, False),
+    ({"kind": "increasing", "select": {"rule": "sgd"}, "by": "hparams.lr", "metric": "final_test_acc"}, True),
+    ({"kind": "increasing", "select": {"rule": "np"}, "by": "hparams.lr", "metric": "final_test_acc"}, False),
+    ({"kind": "below", "a": {"rule": "np", "hparams.lr": 0.017}, "b": {"rule": "sgd", "hparams.lr": 0.017},
+      "metric": "final_test_acc", "margin": 20.0}, True),
+    ({"kind": "below", "a": {"rule": "sgd", "hparams.lr": 0.017}, "b": {"rule": "np", "hparams.lr": 0.017},
+      "metric": "final_test_acc", "margin": 0.0}, False),
+    ({"kind": "drop_from_peak", "select": {"rule": "np", "hparams.lr": 0.017}, "metric": "test_acc", "min_drop": 50}, True),
+    ({"kind": "drop_from_peak", "select": {"rule": "sgd", "hparams.lr": 0.017}, "metric": "test_acc", "min_drop": 1}, False),
+    ({"kind": "close", "a": {"rule": "np", "hparams.lr": 1e-4}, "b": {"rule": "sgd", "hparams.lr": 1e-4},
+      "metric": "final_test_acc", "tolerance": 1.0}, True),
+])
+def test_predicates(predicate, ok):
+    ours, verdict = evaluate_claim(claim(predicate=predicate), T, "cpu")
+    assert verdict == ("reproduced" if ok else "not reproduced"), ours
+
+
+def test_value_claims_use_the_mean_over_seeds_and_the_tolerance():
+    c = claim(scale="paper", paper_value=91.0, tolerance=0.5, metric="final_test_acc",
+              select={"rule": "sgd", "hparams.lr": 0.017})
+    ours, verdict = evaluate_claim(c, T, "paper")
+    assert verdict == "reproduced" and ours.startswith("90.50 ± 0.71 (n=2)")
+    assert evaluate_claim({**c, "tolerance": 0.4}, T, "paper")[1] == "not reproduced"
+    assert evaluate_claim({**c, "confirmed": False}, T, "paper")[1] == "unverified paper number"
+    assert evaluate_claim(c, T, "cpu") == ("", "not run at this scale")
+    assert evaluate_claim(c, None, "paper") == ("", "not run at this scale")
+
+
+def test_a_diverged_run_never_reproduces_a_value():
+    t = T.copy()
+    t.loc[t.run_id == "sgd-0.017-0", "final_test_acc"] = np.nan
+    c = claim(scale="paper", paper_value=90.5, tolerance=50, metric="final_test_acc",
+              select={"rule": "sgd", "hparams.lr": 0.017})
+    assert evaluate_claim(c, t, "paper") == ("1 of 2 runs diverged", "not reproduced")
+
+
+def test_unmatched_selection_is_reported_not_crashed():
+    c = claim(scale="paper", metric="final_test_acc", tolerance=1, select={"rule": "dfa"})
+    ours, verdict = evaluate_claim(c, T, "paper")
+    assert verdict == "not reproduced" and "no runs match" in ours
+
+
+def test_scorecard_has_one_row_per_claim():
+    papers = {"p": {"claims": [claim(id="a"), claim(id="b", scale="paper", metric="final_test_acc", tolerance=1,
+                                                     select={"rule": "np"})]}}
+    card = scorecard(papers, {"f": "Fig. 9"}, "smoke", {})
+    assert list(card.claim_id) == ["a", "b"] and set(card.verdict) == {"not run at this scale"}
+    assert set(card.label) == {"Fig. 9"}
