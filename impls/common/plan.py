@@ -78,7 +78,9 @@ def validate_config(config: Mapping[str, Any]) -> None:
 def load_paper(root: Path, paper: str) -> dict:
     path = root / "papers" / paper / "paper.yaml"
     if not path.exists():
-        raise SpecError(f"config: key 'papers' lists {paper!r} but {path.relative_to(root)} does not exist")
+        known = sorted(p.parent.name for p in (root / "papers").glob("*/paper.yaml"))
+        raise SpecError(f"config: key 'papers' lists {paper!r} but {path.relative_to(root)} does not exist; "
+                        f"papers with a paper.yaml: {', '.join(known)}")
     doc = load_yaml(path)
     speclib.validate_against(doc, "paper", f"papers/{paper}/paper.yaml")
     if doc["paper"] != paper:
