@@ -54,7 +54,11 @@ def stamp(fig: plt.Figure, figure: Mapping) -> plt.Figure:
 
 
 def _axes_style(grid, spec: Mapping, x: str, y: str) -> None:
+    from matplotlib.ticker import MaxNLocator
+
     for ax in grid.axes.flat:
+        if x == "epoch":
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xscale("log" if spec.get("logx") else "linear")
         ax.set_yscale("log" if spec.get("logy") else "linear")
         ax.set_xlabel(spec.get("xlabel", x))

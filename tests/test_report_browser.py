@@ -1,0 +1,70 @@
+"""The HTML report, opened in a real headless Chromium: figures and scorecard are there and render.
+
+Needs Debian's `chromium` (.ci/run installs it) and the `playwright` Python package (pinned in
+requirements.txt), which drives the system Chromium; no browser is downloaded.
+"""
+from __future__ import annotations
+
+import base64
+import io
+import shutil
+
+import pandas as pd
+import pytest
+import yaml
+
+from tests.conftest import run_snakemake
+
+pytestmark = pytest.mark.e2e
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+def _open_category(page, name):
+    page.get_by_text(name, exact=True).first.click()
+    page.wait_for_timeout(500)
+
+
+def _shown_image_size(page, row_text):
+    """Click the row's eye icon; return the natural size of the image the report then shows."""
+    page.locator("tr", has_text=row_text).locator("a[iconname=eye]").first.click()
+    page.wait_for_function("Array.from(document.images).some(i => i.complete && i.naturalWidth > 100)")
+    sizes = page.evaluate("Array.from(document.images).map(i => [i.naturalWidth, i.naturalHeight])")
+    return max(sizes)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_report_renders_figures_and_scorecard_in_chromium(workdir, tmp_path):
+    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+    targets = ("fig_nodepert_lr", "results/scorecard.csv", "results/scorecard.png")
+    done = run_snakemake(workdir, "--cores", "2", *targets)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = run_snakemake(workdir, "--cores", "1", *targets, "--report", "results/report.html")
+    assert report.returncode == 0, report.stderr[-3000:]
+    claims = yaml.safe_load((workdir / "papers" / "nodepert" / "paper.yaml").read_text())["claims"]
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto((workdir / "results" / "report.html").as_uri())
+        page.wait_for_selector("text=Results")
+        page.screenshot(path=tmp_path / "home.png")
+
+        _open_category(page, "nodepert")
+        width, height = _shown_image_size(page, "fig_nodepert_lr")
+        assert width > 500 and height > 300
+        assert "Fig. 1" in page.inner_text("body")  # the paper figure label is a column of the results table
+        page.screenshot(path=tmp_path / "figure.png")
+
+        page.get_by_text("Results", exact=True).first.click()
+        _open_category(page, "scorecard")
+        href = page.locator("tr", has_text="scorecard.csv").locator("a[iconname=eye]").first.get_attribute("href")
+        card = pd.read_csv(io.BytesIO(base64.b64decode(href.split("base64,", 1)[1])))
+        assert len(card) == len(claims) and list(card["claim_id"]) == [c["id"] for c in claims]
+        width, height = _shown_image_size(page, "scorecard.png")
+        assert width > 500 and height > 100
+        page.screenshot(path=tmp_path / "scorecard.png")
+        browser.close()
+    for shot in ("home.png", "figure.png", "scorecard.png"):
+        assert (tmp_path / shot).stat().st_size > 5_000
