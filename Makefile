@@ -42,7 +42,8 @@ run: venv
 		|| { tail -n 40 logs/make-run.log; exit 1; }
 	@echo
 	@echo "Figures (PNG + PDF) and tidy tables: results/<paper>/fig_*.{png,pdf,csv}"
-	@ls results/*/fig_*.png 2>/dev/null | sed 's/^/  /'
+	@ls results/*/fig_*.png results/*/tab_*.png 2>/dev/null | sed 's/^/  /'
+	@echo "Scorecard (every claim of every paper, with its verdict): results/scorecard.csv"
 	@echo "HTML report: results/report.html"
 
 report: venv
