@@ -114,6 +114,26 @@ def test_killed_job_resumes_from_checkpoint_with_identical_results(tmp_path, dat
             read_json(reference / "runs" / rid / "final.json")["final"]
 
 
+def test_adam_runs_resume_with_identical_results_and_record_the_crash_class(tmp_path, datasets_dir):
+    """Adam's moments live in the checkpointed optimiser state; a killed np_adam job must end
+    exactly as an uninterrupted one. evaluate adds the crash classification to final.json."""
+    runs = make_specs("np_adam", lrs=(1e-3, 1e-2), epochs=3)
+    reference = train_and_evaluate(tmp_path / "ref", runs, datasets_dir, checkpoint_minutes=0)
+    batch = write_batch(tmp_path / "killed" / "results", runs)
+    killed = impl("train", batch, datasets_dir, env={KILL_AFTER_EPOCH_ENV: "1"}, checkpoint_minutes=0)
+    assert killed.returncode == -9, killed.stderr
+    resumed = impl("train", batch, datasets_dir, checkpoint_minutes=0)
+    assert resumed.returncode == 0 and "resumed from checkpoint at epoch 1" in resumed.stderr
+    assert impl("evaluate", batch, datasets_dir).returncode == 0
+    results = tmp_path / "killed" / "results" / "nodepert"
+    for rid in runs:
+        assert (results / "runs" / rid / "metrics.csv").read_text() == \
+            (reference / "runs" / rid / "metrics.csv").read_text()
+        final = read_json(results / "runs" / rid / "final.json")
+        assert final["crash"]["crash_class"] in ("crash", "no_crash", "no_learning")
+        assert final["crash"]["criterion"] == {"drop": 25.0, "no_learning_max": 25.0, "no_learning_after": 50}
+
+
 def test_trained_runs_are_not_trained_again(tmp_path, datasets_dir):
     runs = make_specs(lrs=(0.1,))
     results = train_and_evaluate(tmp_path, runs, datasets_dir)
@@ -146,7 +166,8 @@ def test_bad_batch_file_exits_2_with_one_line(tmp_path, datasets_dir):
     done = impl("train", batch, datasets_dir)
     assert done.returncode == 2
     assert done.stderr.strip() == ("error: run spec: key 'rule' is 'magic'; "
-                                   "allowed values: 'np', 'np_indep_noise', 'sgd'")
+                                   "allowed values: 'np', 'np_indep_noise', 'sgd', 'np_clean_pre', "
+                                   "'np_batch_scalar', 'np_wd', 'sgd_wd', 'np_adam', 'sgd_adam'")
     assert not (tmp_path / "results" / "nodepert" / "runs").exists()
 
 

@@ -92,7 +92,8 @@ def test_seeds_override_and_batch_cap():
 def test_shared_runs_are_planned_once(tmp_path):
     """Two figures asking for the same run share its id and its batch."""
     doc = yaml.safe_load((REPO / "papers" / "nodepert" / "paper.yaml").read_text())
-    doc["figures"]["fig_nodepert_copy"] = copy.deepcopy(doc["figures"]["fig_nodepert_lr"])
+    lr = doc["figures"]["fig_nodepert_lr"]
+    doc["figures"] = {"fig_nodepert_lr": lr, "fig_nodepert_copy": copy.deepcopy(lr)}  # only these two
     (tmp_path / "papers" / "nodepert").mkdir(parents=True)
     (tmp_path / "papers" / "nodepert" / "paper.yaml").write_text(yaml.safe_dump(doc))
     plan = planlib.build_plan(CONFIG, tmp_path)

@@ -8,7 +8,11 @@ and learning rate. One process trains them together:
 - a whole epoch is one compiled ``lax.scan`` over the minibatches of the device-resident
   training set, in fixed file order (no shuffling, as the original), so every run sees the
   same minibatches and nothing syncs with the host inside an epoch;
-- evaluation on the full train and test splits happens at epoch 0 and after every epoch.
+- evaluation on the full train and test splits happens at epoch 0 and after every epoch;
+- the optimiser is the rule's (``make_optimizer``: plain SGD as the paper, or the ``*_wd`` and
+  ``*_adam`` variants), its state checkpointed with the parameters;
+- ``hparams.stop_at_test_acc`` (the line-search warm-up) stops a run after the first epoch whose
+  test accuracy exceeds the threshold: its parameters are frozen and its history ends there.
 
 Seeds: init key = fold_in(PRNGKey(seed), 0) whatever the rule, so NP and SGD with the same
 seed start from identical weights; the noise of update t is drawn from
@@ -32,6 +36,7 @@ from impls.common import datasets, metrics, provenance
 from impls.common.cli import BatchJob, TrainOptions
 from impls.common.io import atomic_write_json, atomic_write_npz, load_npz
 from impls.nodepert import models
+from impls.nodepert.options import hidden_sizes, optimizer_kind
 from impls.nodepert.rules import make_rule
 
 # Perturbation methods need full float32 matmuls: sigma = 1e-4 is below TF32 rounding (spec §6.1).
@@ -48,12 +53,45 @@ def load_arrays(spec: dict, datasets_dir) -> dict[str, np.ndarray]:
     ds = datasets.load_dataset(datasets_dir / f"{spec['dataset']}.npz")
     data = spec.get("data", {})
     ds = datasets.take_subset(ds, data.get("n_train"), data.get("n_test"))
-    x_train, x_test = datasets.standardize(ds.x_train, ds.x_test, "global")
+    # MNIST/F-MNIST: one scalar mean/std; CIFAR: per-channel mean/std of the train set (spec §2.5)
+    mode = "per_channel" if spec["dataset"].startswith("cifar") else "global"
+    x_train, x_test = datasets.standardize(ds.x_train, ds.x_test, mode)
+    x_train, x_test = x_train.reshape(len(x_train), -1), x_test.reshape(len(x_test), -1)
     n = (len(x_train) // spec["batch_size"]) * spec["batch_size"]
     if n == 0:
         raise ValueError(f"batch_size {spec['batch_size']} exceeds the {len(x_train)} training examples")
     return {"x_train": x_train[:n], "y_train": ds.y_train[:n].astype(np.int32),
             "x_test": x_test, "y_test": ds.y_test.astype(np.int32)}
+
+
+def unscaled_weight_decay(wd: float) -> optax.GradientTransformation:
+    """Adds −wd·W to the update of every weight matrix (biases untouched), *not* scaled by lr.
+
+    Chained after ``optax.sgd(lr)`` it gives the original's ``npwdupdate``/``sgdwdupdate``:
+    W ← W − lr·g − wd·W (spec §2.4).
+    """
+
+    def update(updates, state, params):
+        return [{"w": u["w"] - wd * p["w"], "b": u["b"]} for u, p in zip(updates, params)], state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+
+def make_optimizer(rule: str, hparams: dict):
+    """``factory(learning_rate) -> GradientTransformation`` for a rule; wrapped in
+    ``optax.inject_hyperparams`` so each run of a batch carries its own learning rate.
+
+    - plain rules (the paper): ``optax.sgd(lr)``, θ ← θ − lr·g
+    - ``*_wd``: ``optax.sgd(lr)`` then ``unscaled_weight_decay(wd)``
+    - ``*_adam``: ``optax.adam(lr, b1=0.9, b2=0.999, eps=1e-8)`` (the original's adam_update.py)
+    """
+    kind = optimizer_kind(rule)
+    if kind == "adam":
+        return lambda learning_rate: optax.adam(learning_rate, b1=0.9, b2=0.999, eps=1e-8)
+    if kind == "sgd_wd":
+        wd = float(hparams["wd"])
+        return lambda learning_rate: optax.chain(optax.sgd(learning_rate), unscaled_weight_decay(wd))
+    return lambda learning_rate: optax.sgd(learning_rate)
 
 
 def _pad_chunks(x: np.ndarray, y: np.ndarray, chunk: int):
@@ -77,8 +115,9 @@ class BatchProgram:
     def __init__(self, spec: dict, arrays: dict[str, np.ndarray]):
         model = spec["model"]
         self.activation = model.get("activation", "relu")
-        self.sizes = models.layer_sizes(arrays["x_train"].shape[1], model.get("hidden", []))
+        self.sizes = models.layer_sizes(arrays["x_train"].shape[1], hidden_sizes(model))
         self.rule = make_rule(spec["rule"], spec["hparams"], self.activation)
+        self.optimizer = optax.inject_hyperparams(make_optimizer(spec["rule"], spec["hparams"]))
         self.batch_size = spec["batch_size"]
         x, y = arrays["x_train"], arrays["y_train"]
         n_batches = len(x) // self.batch_size
@@ -89,10 +128,6 @@ class BatchProgram:
                           "test": _pad_chunks(arrays["x_test"], arrays["y_test"], EVAL_CHUNK)}
         self.train_epoch = jax.jit(self._train_epoch, donate_argnums=(0, 1))
         self.evaluate = jax.jit(self._evaluate)
-
-    @staticmethod
-    def optimizer(lr):
-        return optax.inject_hyperparams(optax.sgd)(learning_rate=lr)
 
     def init(self, seeds: np.ndarray, lrs: np.ndarray):
         base = jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds, jnp.uint32))
@@ -146,9 +181,10 @@ def _restore(template, arrays: list[np.ndarray]):
     return jax.tree_util.tree_unflatten(treedef, [jnp.asarray(a) for a in arrays])
 
 
-def save_checkpoint(path, job: BatchJob, epoch, params, states, history, diverged, elapsed):
+def save_checkpoint(path, job: BatchJob, epoch, params, states, history, diverged, elapsed, stopped=None):
     arrays = {"epoch": np.asarray(epoch), "run_ids": np.asarray(job.run_ids),
-              "diverged_epoch": diverged, "elapsed_s": np.asarray(elapsed)}
+              "diverged_epoch": diverged, "elapsed_s": np.asarray(elapsed),
+              "stopped_epoch": np.full(len(job.run_ids), -1, np.int64) if stopped is None else stopped}
     arrays.update({f"params_{i}": a for i, a in enumerate(_leaves(params))})
     arrays.update({f"states_{i}": a for i, a in enumerate(_leaves(states))})
     arrays.update({f"hist_{k}": v for k, v in history.items()})
@@ -166,7 +202,8 @@ def load_checkpoint(path, job: BatchJob, params, states):
     return (int(data["epoch"]), _restore(params, [data[f"params_{i}"] for i in range(n_p)]),
             _restore(states, [data[f"states_{i}"] for i in range(n_s)]),
             {k: data[f"hist_{k}"].copy() for k in METRIC_NAMES}, data["diverged_epoch"].copy(),
-            float(data["elapsed_s"]))
+            float(data["elapsed_s"]),
+            data["stopped_epoch"].copy() if "stopped_epoch" in data else np.full(len(job.run_ids), -1, np.int64))
 
 
 def _log(job: BatchJob, epoch: int, epochs: int, history, diverged, rate: float) -> None:
@@ -190,10 +227,14 @@ def train_batch(job: BatchJob, options: TrainOptions) -> None:
     params, states, noise_keys = program.init(seeds, lrs)
     history = {k: np.full((epochs + 1, len(seeds)), np.nan) for k in METRIC_NAMES}
     diverged = np.full(len(seeds), -1, np.int64)
+    # hparams.stop_at_test_acc (line-search warm-up, spec §3): a run stops -- its parameters frozen,
+    # its history ending -- after the first epoch whose test accuracy exceeds the threshold
+    threshold = spec0["hparams"].get("stop_at_test_acc")
+    stopped = np.full(len(seeds), -1, np.int64)
     ckpt_path = job.batch_dir / "checkpoint.npz"
     resumed = load_checkpoint(ckpt_path, job, params, states)
     if resumed:
-        start, params, states, history, diverged, elapsed = resumed
+        start, params, states, history, diverged, elapsed, stopped = resumed
         print(f"[{job.batch_id}] resumed from checkpoint at epoch {start}", file=sys.stderr, flush=True)
     else:
         start, elapsed = 0, 0.0
@@ -205,15 +246,23 @@ def train_batch(job: BatchJob, options: TrainOptions) -> None:
     epoch = start
     for epoch in range(start + 1, epochs + 1):
         t0 = time.perf_counter()
+        frozen = jnp.asarray(stopped >= 0)
+        before = jax.tree_util.tree_map(jnp.copy, params) if threshold is not None and (stopped >= 0).any() else None
         params, states, _ = program.train_epoch(params, states, noise_keys, epoch - 1)
+        if before is not None:  # stopped runs keep the parameters of their stopping epoch
+            params = jax.tree_util.tree_map(
+                lambda new, old: jnp.where(frozen.reshape((-1,) + (1,) * (new.ndim - 1)), old, new), params, before)
         for k, v in program.evaluate(params).items():
             history[k][epoch] = np.asarray(v)
         bad = ~np.isfinite(history["train_loss"][epoch]) | ~np.isfinite(history["test_loss"][epoch])
         diverged[(diverged < 0) & bad] = epoch
+        if threshold is not None:
+            stopped[(stopped < 0) & (history["test_acc"][epoch] > threshold)] = epoch
         _log(job, epoch, epochs, history, diverged, 1.0 / max(time.perf_counter() - t0, 1e-9))
-        done = epoch == epochs or bool((diverged >= 0).all())
+        done = epoch == epochs or bool(((diverged >= 0) | (stopped >= 0)).all())
         if not done and time.perf_counter() - last_ckpt >= 60 * options.checkpoint_minutes:
-            save_checkpoint(ckpt_path, job, epoch, params, states, history, diverged, time.perf_counter() - t_start)
+            save_checkpoint(ckpt_path, job, epoch, params, states, history, diverged, time.perf_counter() - t_start,
+                            stopped)
             last_ckpt = time.perf_counter()
             if kill_after is not None and epoch >= int(kill_after):
                 os.kill(os.getpid(), signal.SIGKILL)
@@ -224,10 +273,11 @@ def train_batch(job: BatchJob, options: TrainOptions) -> None:
     leaves = jax.tree_util.tree_leaves(params)
     for i, (rid, run_dir) in enumerate(zip(job.run_ids, job.run_dirs)):
         atomic_write_npz(run_dir / "params.npz", {f"leaf_{j}": np.asarray(x[i]) for j, x in enumerate(leaves)})
-        d = int(diverged[i])
-        last = d if d >= 0 else epoch
+        d, stop = int(diverged[i]), int(stopped[i])
+        last = d if d >= 0 else (stop if stop >= 0 else epoch)
         metrics.write_metrics(run_dir, {k: v[:, i] for k, v in history.items()}, last + 1)
         metrics.write_train_record(run_dir, run_id=rid, diverged_epoch=d if d >= 0 else None,
                                    epochs_completed=last, wall_time_s=wall, batch_id=job.batch_id,
-                                   runs_in_batch=len(job.run_ids), provenance=record)
+                                   runs_in_batch=len(job.run_ids), provenance=record,
+                                   extra={"stopped_epoch": stop} if threshold is not None else None)
     ckpt_path.unlink(missing_ok=True)
