@@ -43,7 +43,8 @@ def figure_table(figure: Mapping, results_dir: str | Path) -> pd.DataFrame:
         df = read_metrics(run_dir)
         df.insert(0, "run_id", rid)
         for factor in figure["factors"]:
-            df[column_name(factor)] = get_dotted(spec, factor)
+            value = get_dotted(spec, factor)  # a list level (model.hidden: [500, 500]) becomes "500-500"
+            df[column_name(factor)] = "-".join(map(str, value)) if isinstance(value, list) else value
         df["status"] = final["status"]
         df["diverged_epoch"] = final.get("diverged_epoch")
         for key in REDUCED_METRICS:

@@ -118,7 +118,7 @@ def table_figure(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
     by, metrics = spec.get("by", ["rule"]), spec.get("metrics", ["final_acc"])
     summary = summary_table(table, by, metrics)
     cells = [[*(idx if isinstance(idx, tuple) else (idx,)),
-              *(f"{row[(m, 'mean')]:.2f} ± {0.0 if pd.isna(row[(m, 'std')]) else row[(m, 'std')]:.2f} "
+              *(f"{row[(m, 'mean')]:.3g} ± {0.0 if pd.isna(row[(m, 'std')]) else row[(m, 'std')]:.2g} "
                 f"(n={int(row[(m, 'count')])})" for m in metrics),
               int(row[("runs", "diverged")])] for idx, row in summary.iterrows()]
     fig, ax = plt.subplots(figsize=(2.2 * (len(by) + len(metrics) + 1), 0.4 * len(cells) + 0.8))
