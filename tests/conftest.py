@@ -42,3 +42,11 @@ def datasets_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("datasets")
     prepare_dataset("digits", out / "digits.npz")
     return out
+
+
+def configured_claims(root: Path) -> list[dict]:
+    """Every claim of every paper in root's config/config.yaml, in scorecard order."""
+    import yaml
+
+    papers = yaml.safe_load((root / "config" / "config.yaml").read_text())["papers"]
+    return [c for p in papers for c in yaml.safe_load((root / "papers" / p / "paper.yaml").read_text()).get("claims", [])]

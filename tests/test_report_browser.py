@@ -11,9 +11,8 @@ import shutil
 
 import pandas as pd
 import pytest
-import yaml
 
-from tests.conftest import run_snakemake
+from tests.conftest import configured_claims, run_snakemake
 
 pytestmark = pytest.mark.e2e
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -42,7 +41,7 @@ def test_report_renders_figures_and_scorecard_in_chromium(workdir, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     report = run_snakemake(workdir, "--cores", "1", *targets, "--report", "results/report.html")
     assert report.returncode == 0, report.stderr[-3000:]
-    claims = yaml.safe_load((workdir / "papers" / "nodepert" / "paper.yaml").read_text())["claims"]
+    claims = configured_claims(workdir)
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
