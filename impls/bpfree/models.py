@@ -1,0 +1,155 @@
+"""Fully connected nets of the bpfree paper (spec §2.1), row-vector convention.
+
+Hidden block l:  a_l = x_{l−1} W_l + b_l  (W_l (in, out), orthogonal gain 1, b_l = 0)
+                 → optional BatchNorm (Keras: momentum 0.99, eps 1e-3; bias kept)
+                 → h_l = f(a_l) → x_l = Dropout(h_l).
+Output:          z = x_L W_out + b_out; ŷ = softmax(z) | sigmoid(z) (classification, per
+                 ``output``), tanh(z) (reconstruction, scaler standard) | sigmoid(z) (other scalers).
+
+``apply`` returns the output pre-activation z, every h_l (before dropout: where the local
+signals of DFA/DRTP/LL enter) and the new BN running statistics. ``mode``:
+``"bp"`` ordinary net; ``"local"`` each hidden layer's input is ``stop_gradient``-ed (nothing
+propagates between layers; the output layer still gets its exact gradient); ``"fa"`` dense
+layers are :func:`impls.rules.fa.fa_dense` with the given feedback matrices.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from impls.rules.fa import fa_dense
+
+BN_MOMENTUM = 0.99
+BN_EPS = 1e-3  # Keras default (Flax's is 1e-5): spec §6.6
+
+
+class Config(NamedTuple):
+    """Static (hashable) description of one net; built from a spec by ``config_from_spec``."""
+
+    in_dim: int
+    hidden: tuple[int, ...]
+    out_dim: int
+    task: str = "classification"
+    activation: str = "tanh"
+    batchnorm: bool = False
+    dropout: float = 0.0
+    input_dropout: float = 0.0
+    weight_init: str = "ortho"
+    scaler: str = "standard"
+    output: str = "softmax_cce"
+
+
+def config_from_spec(spec: dict, in_dim: int, n_classes: int) -> Config:
+    from impls.bpfree.options import model_config
+
+    m = model_config(spec)
+    out_dim = in_dim if m["task"] == "reconstruction" else n_classes
+    return Config(in_dim, tuple(m["hidden"]), out_dim, m["task"], m["activation"], bool(m["batchnorm"]),
+                  float(m["dropout"]), float(m["input_dropout"]), m["weight_init"], m["scaler"], m["output"])
+
+
+def relu_ge(a):
+    """ReLU with f′(0) = 1 (the original's "x if x ≥ 0 else 0", spec §6.6)."""
+    return jnp.where(a >= 0, a, 0.0)
+
+
+ACTIVATIONS = {
+    "tanh": jnp.tanh,
+    "relu": relu_ge,
+    "lrelu": lambda a: jax.nn.leaky_relu(a, 0.2),  # negative slope 0.2 (tf.nn.leaky_relu default)
+    "sigmoid": jax.nn.sigmoid,
+    "swish": jax.nn.swish,
+}
+
+
+def layer_sizes(cfg: Config) -> list[int]:
+    return [cfg.in_dim, *cfg.hidden, cfg.out_dim]
+
+
+def kernel_shapes(cfg: Config) -> list[tuple[int, int]]:
+    sizes = layer_sizes(cfg)
+    return list(zip(sizes[:-1], sizes[1:]))
+
+
+def init(key: jax.Array, cfg: Config):
+    """(params, model_state). params = {"hidden": [{w, b[, gamma, beta]}...], "out": {w, b}}."""
+    shapes = kernel_shapes(cfg)
+    keys = jax.random.split(key, len(shapes))
+    ortho = jax.nn.initializers.orthogonal()
+    hidden, bn = [], []
+    for k, (n_in, n_out) in zip(keys[:-1], shapes[:-1]):
+        w = (jnp.zeros((n_in, n_out), jnp.float32) if cfg.weight_init == "zero_hidden"
+             else ortho(k, (n_in, n_out), jnp.float32))
+        layer = {"w": w, "b": jnp.zeros((n_out,), jnp.float32)}
+        if cfg.batchnorm:
+            layer.update(gamma=jnp.ones((n_out,), jnp.float32), beta=jnp.zeros((n_out,), jnp.float32))
+            bn.append({"mean": jnp.zeros((n_out,), jnp.float32), "var": jnp.ones((n_out,), jnp.float32)})
+        hidden.append(layer)
+    out = {"w": ortho(keys[-1], shapes[-1], jnp.float32), "b": jnp.zeros((shapes[-1][1],), jnp.float32)}
+    return {"hidden": hidden, "out": out}, {"bn": bn}
+
+
+def _dropout(x, rate: float, key):
+    if rate <= 0.0:
+        return x
+    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+    return jnp.where(keep, x / (1.0 - rate), 0.0)
+
+
+def _dense(x, layer, feedback):
+    if feedback is None:
+        return x @ layer["w"] + layer["b"]
+    return fa_dense(x, layer["w"], layer["b"], feedback)
+
+
+def apply(params, state, x, key, cfg: Config, *, train: bool, mode: str = "bp", feedback=None):
+    """-> (z, hs, new_state). ``key`` drives dropout (unused when ``train`` is False)."""
+    n = len(cfg.hidden)
+    keys = jax.random.split(key, n + 1) if key is not None else [None] * (n + 1)
+    act = ACTIVATIONS[cfg.activation]
+    fb = list(feedback) if mode == "fa" else [None] * (n + 1)
+    h = _dropout(x, cfg.input_dropout, keys[-1]) if train else x
+    hs, new_bn = [], []
+    for l, layer in enumerate(params["hidden"]):
+        inp = jax.lax.stop_gradient(h) if mode == "local" else h
+        a = _dense(inp, layer, fb[l])
+        if cfg.batchnorm:
+            running = state["bn"][l]
+            if train:
+                mean, var = a.mean(0), a.var(0)
+                new_bn.append({"mean": BN_MOMENTUM * running["mean"] + (1 - BN_MOMENTUM) * jax.lax.stop_gradient(mean),
+                               "var": BN_MOMENTUM * running["var"] + (1 - BN_MOMENTUM) * jax.lax.stop_gradient(var)})
+            else:
+                mean, var = running["mean"], running["var"]
+                new_bn.append(running)
+            a = (a - mean) * jax.lax.rsqrt(var + BN_EPS) * layer["gamma"] + layer["beta"]
+        hl = act(a)
+        hs.append(hl)
+        h = _dropout(hl, cfg.dropout, keys[l]) if train else hl
+    inp = jax.lax.stop_gradient(h) if mode == "local" else h
+    z = _dense(inp, params["out"], fb[n])
+    return z, hs, {"bn": new_bn}
+
+
+def output_fn(cfg: Config):
+    """ŷ = g(z): the output nonlinearity."""
+    if cfg.task == "reconstruction":
+        return jnp.tanh if cfg.scaler == "standard" else jax.nn.sigmoid
+    return jax.nn.softmax if cfg.output == "softmax_cce" else jax.nn.sigmoid
+
+
+def per_example_loss(z, y, cfg: Config):
+    """Global loss per example (N,). y: one-hot (classification) or the flattened input (reconstruction)."""
+    if cfg.task == "reconstruction":
+        return jnp.mean((output_fn(cfg)(z) - y) ** 2, axis=-1)          # Keras MSE
+    if cfg.output == "softmax_cce":
+        return optax.softmax_cross_entropy(z, y)                        # CCE on softmax(z)
+    return optax.sigmoid_binary_cross_entropy(z, y).mean(-1)           # BCE on sigmoid(z), mean over classes
+
+
+def loss(z, y, cfg: Config):
+    """Batch-mean global loss L."""
+    return per_example_loss(z, y, cfg).mean()

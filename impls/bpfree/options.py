@@ -1,0 +1,122 @@
+"""What a bpfree run spec may name (pure Python: imported when the workflow is parsed).
+
+Caller: ``impls.common.specs.validate_spec`` for every bpfree spec. Defaults (``MODEL_DEFAULTS``,
+``HPARAM_DEFAULTS``) are the Pathak repository's (spec §2.1–2.3); a spec only names what differs.
+"""
+from __future__ import annotations
+
+from impls.common.errors import SpecError
+
+#: learning rules (spec §2.3 table; FA from §2.4). Update equations: impls/rules/*.py, impls/bpfree/rules.py
+RULES = {
+    "bp": "backpropagation (exact gradient everywhere)",
+    "dfa": "direct feedback alignment: δh_l = e B_lᵀ (impls.rules.dfa)",
+    "drtp": "direct random target projection: δh_l = y B_lᵀ (impls.rules.drtp)",
+    "cce": "local loss: softmax cross-entropy of a fixed random classifier h_l B_l per hidden layer",
+    "mse": "local loss: squared error of g(h_l B_l) per hidden layer (g = tanh | sigmoid)",
+    "fa": "feedback alignment: fixed random B_l in place of W_lᵀ in the backward pass (impls.rules.fa)",
+}
+ARCHS = ("mlp",)
+TASKS = ("classification", "reconstruction")
+ACTIVATIONS = ("tanh", "relu", "lrelu", "sigmoid", "swish")
+FEEDBACK_INITS = ("ortho", "lecun", "uniform", "kaiming_uniform")
+WEIGHT_INITS = ("ortho", "zero_hidden")
+SCALERS = ("standard", "minmax", "zscore")
+OUTPUTS = ("softmax_cce", "sigmoid_bce")
+OPTIMIZERS = ("adam", "rmsprop", "nag", "sgd")
+DATASETS = ("digits", "fashion_mnist", "mnist", "kmnist", "cifar10", "cifar100")
+TRACKERS = ("bp_cosine", "weight_alignment", "local_loss", "gradients", "weights")
+
+MODEL_DEFAULTS = {
+    "task": "classification",   # or reconstruction (target = input, local MSE)
+    "hidden": [500, 500, 500, 500, 500],
+    "activation": "tanh",
+    "batchnorm": False,          # Keras BN (momentum 0.99, eps 1e-3) after each hidden dense layer
+    "dropout": 0.0,              # on each hidden output (after the local signal is taken)
+    "input_dropout": 0.0,        # on the input (Nøkland's MNIST dropout variant uses 0.1)
+    "feedback_init": "ortho",    # B_l: ortho | lecun | uniform (Nøkland) | kaiming_uniform (Frenkel)
+    "weight_init": "ortho",      # ortho (Pathak) | zero_hidden (zero hidden kernels, as dfa-torch for tanh/sigmoid)
+    "scaler": "standard",        # standard: x -> 2x/max - 1 (Pathak); minmax: x/max; zscore: global mean/std
+    "output": "softmax_cce",     # classification head: softmax + CCE (Pathak) | sigmoid + BCE (Nøkland, Frenkel)
+}
+HPARAM_DEFAULTS = {
+    "lr": 1.0e-4,
+    "optimizer": "adam",         # adam (Keras eps 1e-7) | rmsprop (Nøkland) | nag (momentum 0.9, Frenkel) | sgd
+    "momentum": 0.9,             # nag only
+    "wd": 0.0,                   # weight decay wd·Σ½‖W‖² on kernels
+    "trackers": [],              # "all" or a list of TRACKERS; every step, averaged per epoch; ignored by bp and fa
+}
+
+
+def _allowed(key: str, value, allowed) -> SpecError:
+    return SpecError(f"run spec: key '{key}' is {value!r}; allowed values: {', '.join(map(repr, allowed))}")
+
+
+def model_config(spec: dict) -> dict:
+    return {**MODEL_DEFAULTS, **{k: v for k, v in spec["model"].items() if k != "arch"}}
+
+
+def hparams(spec: dict) -> dict:
+    return {**HPARAM_DEFAULTS, **spec["hparams"]}
+
+
+def validate(spec: dict) -> None:
+    """Raise ``SpecError`` naming the first key of ``spec`` this impl cannot run."""
+    rule = spec["rule"]
+    if rule not in RULES:
+        raise _allowed("rule", rule, sorted(RULES))
+    if spec["dataset"] not in DATASETS:
+        raise _allowed("dataset", spec["dataset"], DATASETS)
+    model = spec["model"]
+    if model["arch"] not in ARCHS:
+        raise _allowed("model.arch", model["arch"], ARCHS)
+    extra = set(model) - set(MODEL_DEFAULTS) - {"arch"}
+    if extra:
+        raise SpecError(f"run spec: unknown key 'model.{sorted(extra)[0]}'; allowed keys: "
+                        f"{', '.join(sorted(set(MODEL_DEFAULTS) | {'arch'}))}")
+    cfg = model_config(spec)
+    hidden = cfg["hidden"]
+    if not isinstance(hidden, list) or not hidden or not all(isinstance(h, int) and h > 0 for h in hidden):
+        raise SpecError(f"run spec: key 'model.hidden' is {hidden!r}; expected a non-empty list of positive integers")
+    for key, allowed in (("task", TASKS), ("activation", ACTIVATIONS), ("feedback_init", FEEDBACK_INITS),
+                         ("weight_init", WEIGHT_INITS), ("scaler", SCALERS), ("output", OUTPUTS)):
+        if cfg[key] not in allowed:
+            raise _allowed(f"model.{key}", cfg[key], allowed)
+    if not isinstance(cfg["batchnorm"], bool):
+        raise SpecError(f"run spec: key 'model.batchnorm' is {cfg['batchnorm']!r}; expected true or false")
+    for key in ("dropout", "input_dropout"):
+        if not (isinstance(cfg[key], (int, float)) and 0.0 <= cfg[key] < 1.0):
+            raise SpecError(f"run spec: key 'model.{key}' is {cfg[key]!r}; expected a rate in [0, 1)")
+    if cfg["task"] == "reconstruction":
+        if rule == "drtp":
+            raise SpecError("run spec: rule 'drtp' cannot train model.task 'reconstruction': DRTP projects the "
+                            "one-hot class target, which a reconstruction task does not have (the original code "
+                            "forbids it too); use bp, dfa, fa or mse")
+        if rule == "cce":
+            raise SpecError("run spec: rule 'cce' cannot train model.task 'reconstruction' (its local classifier "
+                            "needs class labels); use mse")
+        if cfg["scaler"] == "zscore":
+            raise SpecError("run spec: key 'model.scaler' is 'zscore'; reconstruction needs a bounded target "
+                            "('standard' for a tanh output or 'minmax' for a sigmoid output)")
+    extra = set(spec["hparams"]) - set(HPARAM_DEFAULTS)
+    if extra:
+        raise SpecError(f"run spec: unknown key 'hparams.{sorted(extra)[0]}'; allowed keys: "
+                        f"{', '.join(sorted(HPARAM_DEFAULTS))}")
+    hp = hparams(spec)
+    if hp["optimizer"] not in OPTIMIZERS:
+        raise _allowed("hparams.optimizer", hp["optimizer"], OPTIMIZERS)
+    trackers = hp["trackers"]
+    if trackers != "all" and (not isinstance(trackers, list) or any(t not in TRACKERS for t in trackers)):
+        raise SpecError(f"run spec: key 'hparams.trackers' is {trackers!r}; expected 'all' or a list of "
+                        f"{', '.join(TRACKERS)}")
+    for key in ("lr", "momentum", "wd"):
+        if not isinstance(hp[key], (int, float)) or hp[key] < 0:
+            raise SpecError(f"run spec: key 'hparams.{key}' is {hp[key]!r}; expected a non-negative number")
+
+
+def trackers(spec: dict) -> tuple[str, ...]:
+    """Trackers this run records: none for bp and fa (spec §5: trackers exist for projected signals only)."""
+    if spec["rule"] in ("bp", "fa"):
+        return ()
+    value = hparams(spec)["trackers"]
+    return TRACKERS if value == "all" else tuple(t for t in TRACKERS if t in value)

@@ -1,0 +1,370 @@
+"""Vectorised training of a batch of bpfree runs (spec §2, §5).
+
+All runs of a batch share rule, model, dataset, epochs and batch size; they differ in seed and
+learning rate (``batch_over``). One process trains them together:
+
+- parameters, optimiser/rule/BN states and keys are stacked along a leading run axis and one
+  training step is ``jax.vmap``-ed over it; an epoch is one compiled ``lax.scan``;
+- data live on the device; every run reshuffles the full training set each epoch with its own
+  key (spec §6.7: full shuffle), so a batch needs no host sync inside an epoch;
+- training error/loss are the running mean over the epoch's minibatches (dropout active, before
+  each update: Keras' convention, spec §5); test metrics use the full test set after every epoch;
+  epoch 0 is evaluated on both full splits before training;
+- trackers (spec §5) are computed every step and averaged over the epoch;
+- a run whose training or test loss turns non-finite or exceeds ``DIVERGED_LOSS`` is recorded as diverged.
+
+Seeds: base = PRNGKey(seed); weights fold_in(base, 0) (so every rule starts from the same
+weights for a seed), feedback matrices fold_in(base, 1), dropout fold_in(base, 2) per step,
+shuffling fold_in(base, 3) per epoch; a resumed job replays exactly the same draws.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from impls.bpfree import models, options
+from impls.bpfree.rules import local_losses, make_rule
+from impls.common import datasets, metrics, provenance
+from impls.common.cli import BatchJob, TrainOptions
+from impls.common.io import atomic_write_json, atomic_write_npz, load_npz
+
+EVAL_CHUNK = 1000
+N_SAMPLES = 8  # reconstruction: test images saved with their reconstructions
+#: largest pixel value of each dataset's stored uint8 images (digits are 0..16)
+PIXEL_MAX = {"digits": 16.0}
+KILL_AFTER_EPOCH_ENV = "CREDITBENCH_KILL_AFTER_EPOCH"
+#: a run has diverged when its training or test loss is non-finite (Keras TerminateOnNaN) or above
+#: this bound: a softmax-CE of 1e4 nats needs logits of order 1e4, i.e. blown-up weights. Keras
+#: computes the CE from the logits too, so the original only stops once activations overflow to
+#: inf/NaN, a few epochs later on the same trajectory (spec §6.8).
+DIVERGED_LOSS = 1.0e4
+
+
+# ----------------------------------------------------------------------------- data
+
+def scale_inputs(x_train: np.ndarray, x_test: np.ndarray, scaler: str, dataset: str):
+    """Flattened float32 inputs. standard: 2x/max − 1 ∈ [−1, 1] (Pathak's (x − 127.5)/127.5);
+    minmax: x/max ∈ [0, 1]; zscore: global mean/std of the training set."""
+    if scaler == "zscore":
+        return datasets.standardize(x_train, x_test, "global")
+    top = PIXEL_MAX.get(dataset, 255.0)
+    out = []
+    for x in (x_train, x_test):
+        x = x.reshape(len(x), -1).astype(np.float32) / top
+        out.append(2.0 * x - 1.0 if scaler == "standard" else x)
+    return tuple(out)
+
+
+def load_arrays(spec: dict, datasets_dir) -> dict:
+    ds = datasets.load_dataset(datasets_dir / f"{spec['dataset']}.npz")
+    data = spec.get("data", {})
+    ds = datasets.take_subset(ds, data.get("n_train"), data.get("n_test"))
+    x_train, x_test = scale_inputs(ds.x_train, ds.x_test, options.model_config(spec)["scaler"], spec["dataset"])
+    if len(x_train) < spec["batch_size"]:
+        raise ValueError(f"batch_size {spec['batch_size']} exceeds the {len(x_train)} training examples")
+    return {"x_train": x_train, "y_train": ds.y_train.astype(np.int32), "x_test": x_test,
+            "y_test": ds.y_test.astype(np.int32), "n_classes": ds.num_classes}
+
+
+# ----------------------------------------------------------------------------- program
+
+def make_optimizer(hp: dict):
+    """The spec's optimiser with its learning rate injected (so it can differ per run)."""
+    name = hp["optimizer"]
+    if name == "adam":      # Keras Adam defaults; eps 1e-7 (spec §6.6)
+        return optax.inject_hyperparams(optax.adam)(learning_rate=hp["lr"], b1=0.9, b2=0.999, eps=1e-7)
+    if name == "rmsprop":   # Torch7 optim.rmsprop defaults (alpha 0.99, eps 1e-8 outside the sqrt)
+        return optax.inject_hyperparams(optax.rmsprop)(learning_rate=hp["lr"], decay=0.99, eps=1e-8,
+                                                       eps_in_sqrt=False)
+    if name == "nag":       # PyTorch SGD(momentum, nesterov=True)
+        return optax.inject_hyperparams(optax.sgd)(learning_rate=hp["lr"], momentum=hp["momentum"], nesterov=True)
+    return optax.inject_hyperparams(optax.sgd)(learning_rate=hp["lr"])
+
+
+def _cos(a, b):
+    a, b = a.ravel(), b.ravel()
+    return jnp.dot(a, b) / (jnp.linalg.norm(a) * jnp.linalg.norm(b))
+
+
+def _pad_chunks(x: np.ndarray, y: np.ndarray, chunk: int):
+    n = len(x)
+    total = -(-n // chunk) * chunk
+    xp = np.zeros((total,) + x.shape[1:], np.float32)
+    xp[:n] = x
+    yp = np.zeros(total, np.int32)
+    yp[:n] = y
+    mask = (np.arange(total) < n).astype(np.float32)
+    shape = (total // chunk, chunk)
+    return (jnp.asarray(xp.reshape(shape + x.shape[1:])), jnp.asarray(yp.reshape(shape)),
+            jnp.asarray(mask.reshape(shape)), n)
+
+
+class BatchProgram:
+    """Compiled pieces of one batch: init, one training epoch, evaluation."""
+
+    def __init__(self, spec: dict, arrays: dict):
+        self.rule_name = spec["rule"]
+        self.hp = options.hparams(spec)
+        self.feedback_init = options.model_config(spec)["feedback_init"]
+        self.cfg = models.config_from_spec(spec, arrays["x_train"].shape[1], arrays["n_classes"])
+        self.recon = self.cfg.task == "reconstruction"
+        self.trackers = options.trackers(spec)
+        self.n_classes = arrays["n_classes"]
+        self.batch_size = spec["batch_size"]
+        self.steps_per_epoch = len(arrays["x_train"]) // self.batch_size
+        self.x_train = jnp.asarray(arrays["x_train"])
+        self.y_train = jnp.asarray(arrays["y_train"])
+        self.n_train = len(arrays["x_train"])
+        self.eval_sets = {"train": _pad_chunks(arrays["x_train"], arrays["y_train"], EVAL_CHUNK),
+                          "test": _pad_chunks(arrays["x_test"], arrays["y_test"], EVAL_CHUNK)}
+        self.x_samples = jnp.asarray(arrays["x_test"][:N_SAMPLES])
+        self.optimizer = make_optimizer(self.hp)
+        self.train_epoch = jax.jit(self._train_epoch, donate_argnums=(0,))
+        self.evaluate = jax.jit(self._evaluate)
+
+    def target(self, x, labels):
+        return x if self.recon else jax.nn.one_hot(labels, self.n_classes)
+
+    def metric_names(self) -> list[str]:
+        names = ["train_loss", "test_loss"]
+        if not self.recon:
+            names += ["train_acc", "test_acc", "train_error", "test_error"]
+        return names + [f"train_{k}" for k in self.tracker_names()]
+
+    def tracker_names(self) -> list[str]:
+        L = len(self.cfg.hidden)
+        hid = [f"l{i}" for i in range(1, L + 1)]
+        names = []
+        if "bp_cosine" in self.trackers:
+            names += [f"bpcosine_{h}" for h in hid]
+        if "weight_alignment" in self.trackers:
+            names += [f"walign_{h}" for h in hid[1:]] + ["walign_out"]
+        if "local_loss" in self.trackers:
+            names += [f"localloss_{h}" for h in hid]
+        if "gradients" in self.trackers:
+            names += [f"{k}_{h}" for h in hid + ["out"] for k in ("gradnorm", "biasgradnorm")]
+        if "weights" in self.trackers:
+            names += [f"{k}_{h}" for h in hid + ["out"] for k in ("wnorm", "biasnorm")]
+        return names
+
+    def init(self, seeds: np.ndarray, lrs: np.ndarray):
+        base = jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds, jnp.uint32))
+        fold = lambda i: jax.vmap(lambda k: jax.random.fold_in(k, i))(base)  # noqa: E731
+        params, model_state = jax.vmap(lambda k: models.init(k, self.cfg))(fold(0))
+        rule0 = make_rule(self.rule_name, self.cfg, None, self.feedback_init)
+        rule_state = jax.vmap(lambda p, k: rule0.init(p, k))(params, fold(1))
+        opt_state = jax.vmap(lambda p, lr: make_optimizer({**self.hp, "lr": lr}).init(p))(
+            params, jnp.asarray(lrs, jnp.float32))
+        state = {"params": params, "opt": opt_state, "rule": rule_state, "model": model_state}
+        return state, {"dropout": fold(2), "shuffle": fold(3)}
+
+    # --- one run, one step -----------------------------------------------------------------
+    def _step(self, params, opt_state, rule_state, model_state, key, x, labels):
+        cfg, hp = self.cfg, self.hp
+        y = self.target(x, labels)
+        rule = make_rule(self.rule_name, cfg, model_state, self.feedback_init)
+        grads, rule_state, aux = rule.estimate(params, rule_state, x, y, key)
+        if hp["wd"]:   # wd·Σ½‖W‖² over kernels (spec §2.3)
+            grads = _add_wd(grads, params, hp["wd"])
+        out = {"loss": aux["loss"]}
+        if not self.recon:
+            out["acc"] = 100.0 * jnp.mean(jnp.argmax(aux["z"], -1) == labels)
+        out.update(self._trackers(params, grads, rule_state, model_state, key, x, y, aux))
+        updates, opt_state = self.optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, rule_state, aux["model_state"], out
+
+    def _trackers(self, params, grads, rule_state, model_state, key, x, y, aux) -> dict:
+        cfg, names, out = self.cfg, self.trackers, {}
+        if not names:
+            return out
+        B = tuple(rule_state.B)
+        hid = [f"l{i}" for i in range(1, len(cfg.hidden) + 1)]
+        if "bp_cosine" in names:   # one extra exact backward pass, same dropout masks and BN batch stats
+            true = jax.grad(lambda p: models.loss(
+                models.apply(p, model_state, x, key, cfg, train=True, mode="bp")[0], y, cfg))(params)
+            if self.hp["wd"]:
+                true = _add_wd(true, params, self.hp["wd"])
+            for h, g, t in zip(hid, grads["hidden"], true["hidden"]):
+                out[f"bpcosine_{h}"] = _cos(g["w"], t["w"])
+        if "weight_alignment" in names:   # correct definitions (spec §5, §6.1)
+            for l in range(1, len(cfg.hidden)):
+                out[f"walign_{hid[l]}"] = _cos(params["hidden"][l]["w"], B[l - 1] @ B[l].T)
+            out["walign_out"] = _cos(params["out"]["w"], B[-1])
+        if "local_loss" in names:
+            for h, v in zip(hid, local_losses(self.rule_name, cfg, aux["hs"], aux["z"], y, B)):
+                out[f"localloss_{h}"] = v
+        layers = list(zip(hid + ["out"], grads["hidden"] + [grads["out"]], params["hidden"] + [params["out"]]))
+        if "gradients" in names:
+            for h, g, _ in layers:
+                out[f"gradnorm_{h}"], out[f"biasgradnorm_{h}"] = jnp.linalg.norm(g["w"]), jnp.linalg.norm(g["b"])
+        if "weights" in names:
+            for h, _, p in layers:
+                out[f"wnorm_{h}"], out[f"biasnorm_{h}"] = jnp.linalg.norm(p["w"]), jnp.linalg.norm(p["b"])
+        return out
+
+    # --- one epoch, every run ----------------------------------------------------------------
+    def _train_epoch(self, state, keys, epoch):
+        used = self.steps_per_epoch * self.batch_size
+
+        def order(k):
+            return jax.random.permutation(jax.random.fold_in(k, epoch), self.n_train)[:used].reshape(
+                self.steps_per_epoch, self.batch_size)
+
+        idx = jnp.swapaxes(jax.vmap(order)(keys["shuffle"]), 0, 1)      # (steps, runs, batch)
+        step = jax.vmap(self._step)
+
+        def body(carry, inputs):
+            t, ix = inputs
+            drop = jax.vmap(lambda k: jax.random.fold_in(k, t))(keys["dropout"])
+            p, o, r, m, out = step(carry["params"], carry["opt"], carry["rule"], carry["model"], drop,
+                                   self.x_train[ix], self.y_train[ix])
+            return {"params": p, "opt": o, "rule": r, "model": m}, out
+
+        ts = epoch * self.steps_per_epoch + jnp.arange(self.steps_per_epoch, dtype=jnp.uint32)
+        state, outs = jax.lax.scan(body, state, (ts, idx))
+        return state, jax.tree_util.tree_map(lambda v: v.mean(axis=0), outs)
+
+    def _evaluate(self, state):
+        cfg, out = self.cfg, {}
+        for split, (xc, yc, mask, n) in self.eval_sets.items():
+            def chunk_stats(args):
+                x, labels, m = args
+                z = jax.vmap(lambda p, s: models.apply(p, s, x, None, cfg, train=False)[0])(
+                    state["params"], state["model"])
+                loss = models.per_example_loss(z, self.target(x, labels)[None], cfg)
+                correct = (jnp.argmax(z, -1) == labels[None]).astype(jnp.float32)
+                return (correct * m).sum(-1), (loss * m).sum(-1)
+
+            correct, loss = jax.lax.map(chunk_stats, (xc, yc, mask))
+            out[f"{split}_loss"] = loss.sum(0) / n
+            if not self.recon:
+                out[f"{split}_acc"] = 100.0 * correct.sum(0) / n
+                out[f"{split}_error"] = 100.0 - out[f"{split}_acc"]
+        return out
+
+    def reconstructions(self, state) -> np.ndarray:
+        z = jax.vmap(lambda p, s: models.apply(p, s, self.x_samples, None, self.cfg, train=False)[0])(
+            state["params"], state["model"])
+        return np.asarray(models.output_fn(self.cfg)(z))
+
+
+def _add_wd(grads, params, wd):
+    def add(g, p):
+        return {**g, "w": g["w"] + wd * p["w"]}
+    return {"hidden": [add(g, p) for g, p in zip(grads["hidden"], params["hidden"])],
+            "out": add(grads["out"], params["out"])}
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+def _leaves(tree) -> list[np.ndarray]:
+    return [np.asarray(x) for x in jax.tree_util.tree_leaves(tree)]
+
+
+def save_checkpoint(path, job: BatchJob, epoch, state, history, diverged, elapsed):
+    arrays = {"epoch": np.asarray(epoch), "run_ids": np.asarray(job.run_ids),
+              "diverged_epoch": diverged, "elapsed_s": np.asarray(elapsed)}
+    arrays.update({f"state_{i}": a for i, a in enumerate(_leaves(state))})
+    arrays.update({f"hist_{k}": v for k, v in history.items()})
+    atomic_write_npz(path, arrays)
+
+
+def load_checkpoint(path, job: BatchJob, state, names):
+    if not path.exists():
+        return None
+    data = load_npz(path)
+    if list(data["run_ids"]) != list(job.run_ids):
+        return None
+    treedef = jax.tree_util.tree_structure(state)
+    n = treedef.num_leaves
+    state = jax.tree_util.tree_unflatten(treedef, [jnp.asarray(data[f"state_{i}"]) for i in range(n)])
+    return (int(data["epoch"]), state, {k: data[f"hist_{k}"].copy() for k in names},
+            data["diverged_epoch"].copy(), float(data["elapsed_s"]))
+
+
+# ----------------------------------------------------------------------------- driver
+
+def _log(job, epoch, epochs, history, diverged, rate, recon):
+    key = "test_loss" if recon else "test_error"
+    vals = history[key][epoch][diverged < 0]
+    summary = f"{key} median {np.median(vals):.4g} min {np.min(vals):.4g}" if vals.size else "all diverged"
+    print(f"[{job.batch_id}] epoch {epoch}/{epochs} | {len(job.run_ids)} runs | {summary} | "
+          f"diverged {int((diverged >= 0).sum())} | {rate:.3g} epochs/s", file=sys.stderr, flush=True)
+
+
+def train_batch(job: BatchJob, options_: TrainOptions) -> None:
+    """Train every run of ``job`` to its epoch budget; write each run's files (impls.common.metrics)."""
+    spec0 = job.specs[0]
+    epochs = spec0["epochs"]
+    for run_dir, spec in zip(job.run_dirs, job.specs):
+        atomic_write_json(run_dir / "spec.json", spec)
+    program = BatchProgram(spec0, load_arrays(spec0, options_.datasets_dir))
+    seeds = np.array([s["seed"] for s in job.specs])
+    lrs = np.array([s["hparams"]["lr"] for s in job.specs], np.float32)
+    state, keys = program.init(seeds, lrs)
+    names = program.metric_names()
+    history = {k: np.full((epochs + 1, len(seeds)), np.nan) for k in names}
+    diverged = np.full(len(seeds), -1, np.int64)
+    ckpt_path = job.batch_dir / "checkpoint.npz"
+    resumed = load_checkpoint(ckpt_path, job, state, names)
+    if resumed:
+        start, state, history, diverged, elapsed = resumed
+        print(f"[{job.batch_id}] resumed from checkpoint at epoch {start}", file=sys.stderr, flush=True)
+    else:
+        start, elapsed = 0, 0.0
+        for k, v in program.evaluate(state).items():
+            history[k][0] = np.asarray(v)
+        _log(job, 0, epochs, history, diverged, 0.0, program.recon)
+    t_start, last_ckpt = time.perf_counter() - elapsed, time.perf_counter()
+    kill_after = os.environ.get(KILL_AFTER_EPOCH_ENV)
+    epoch = start
+    for epoch in range(start + 1, epochs + 1):
+        t0 = time.perf_counter()
+        state, running = program.train_epoch(state, keys, epoch - 1)
+        test = program.evaluate(state)
+        for k in names:
+            if k == "train_error":
+                continue
+            if k.startswith("test_"):
+                history[k][epoch] = np.asarray(test[k])
+            else:
+                history[k][epoch] = np.asarray(running[k[len("train_"):]])
+        if not program.recon:
+            history["train_error"][epoch] = 100.0 - history["train_acc"][epoch]
+        losses = np.stack([history["train_loss"][epoch], history["test_loss"][epoch]])
+        bad = ~np.isfinite(losses).all(0) | (np.nan_to_num(losses, nan=np.inf) > DIVERGED_LOSS).any(0)
+        diverged[(diverged < 0) & bad] = epoch
+        _log(job, epoch, epochs, history, diverged, 1.0 / max(time.perf_counter() - t0, 1e-9), program.recon)
+        done = epoch == epochs or bool((diverged >= 0).all())
+        if not done and time.perf_counter() - last_ckpt >= 60 * options_.checkpoint_minutes:
+            save_checkpoint(ckpt_path, job, epoch, state, history, diverged, time.perf_counter() - t_start)
+            last_ckpt = time.perf_counter()
+            if kill_after is not None and epoch >= int(kill_after):
+                os.kill(os.getpid(), signal.SIGKILL)
+        if done:
+            break
+    wall = time.perf_counter() - t_start
+    record = provenance.record(provenance.jax_device())
+    leaves = jax.tree_util.tree_leaves(state["params"])
+    recon = program.reconstructions(state) if program.recon else None
+    for i, (rid, run_dir) in enumerate(zip(job.run_ids, job.run_dirs)):
+        atomic_write_npz(run_dir / "params.npz", {f"leaf_{j}": np.asarray(x[i]) for j, x in enumerate(leaves)})
+        if recon is not None:
+            atomic_write_npz(run_dir / "samples.npz", {"input": np.asarray(program.x_samples),
+                                                       "reconstruction": recon[i]})
+        d = int(diverged[i])
+        last = d if d >= 0 else epoch
+        metrics.write_metrics(run_dir, {k: v[:, i] for k, v in history.items()}, last + 1)
+        metrics.write_train_record(run_dir, run_id=rid, diverged_epoch=d if d >= 0 else None,
+                                   epochs_completed=last, wall_time_s=wall, batch_id=job.batch_id,
+                                   runs_in_batch=len(job.run_ids), provenance=record,
+                                   extra={"steps_per_epoch": program.steps_per_epoch,
+                                          "examples_per_epoch": program.steps_per_epoch * program.batch_size})
+    ckpt_path.unlink(missing_ok=True)
