@@ -1,0 +1,149 @@
+"""PEPITA's updates (FC and conv) and the dispatch to the shared BP/FA/DRTP rules.
+
+Every function returns ``(grads, y)``: per layer a pseudo-gradient G_l with the shape of the
+stacked weights, summed over the minibatch, and the standard-pass softmax output y. The
+train loop applies one optimiser to all of them (``impls.pepita.train.apply_update``):
+
+    eta_inside (PEPITA, FA, DRTP, FC-BP; spec §2.2 step 4):  v ← μ v + η G / B,  W ← W − v
+    torch_sgd  (conv BP, as the original uses torch.optim.SGD): v ← μ v + G / B,  W ← W − η v
+
+PEPITA, FC (spec §2.1-2.2; Dellaferrera & Kreiman 2022, Algorithm 1), row vectors, one
+dropout mask m shared by both passes:
+
+    standard pass   h_0 = x,      h_l = m_l ⊙ ReLU(h_{l−1} W_lᵀ),   y = softmax(h_{L−1} W_Lᵀ),  e = y − t
+    modulated pass  h^err_0 = x + e Fᵀ,  h^err_l = m_l ⊙ ReLU(h^err_{l−1} W_lᵀ),  e^err = y^err − t
+    G_l = Σ_batch (h_l − h^err_l)ᵀ h^err_{l−1}   (hidden layers)
+    G_L = Σ_batch ê ᵀ h^err_{L−1},   ê = e^err (``last_error='modulated'``, the FC code) or e ('standard')
+
+With F = 0 the two passes are identical, so every hidden G_l is exactly zero (tested).
+Controls: ``perturbation='random'`` replaces F e by k ξ, ξ ~ N(0, I) or U(−1, 1) drawn fresh
+per example and step (spec §3, not in the original repository); ``erin_sign`` uses 0.1 F sign(e).
+
+PEPITA, conv (spec §2.3): D = ReLU(conv(x)) − ReLU(conv(x_mod)) before pooling;
+the original adds v ← μ v + η ΔW / B to W with ΔW_conv = (1/P) Σ_positions mean_batch(D ⊗ patch(x_mod))
+and ΔW_out = −eᵀ pool(ReLU(conv(x_mod))) (standard-pass e). In the W ← W − v convention
+that is G_conv = −Σ_b Σ_p D ⊗ patch / (P·B) (the batch averaged twice, as in the code) and
+G_out = eᵀ feat^err.
+
+Conv FA/DRTP (not in the paper's code, spec §2.4): the output layer learns from y − t; the
+signal reaching the pooled features (δ B_outᵀ for FA, t B for DRTP) is routed through the
+max-pool and ReLU to the conv pre-activations, then G_conv = Σ_b Σ_p δ_a ⊗ patch.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from impls.pepita import models
+from impls.rules_torch import backprop, drtp, feedback_alignment, outer_sum
+
+OPTIMIZER = {("bp", "conv"): "torch_sgd"}  # every other (rule, arch): "eta_inside"
+
+
+def optimizer_kind(rule: str, arch: str) -> str:
+    return OPTIMIZER.get((rule, arch), "eta_inside")
+
+
+def modulated_input(x_flat: torch.Tensor, e: torch.Tensor, F: torch.Tensor, hp: dict,
+                    noise: torch.Tensor | None) -> torch.Tensor:
+    """x + F e (default), x + 0.1·F sign(e) (``erin_sign``) or x + k ξ (random perturbation)."""
+    if hp["perturbation"] == "random":
+        return x_flat + hp["rp_k"] * noise
+    signal = torch.sign(e) * 0.1 if hp["erin_sign"] else e
+    return x_flat + torch.matmul(signal, F.transpose(-1, -2))
+
+
+def pepita_fc(weights, F, x, target, masks, hp, noise=None):
+    """PEPITA pseudo-gradients of a stacked FC net (module docstring)."""
+    y, hs, _ = models.fc_forward(weights, x, masks)
+    e = y - target
+    x_mod = modulated_input(x, e, F, hp, noise)
+    y_err, hs_err, _ = models.fc_forward(weights, x_mod, masks)
+    last = len(weights) - 1
+    grads = [outer_sum(hs[l + 1] - hs_err[l + 1], hs_err[l]) for l in range(last)]
+    e_last = (y_err - target) if hp["last_error"] == "modulated" else e
+    grads.append(outer_sum(e_last, hs_err[last]))
+    return grads, y
+
+
+def pepita_conv(weights, F, x, target, shape: models.ConvShape, hp, noise=None):
+    """PEPITA pseudo-gradients of the stacked one-conv-layer net (module docstring)."""
+    y, _, a, _, _ = models.conv_forward(weights, x, shape)
+    e = y - target
+    x_mod = modulated_input(x.flatten(2), e, F, hp, noise).view_as(x)
+    y_err, patches_m, a_m, feat_m, _ = models.conv_forward(weights, x_mod, shape)
+    d = torch.relu(a) - torch.relu(a_m)
+    batch = x.shape[1]
+    g_conv = -torch.einsum("rbcp,rbkp->rck", d, patches_m) / (shape.positions * batch)
+    e_last = (y_err - target) if hp["last_error"] == "modulated" else e
+    return [g_conv, outer_sum(e_last, feat_m)], y
+
+
+def _conv_routed(weights, x, target, shape, signal_fn):
+    """Output layer from y − t; ``signal_fn(delta_out)`` reaches the pooled features and is
+    routed through max-pool and ReLU to the conv pre-activations."""
+    y, patches, a, feat, _ = models.conv_forward(weights, x, shape)
+    delta_out = y - target
+    a_leaf = a.detach().requires_grad_(True)
+    with torch.enable_grad():
+        feat_again = models.pool_flatten(torch.relu(a_leaf), shape)
+        (delta_a,) = torch.autograd.grad(feat_again, a_leaf, grad_outputs=signal_fn(delta_out))
+    return [torch.einsum("rbcp,rbkp->rck", delta_a, patches), outer_sum(delta_out, feat)], y
+
+
+def bp_conv(weights, x, target, shape):
+    """Exact minibatch-summed cross-entropy gradient of the conv net (autograd)."""
+    leaves = [w.detach().requires_grad_(True) for w in weights]
+    with torch.enable_grad():
+        _, _, _, _, logits = models.conv_forward(leaves, x, shape)
+        logp = torch.log_softmax(logits, -1)
+        loss = -(target * logp).sum()
+        grads = torch.autograd.grad(loss, leaves)
+    return list(grads), torch.softmax(logits.detach(), -1)
+
+
+def init_feedback(rule: str, arch: str, weights, generator, shape: models.ConvShape | None = None):
+    """One run's fixed feedback matrices (FA: shapes of W_lᵀ; DRTP: (C, n_l)), or []."""
+    if rule == "fa":
+        return feedback_alignment.init_feedback(weights, generator)
+    if rule == "drtp":
+        if arch == "fc":
+            return drtp.init_feedback(weights, generator)
+        return [None, models.uniform((shape.n_classes, shape.features), math.sqrt(6.0 / shape.features),
+                                     generator, weights[0].dtype)]
+    return []
+
+
+def compute_grads(rule, arch, weights, F, feedback, x, target, masks, hp, shape=None, noise=None):
+    """``(grads, y)`` of any rule on a stacked net (x: (R, B, d) for FC, (R, B, c, H, W) for conv)."""
+    if rule == "pepita":
+        if arch == "fc":
+            return pepita_fc(weights, F, x, target, masks, hp, noise)
+        return pepita_conv(weights, F, x, target, shape, hp, noise)
+    if arch == "fc":
+        if rule == "bp":
+            return backprop.pseudo_grads(weights, x, target, masks)
+        if rule == "fa":
+            return feedback_alignment.pseudo_grads(weights, x, target, feedback, masks)
+        if rule == "drtp":
+            return drtp.pseudo_grads(weights, x, target, feedback, masks)
+    else:
+        if rule == "bp":
+            return bp_conv(weights, x, target, shape)
+        if rule == "fa":
+            return _conv_routed(weights, x, target, shape, lambda d: torch.matmul(d, feedback[1].transpose(-1, -2)))
+        if rule == "drtp":
+            return _conv_routed(weights, x, target, shape, lambda d: torch.matmul(target, feedback[1]))
+    raise ValueError(f"unknown rule/arch {rule!r}/{arch!r}")
+
+
+def apply_update(kind: str, weights, velocities, grads, lr: float, momentum: float, batch_size: int) -> None:
+    """In place: the optimiser of the module docstring (``kind`` from ``optimizer_kind``)."""
+    for w, v, g in zip(weights, velocities, grads):
+        if kind == "eta_inside":
+            v.mul_(momentum).add_(g, alpha=lr / batch_size)
+            w.sub_(v)
+        else:
+            v.mul_(momentum).add_(g, alpha=1.0 / batch_size)
+            w.sub_(v, alpha=lr)

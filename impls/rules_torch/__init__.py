@@ -1,0 +1,57 @@
+"""Learning rules shared by more than one paper, in PyTorch: the twins of ``impls.rules``.
+
+One module per rule (``backprop``, ``feedback_alignment``, ``drtp``), same names as the JAX
+package. Every rule works on a *stack* of R independent fully connected networks (one per
+seed), so a batch of runs trains with batched matmuls in one process:
+
+- ``weights[l]``: (R, n_{l+1}, n_l), no biases (a_l = h_{l-1} W_lᵀ, row-vector convention);
+- ``x``: (R, B, n_0) inputs; ``target``: (R, B, C) one-hot; ``masks[l]``: (R, B, n_{l+1}) the
+  inverted-dropout mask of hidden layer l (values 0 or 1/keep), or None;
+- hidden units ReLU, output softmax, loss cross-entropy (so δ_L = y − t).
+
+``pseudo_grads(...)`` returns, per layer, G_l = Σ_batch δ_lᵀ h_{l−1} of shape (R, out, in):
+the *sum* over the minibatch, which the caller divides by B (the PEPITA code's convention,
+spec pepita §2.2 step 4). ``mlp_forward`` is shared by every rule.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+
+def mlp_forward(weights: Sequence[torch.Tensor], x: torch.Tensor,
+                masks: Sequence[torch.Tensor | None] | None = None):
+    """Stacked MLP forward pass.
+
+    Returns ``(y, hs, pre)``: y = softmax(a_L) (R, B, C); ``hs[l]`` the input of layer l
+    (hs[0] = x, hs[l] = mask ⊙ ReLU(a_l) for l ≥ 1); ``pre[l]`` the pre-activation a_{l+1}
+    of layer l (the last one is the logits).
+    """
+    h, hs, pre = x, [], []
+    last = len(weights) - 1
+    for l, w in enumerate(weights):
+        hs.append(h)
+        a = torch.matmul(h, w.transpose(-1, -2))
+        pre.append(a)
+        if l < last:
+            h = torch.relu(a)
+            if masks is not None and masks[l] is not None:
+                h = h * masks[l]
+    return torch.softmax(pre[-1], dim=-1), hs, pre
+
+
+def cross_entropy(y: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-example cross-entropy −Σ_k t_k log y_k of softmax outputs, shape (R, B)."""
+    return -(target * torch.log(y.clamp_min(torch.finfo(y.dtype).tiny))).sum(-1)
+
+
+def outer_sum(delta: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """Σ_batch δ_bᵀ h_b for stacked (R, B, out) and (R, B, in): (R, out, in)."""
+    return torch.matmul(delta.transpose(-1, -2), h)
+
+
+def hidden_derivative(a: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """∂h/∂a of h = mask ⊙ ReLU(a): mask ⊙ 1[a > 0]."""
+    d = (a > 0).to(a.dtype)
+    return d if mask is None else d * mask

@@ -1,0 +1,44 @@
+"""Direct random target projection (Frenkel, Lefebvre & Bol 2021, Front. Neurosci. 15:629892).
+
+Hidden layers get no error at all: their teaching signal is the one-hot *target* projected
+by a fixed random matrix, so no forward or backward pass has to wait for the output:
+
+    δh_l = t B_l,   δa_l = δh_l ⊙ 1[a_l > 0] ⊙ m_l,   G_l = Σ_batch δa_lᵀ h_{l−1}   (hidden l)
+    δ_L = y − t,    G_L = Σ_batch δ_Lᵀ h_{L−1}                                     (output)
+
+B_l has shape (C, n_l) and is drawn once, Kaiming-uniform as ``torch.nn.init.kaiming_uniform_``
+draws a (C, n_l) tensor: U(±√(6/n_l)). The signal carries no error magnitude, so with ReLU
+units and a large rate the weights can grow without bound; a diverging run is recorded as
+such, not hidden (spec pepita §2.4).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from impls.rules_torch import hidden_derivative, mlp_forward, outer_sum
+
+
+def init_feedback(weights, generator: torch.Generator) -> list[torch.Tensor | None]:
+    """One run's B_l (C, n_l) for every hidden layer l (None for the output layer)."""
+    n_classes = weights[-1].shape[0]
+    out: list[torch.Tensor | None] = []
+    for w in weights[:-1]:
+        n_hidden = w.shape[0]
+        limit = math.sqrt(6.0 / n_hidden)
+        out.append((torch.rand(n_classes, n_hidden, generator=generator, dtype=torch.float64) * 2 - 1)
+                   .mul_(limit).to(w.dtype))
+    return out + [None]
+
+
+def pseudo_grads(weights, x, target, feedback, masks=None):
+    """``(grads, y)``: DRTP updates of every layer; ``feedback[l]`` stacked (R, C, n_l)."""
+    y, hs, pre = mlp_forward(weights, x, masks)
+    grads = []
+    last = len(weights) - 1
+    for l in range(last):
+        delta = torch.matmul(target, feedback[l]) * hidden_derivative(pre[l], None if masks is None else masks[l])
+        grads.append(outer_sum(delta, hs[l]))
+    grads.append(outer_sum(y - target, hs[last]))
+    return grads, y

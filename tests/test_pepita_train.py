@@ -1,0 +1,180 @@
+"""The pepita train loop: JAX-vs-PyTorch BP parity, stacked seeds, resume, the CLI contract."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from impls.common import specs as speclib
+from impls.common.io import atomic_write_json, read_json
+from impls.pepita import rules
+from impls.pepita.train import Program, load_images, lr_at
+from impls.rules_torch import backprop, cross_entropy
+from tests.conftest import REPO
+
+
+def test_torch_bp_matches_jax_bp_for_10_steps():
+    """Same MLP (20-16-12-10, no biases), same initial weights and batches, momentum with η inside."""
+    jax = pytest.importorskip("jax")
+    import jax.numpy as jnp
+
+    from impls.rules.backprop import backprop as jax_backprop
+
+    rng = np.random.default_rng(0)
+    sizes, batch, lr, mu, steps = [20, 16, 12, 10], 8, 0.1, 0.9, 10
+    w0 = [rng.uniform(-1, 1, (o, i)) * np.sqrt(6 / i) for i, o in zip(sizes[:-1], sizes[1:])]
+    xs = rng.uniform(0, 1, (steps, batch, sizes[0]))
+    ys = np.eye(10)[rng.integers(0, 10, (steps, batch))]
+
+    def loss_fn(params, x, y):
+        h = x
+        for l, p in enumerate(params):
+            a = h @ p["w"].T
+            h = jax.nn.relu(a) if l < len(params) - 1 else a
+        return -jnp.mean(jnp.sum(y * jax.nn.log_softmax(h), -1))
+
+    jax_losses = []
+    with jax.enable_x64(True):
+        rule = jax_backprop(loss_fn)
+        params = [{"w": jnp.asarray(w)} for w in w0]
+        vel = [{"w": jnp.zeros_like(p["w"])} for p in params]
+        for x, y in zip(xs, ys):
+            grads, _, aux = rule.estimate(params, (), jnp.asarray(x), jnp.asarray(y))
+            jax_losses.append(float(aux["loss"]))
+            vel = [{"w": mu * v["w"] + lr * g["w"]} for v, g in zip(vel, grads)]
+            params = [{"w": p["w"] - v["w"]} for p, v in zip(params, vel)]
+
+    weights = [torch.tensor(w)[None] for w in w0]
+    velocities = [torch.zeros_like(w) for w in weights]
+    torch_losses = []
+    for x, y in zip(xs, ys):
+        xt, yt = torch.tensor(x)[None], torch.tensor(y)[None]
+        grads, out = backprop.pseudo_grads(weights, xt, yt)
+        torch_losses.append(cross_entropy(out, yt).mean().item())
+        rules.apply_update("eta_inside", weights, velocities, grads, lr, mu, batch)
+
+    rel = np.abs(np.array(torch_losses) - np.array(jax_losses)) / np.abs(jax_losses)
+    assert rel.max() < 1e-5, (torch_losses, jax_losses)
+    assert torch_losses[-1] < torch_losses[0]  # it trains
+
+
+def digits_spec(rule="pepita", arch="fc", seed=0, epochs=1, **hparams):
+    model = {"arch": "fc", "hidden": [32]} if arch == "fc" else {"arch": "conv", "channels": 4, "kernel": 3}
+    return speclib.validate_spec(dict(paper="pepita", rule=rule, model=model, dataset="digits",
+                                      hparams={"lr": 0.1 if arch == "fc" else 0.01, **hparams}, seed=seed,
+                                      epochs=epochs, batch_size=64, scale="smoke"))
+
+
+@pytest.mark.parametrize("rule, arch", [("pepita", "fc"), ("drtp", "fc"), ("pepita", "conv"), ("fa", "conv")])
+def test_a_run_does_not_depend_on_the_other_seeds_of_its_batch(datasets_dir, rule, arch):
+    spec = digits_spec(rule, arch)
+    data = load_images(spec, datasets_dir)
+    # float64: DRTP weights grow fast, and float32 matmuls of different batch shapes may round differently
+    together = Program(spec, [0, 1], data, "cpu", torch.float64)
+    alone = Program(spec, [1], data, "cpu", torch.float64)
+    with torch.no_grad():
+        m2, m1 = together.train_epoch(1), alone.train_epoch(1)
+        e2, e1 = together.evaluate(), alone.evaluate()
+    for w2, w1 in zip(together.weights, alone.weights):
+        torch.testing.assert_close(w2[1:], w1, rtol=1e-9, atol=1e-12)
+    assert e2["test_acc"][1] == e1["test_acc"][0]
+    assert m2["train_loss"][1] == pytest.approx(m1["train_loss"][0], rel=1e-9)
+    assert not torch.equal(together.weights[0][0], together.weights[0][1])  # seeds differ
+
+
+def test_every_rule_starts_from_the_same_weights_for_a_seed(datasets_dir):
+    data = load_images(digits_spec(), datasets_dir)
+    first = [Program(digits_spec(rule), [3], data, "cpu").weights for rule in ("pepita", "bp", "fa", "drtp")]
+    for other in first[1:]:
+        assert all(torch.equal(a, b) for a, b in zip(first[0], other))
+
+
+def test_learning_rate_decays_at_the_start_of_the_listed_epochs():
+    hp = {"lr": 0.1, "decay": 0.1, "decay_epochs": [60, 90]}
+    assert [lr_at(e, hp) for e in (1, 60, 61, 90, 91, 100)] == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
+    assert lr_at(5, {"lr": 1e-5, "decay": 0.1, "decay_epochs": [0, 1, 2]}) == 1e-6  # floored as in the code
+
+
+def _write_batch(tmp_path, specs, name="b0"):
+    results = tmp_path / "results" / "pepita"
+    batch_dir = results / "batches" / name
+    runs = {speclib.run_id(s): s for s in specs}
+    atomic_write_json(batch_dir / "batch.json", {"paper": "pepita", "batch_id": name, "runs": runs})
+    return batch_dir / "batch.json", results, list(runs)
+
+
+def _cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "impls.pepita", *map(str, args)], cwd=REPO, capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", **(env or {})},
+                          timeout=300)
+
+
+def test_cli_trains_a_batch_and_a_killed_job_resumes_to_identical_metrics(tmp_path, datasets_dir):
+    specs = [digits_spec(seed=s, epochs=3) for s in (0, 1)]
+    batch, results, ids = _write_batch(tmp_path / "a", specs)
+    done = _cli("train", batch, "--datasets-dir", datasets_dir, "--platform", "cpu")
+    assert done.returncode == 0, done.stderr
+    assert _cli("evaluate", batch, "--datasets-dir", datasets_dir).returncode == 0
+    for rid in ids:
+        run = results / "runs" / rid
+        final = read_json(run / "final.json")
+        assert final["status"] == "ok" and final["final"]["test_acc"] > 30
+        assert final["provenance"]["device"]["framework"] == "torch"
+        record = read_json(run / "train.json")
+        assert record["runs_in_batch"] == 2 and record["seeds_in_process"] == [0, 1]
+        metrics = pd.read_csv(run / "metrics.csv")
+        assert {"acc", "loss", "angle", "w1norm"} <= set(metrics["metric"])
+
+    batch_b, results_b, _ = _write_batch(tmp_path / "b", specs)
+    killed = _cli("train", batch_b, "--datasets-dir", datasets_dir, "--platform", "cpu", "--checkpoint-minutes", 0,
+                  env={"CREDITBENCH_KILL_AFTER_EPOCH": "1"})
+    assert killed.returncode != 0 and (batch_b.parent / "checkpoint.pt").exists()
+    resumed = _cli("train", batch_b, "--datasets-dir", datasets_dir, "--platform", "cpu", "--checkpoint-minutes", 0)
+    assert resumed.returncode == 0 and "resumed from checkpoint at epoch 1" in resumed.stderr
+    for rid in ids:
+        a = pd.read_csv(results / "runs" / rid / "metrics.csv")
+        b = pd.read_csv(results_b / "runs" / rid / "metrics.csv")
+        pd.testing.assert_frame_equal(a, b)
+    assert not (batch_b.parent / "checkpoint.pt").exists()
+
+
+def test_bad_spec_names_the_key():
+    from impls.common.errors import SpecError
+
+    with pytest.raises(SpecError, match="hparams.last_error"):
+        digits_spec(last_error="both")
+    with pytest.raises(SpecError, match="model.hidden"):
+        speclib.validate_spec(dict(paper="pepita", rule="pepita", model={"arch": "conv", "hidden": [3]},
+                                   dataset="digits", hparams={"lr": 0.1}, seed=0, epochs=1, batch_size=8, scale="smoke"))
+    with pytest.raises(SpecError, match="'rule'"):
+        digits_spec(rule="dfa")
+
+
+@pytest.mark.parametrize("scale", ["smoke", "cpu", "paper"])
+def test_every_pepita_target_expands_at_every_scale_with_seeds_batched(scale):
+    import yaml
+
+    from impls.common.plan import build_plan
+
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    plan = build_plan({**config, "scale": scale, "papers": ["pepita"], "seeds": None}, REPO)
+    targets = set(plan.targets("pepita"))
+    assert targets == {"tab_pepita_accuracy", "fig_pepita_curves", "tab_pepita_slowness", "fig_pepita_control",
+                       "fig_pepita_alignment", "fig_pepita_tutorial_check", "fig_pepita_conv_filters",
+                       "fig_pepita_sweeps"}
+    datasets = {plan.runs[r]["dataset"] for r in plan.runs}
+    assert datasets == {"smoke": {"digits"}, "cpu": {"fashion_mnist"}, "paper": {"mnist", "cifar10", "cifar100"}}[scale]
+    for batch in plan.batches.values():
+        specs = [dict(plan.runs[r]) for r in batch.run_ids]
+        assert len({s.pop("seed") for s in specs}) == len(specs)
+        assert all(s == specs[0] for s in specs)  # one process per configuration, seeds inside
+    acc = plan.figures["tab_pepita_accuracy"].run_ids
+    assert len(acc) == {"smoke": 8, "cpu": 24, "paper": 240}[scale]
+    # the curves, slowness and alignment figures reuse the table's runs
+    assert set(plan.figures["fig_pepita_curves"].run_ids) == set(acc)
+    assert set(plan.figures["fig_pepita_alignment"].run_ids) <= set(acc)
