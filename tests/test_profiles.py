@@ -170,7 +170,7 @@ def test_tpu_profile_declares_global_tpu_resource():
 def test_profiles_readme_shows_commands():
     text = (PROFILES / "README.md").read_text()
     for cmd in (
-        "snakemake --profile profiles/slurm fig_nodepert_lr",
+        "snakemake --profile profiles/slurm --workflow-profile none fig_nodepert_lr",
         "snakemake --profile profiles/default all",
         "snakemake --profile profiles/tpu-vm all",
     ):
@@ -217,3 +217,111 @@ def test_env_pins_match_requirements():
             m = re.match(r"^([A-Za-z0-9_.\-]+)(?:\[[\w,-]+\])?==([\w.+-]+)$", spec)
             if m and m.group(1).lower() in pinned:
                 assert m.group(2) == pinned[m.group(1).lower()], f"{path.name}: {spec} vs requirements.txt"
+
+
+# ---- the effective settings of the documented commands, and the CI overlay of profiles/slurm ----
+
+SLURM_COMMAND = "snakemake --profile profiles/slurm --workflow-profile none fig_nodepert_lr"
+
+
+def effective_args(argv: list[str], cwd: Path):
+    """snakemake's parsed command line for `argv` run in `cwd` (profiles and workflow profile applied)."""
+    import os
+
+    from snakemake.cli import parse_args
+
+    old = Path.cwd()
+    os.chdir(cwd)
+    try:
+        return parse_args(argv)[1]
+    finally:
+        os.chdir(old)
+
+
+def test_slurm_command_is_not_overridden_by_the_default_profile():
+    """Snakemake reads profiles/default as the workflow profile unless told `--workflow-profile none`;
+    its keys would win over profiles/slurm's (cores: all caps threads, and so cpus_per_task, at the
+    login node's cores). The documented command keeps profiles/slurm's values."""
+    assert SLURM_COMMAND in (PROFILES / "README.md").read_text()
+    profile = load_profile("slurm")
+    args = effective_args(SLURM_COMMAND.split()[1:], ROOT)
+    assert args.executor == "slurm"
+    assert args.cores is None, "cores would cap the threads (cpus_per_task) of submitted jobs"
+    assert args.latency_wait == profile["latency-wait"]
+    assert {k: v.value for k, v in args.set_threads.items()} == profile["set-threads"]
+
+
+def _edit_marked_keys(text: str) -> set[tuple[str, ...]]:
+    """(section, [rule,] key) of every line of a profile directly below a '# EDIT' comment."""
+    marked, path, pending = set(), [], False
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("# EDIT"):
+            pending = True
+            continue
+        if not stripped or stripped.startswith("#"):
+            continue
+        indent = (len(line) - len(line.lstrip())) // 2
+        key = stripped.split(":", 1)[0]
+        path = path[:indent] + [key]
+        if pending:
+            marked.add(tuple(path))
+        pending = False
+    return marked
+
+
+def test_ci_overlay_changes_only_keys_marked_edit():
+    """tests/cluster/profile runs profiles/slurm on the CI cluster; apart from CI-only settings (polling,
+    logs, jobs) it may change only what profiles/README.md tells a site to edit, plus dropping the GPU."""
+    overlay = yaml.safe_load((ROOT / "tests/cluster/profile/config.v8+.yaml").read_text())
+    slurm = load_profile("slurm")
+    marked = _edit_marked_keys((PROFILES / "slurm" / "config.v8+.yaml").read_text())
+    ci_only = {"jobs", "latency-wait", "slurm-status-command", "slurm-init-seconds-before-status-checks",
+               "slurm-keep-successful-logs", "slurm-logdir"}
+    for key in set(overlay) - {"default-resources", "set-resources", "set-threads"}:
+        assert key in ci_only, f"the CI overlay changes {key}, which a site would not edit"
+    for key, value in overlay["default-resources"].items():
+        assert ("default-resources", key) in marked or slurm["default-resources"].get(key) == value, \
+            f"default-resources: {key} is not marked EDIT"
+    for rule, threads in overlay["set-threads"].items():
+        assert ("set-threads", rule) in marked, f"set-threads: {rule} is not marked EDIT"
+    for rule, resources in overlay["set-resources"].items():
+        for key in resources:
+            assert ("set-resources", rule, key) in marked, f"set-resources: {rule}: {key} is not marked EDIT"
+        dropped = set(slurm["set-resources"][rule]) - set(resources)
+        assert dropped <= {"gpu"}, f"set-resources: {rule}: the overlay drops {dropped}"
+
+
+def test_readme_names_every_edit_marked_key():
+    readme = (PROFILES / "README.md").read_text()
+    section = readme.split("### What a site must edit", 1)[1].split("\n### ", 1)[0]
+    marked = _edit_marked_keys((PROFILES / "slurm" / "config.v8+.yaml").read_text())
+    assert marked
+    for path in marked:
+        name = path[0] if path[0] == "set-threads" else path[-1]
+        assert name in section, f"profiles/README.md 'What a site must edit' does not name {'/'.join(path)}"
+
+
+# ---- TPU VM: a JAX job asked for the TPU on a host without one fails loudly ----
+
+
+def test_tpu_profile_on_a_cpu_host_fails_with_a_clear_error(workdir):
+    """`snakemake --profile profiles/tpu-vm` on this CPU-only host: the train job stops with an error
+    naming platform=tpu and the CPU backend it found, and writes no results (no silent CPU fallback)."""
+    import jax
+
+    if jax.default_backend() == "tpu":
+        pytest.skip("this host has a TPU")
+    proc = subprocess.run(
+        [str(snakemake_bin()), "--profile", "profiles/tpu-vm", "--workflow-profile", "none",
+         "--cores", "2", "--restart-times", "0", "fig_nodepert_lr"],
+        cwd=workdir, capture_output=True, text=True, timeout=600,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out[-3000:]
+    logs = "".join(p.read_text() for p in (workdir / "logs/nodepert/train").glob("*.log"))
+    assert "this job must run on platform=tpu" in logs, logs[-3000:]
+    assert "Refusing to fall back silently" in logs or "JAX cannot initialise it" in logs, logs[-3000:]
+    assert "tpu=1" in out.replace(" ", ""), "train jobs must hold the global tpu resource"
+    assert not list((workdir / "results/nodepert/batches").glob("*/trained.json"))
+    assert not list((workdir / "results/nodepert/runs").glob("*/final.json"))
