@@ -96,7 +96,7 @@ def test_shared_runs_are_planned_once(tmp_path):
     doc["figures"] = {"fig_nodepert_lr": lr, "fig_nodepert_copy": copy.deepcopy(lr)}  # only these two
     (tmp_path / "papers" / "nodepert").mkdir(parents=True)
     (tmp_path / "papers" / "nodepert" / "paper.yaml").write_text(yaml.safe_dump(doc))
-    plan = planlib.build_plan(CONFIG, tmp_path)
+    plan = planlib.build_plan({**CONFIG, "papers": ["nodepert"]}, tmp_path)
     a, b = plan.figures["fig_nodepert_lr"], plan.figures["fig_nodepert_copy"]
     assert a.run_ids == b.run_ids
     assert len(plan.runs) == len(a.run_ids)
@@ -108,6 +108,6 @@ def test_bad_paper_yaml_names_file_figure_and_key(tmp_path):
     (tmp_path / "papers" / "nodepert").mkdir(parents=True)
     (tmp_path / "papers" / "nodepert" / "paper.yaml").write_text(yaml.safe_dump(doc))
     with pytest.raises(SpecError) as err:
-        planlib.build_plan(CONFIG, tmp_path)
+        planlib.build_plan({**CONFIG, "papers": ["nodepert"]}, tmp_path)
     msg = str(err.value)
     assert "papers/nodepert/paper.yaml" in msg and "fig_nodepert_lr" in msg and "key 'rule' is 'backprop'" in msg
