@@ -19,8 +19,6 @@ shuffling fold_in(base, 3) per epoch; a resumed job replays exactly the same dra
 """
 from __future__ import annotations
 
-import os
-import signal
 import sys
 import time
 
@@ -32,6 +30,7 @@ import optax
 from impls.bpfree import models, options
 from impls.bpfree.rules import local_losses, make_rule
 from impls.common import datasets, metrics, provenance
+from impls.common.checkpointing import KILL_AFTER_EPOCH_ENV, CheckpointClock  # noqa: F401
 from impls.common.cli import BatchJob, TrainOptions
 from impls.common.io import atomic_write_json, atomic_write_npz, load_npz
 
@@ -39,7 +38,6 @@ EVAL_CHUNK = 1000
 N_SAMPLES = 8  # reconstruction: test images saved with their reconstructions
 #: largest pixel value of each dataset's stored uint8 images (digits are 0..16)
 PIXEL_MAX = {"digits": 16.0}
-KILL_AFTER_EPOCH_ENV = "CREDITBENCH_KILL_AFTER_EPOCH"
 #: a run has diverged when its training or test loss is non-finite (Keras TerminateOnNaN) or above
 #: this bound: a softmax-CE of 1e4 nats needs logits of order 1e4, i.e. blown-up weights. Keras
 #: computes the CE from the logits too, so the original only stops once activations overflow to
@@ -322,8 +320,7 @@ def train_batch(job: BatchJob, options_: TrainOptions) -> None:
         for k, v in program.evaluate(state).items():
             history[k][0] = np.asarray(v)
         _log(job, 0, epochs, history, diverged, 0.0, program.recon)
-    t_start, last_ckpt = time.perf_counter() - elapsed, time.perf_counter()
-    kill_after = os.environ.get(KILL_AFTER_EPOCH_ENV)
+    t_start, clock = time.perf_counter() - elapsed, CheckpointClock(options_.checkpoint_minutes)
     epoch = start
     for epoch in range(start + 1, epochs + 1):
         t0 = time.perf_counter()
@@ -343,11 +340,9 @@ def train_batch(job: BatchJob, options_: TrainOptions) -> None:
         diverged[(diverged < 0) & bad] = epoch
         _log(job, epoch, epochs, history, diverged, 1.0 / max(time.perf_counter() - t0, 1e-9), program.recon)
         done = epoch == epochs or bool((diverged >= 0).all())
-        if not done and time.perf_counter() - last_ckpt >= 60 * options_.checkpoint_minutes:
+        if not done and clock.due():
             save_checkpoint(ckpt_path, job, epoch, state, history, diverged, time.perf_counter() - t_start)
-            last_ckpt = time.perf_counter()
-            if kill_after is not None and epoch >= int(kill_after):
-                os.kill(os.getpid(), signal.SIGKILL)
+            clock.saved(epoch)
         if done:
             break
     wall = time.perf_counter() - t_start

@@ -21,8 +21,6 @@ uninterrupted one would.
 """
 from __future__ import annotations
 
-import os
-import signal
 import sys
 import time
 from functools import partial
@@ -33,6 +31,7 @@ import numpy as np
 import optax
 
 from impls.common import datasets, metrics, provenance
+from impls.common.checkpointing import KILL_AFTER_EPOCH_ENV, CheckpointClock  # noqa: F401
 from impls.common.cli import BatchJob, TrainOptions
 from impls.common.io import atomic_write_json, atomic_write_npz, load_npz
 from impls.nodepert import models
@@ -44,8 +43,6 @@ jax.config.update("jax_default_matmul_precision", "highest")
 
 METRIC_NAMES = ("train_acc", "train_loss", "test_acc", "test_loss")
 EVAL_CHUNK = 1000
-#: fault injection for the resume test: SIGKILL this process right after the checkpoint of this epoch
-KILL_AFTER_EPOCH_ENV = "CREDITBENCH_KILL_AFTER_EPOCH"
 
 
 def load_arrays(spec: dict, datasets_dir) -> dict[str, np.ndarray]:
@@ -241,8 +238,7 @@ def train_batch(job: BatchJob, options: TrainOptions) -> None:
         for k, v in program.evaluate(params).items():
             history[k][0] = np.asarray(v)
         _log(job, 0, epochs, history, diverged, 0.0)
-    t_start, last_ckpt = time.perf_counter() - elapsed, time.perf_counter()
-    kill_after = os.environ.get(KILL_AFTER_EPOCH_ENV)
+    t_start, clock = time.perf_counter() - elapsed, CheckpointClock(options.checkpoint_minutes)
     epoch = start
     for epoch in range(start + 1, epochs + 1):
         t0 = time.perf_counter()
@@ -260,12 +256,10 @@ def train_batch(job: BatchJob, options: TrainOptions) -> None:
             stopped[(stopped < 0) & (history["test_acc"][epoch] > threshold)] = epoch
         _log(job, epoch, epochs, history, diverged, 1.0 / max(time.perf_counter() - t0, 1e-9))
         done = epoch == epochs or bool(((diverged >= 0) | (stopped >= 0)).all())
-        if not done and time.perf_counter() - last_ckpt >= 60 * options.checkpoint_minutes:
+        if not done and clock.due():
             save_checkpoint(ckpt_path, job, epoch, params, states, history, diverged, time.perf_counter() - t_start,
                             stopped)
-            last_ckpt = time.perf_counter()
-            if kill_after is not None and epoch >= int(kill_after):
-                os.kill(os.getpid(), signal.SIGKILL)
+            clock.saved(epoch)
         if done:
             break
     wall = time.perf_counter() - t_start

@@ -22,7 +22,6 @@ standard (dropout) pass over the epoch, as the code monitors them.
 from __future__ import annotations
 
 import os
-import signal
 import sys
 import time
 
@@ -31,6 +30,7 @@ import torch
 
 from impls.common import datasets, metrics, provenance
 from impls.common.backend import require_torch_platform
+from impls.common.checkpointing import KILL_AFTER_EPOCH_ENV, CheckpointClock  # noqa: F401
 from impls.common.cli import BatchJob, TrainOptions
 from impls.common.io import atomic_write_json, atomic_write_npz
 from impls.pepita import models, rules
@@ -38,8 +38,6 @@ from impls.pepita.options import resolved_hparams
 
 EVAL_CHUNK = 1000
 STREAM_F, STREAM_FEEDBACK, STREAM_DATA = 1_000_003, 2_000_003, 3_000_017
-#: fault injection for the resume test: SIGKILL this process right after the checkpoint of this epoch
-KILL_AFTER_EPOCH_ENV = "CREDITBENCH_KILL_AFTER_EPOCH"
 #: pixel maximum used to map images to [0, 1] (digits are stored as 0..16)
 PIXEL_MAX = {"digits": 16.0}
 
@@ -251,9 +249,8 @@ def train_batch(job: BatchJob, options: TrainOptions) -> None:
         for k, v in program.evaluate().items():
             history[k][0] = v
         _log(job, 0, epochs, history, diverged, 0.0)
-    t_start, last_ckpt = time.perf_counter() - elapsed, time.perf_counter()
+    t_start, clock = time.perf_counter() - elapsed, CheckpointClock(options.checkpoint_minutes)
     epoch_seconds = []
-    kill_after = os.environ.get(KILL_AFTER_EPOCH_ENV)
     epoch = start
     with torch.no_grad():
         for epoch in range(start + 1, epochs + 1):
@@ -267,11 +264,9 @@ def train_batch(job: BatchJob, options: TrainOptions) -> None:
             diverged[(diverged < 0) & bad] = epoch
             _log(job, epoch, epochs, history, diverged, epoch_seconds[-1])
             done = epoch == epochs or bool((diverged >= 0).all())
-            if not done and time.perf_counter() - last_ckpt >= 60 * options.checkpoint_minutes:
+            if not done and clock.due():
                 _save_checkpoint(ckpt_path, job, epoch, program, history, diverged, time.perf_counter() - t_start)
-                last_ckpt = time.perf_counter()
-                if kill_after is not None and epoch >= int(kill_after):
-                    os.kill(os.getpid(), signal.SIGKILL)
+                clock.saved(epoch)
             if done:
                 break
     wall = time.perf_counter() - t_start
