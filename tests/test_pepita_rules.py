@@ -214,3 +214,34 @@ def test_slowness_fit_on_the_reference_curve_matches_the_notebook_method(n, acc_
     fitted_max, fitted_s = fit_slowness(points)
     assert fitted_max == pytest.approx(acc_max)
     assert fitted_s == pytest.approx(s, abs=2e-3)
+
+
+@pytest.mark.parametrize("erin_sign", [False, True])
+def test_factored_first_layer_equals_the_direct_modulated_pass(erin_sign):
+    """x W_1ᵀ + s (W_1 F)ᵀ is (x + s Fᵀ) W_1ᵀ: float64 equal to rounding; float32 close on a
+    784-1024-10 net (the difference h − h^err is what PEPITA learns from)."""
+    weights, F, x, t, masks = tiny_fc(sizes=(7, 6, 5, 3), runs=2, batch=4, keep=0.8)
+    direct, y_d = rules.pepita_fc(weights, F, x, t, masks, hp(modulated_product="direct", erin_sign=erin_sign))
+    factored, y_f = rules.pepita_fc(weights, F, x, t, masks, hp(erin_sign=erin_sign))
+    assert torch.equal(y_d, y_f)
+    for gd, gf in zip(direct, factored):
+        assert torch.count_nonzero(gd) > 0
+        torch.testing.assert_close(gf, gd, rtol=1e-12, atol=1e-14)
+
+    g = torch.Generator().manual_seed(3)
+    big = [models.uniform((1024, 784), math.sqrt(6 / 784), g, torch.float32)[None],
+           models.uniform((10, 1024), math.sqrt(6 / 1024), g, torch.float32)[None]]
+    F32 = models.init_F(784, 10, 0.05, g, torch.float32)[None]
+    x32 = torch.rand(1, 64, 784, generator=g)
+    t32 = torch.nn.functional.one_hot(torch.randint(0, 10, (1, 64), generator=g), 10).float()
+    mask = [(torch.rand(1, 64, 1024, generator=g) < 0.9).float() / 0.9]
+    d32, _ = rules.pepita_fc(big, F32, x32, t32, mask, hp(modulated_product="direct", erin_sign=erin_sign))
+    f32, _ = rules.pepita_fc(big, F32, x32, t32, mask, hp(erin_sign=erin_sign))
+    for gd, gf in zip(d32, f32):
+        assert (gf - gd).norm() / gd.norm() < 1e-3
+
+
+def test_factored_first_layer_is_not_used_for_random_perturbation():
+    weights, F, x, t, masks = tiny_fc()
+    assert rules.modulated_first_pre(x, weights[0], t, F, hp(perturbation="random", rp_k=0.1)) is None
+    assert rules.modulated_first_pre(x, weights[0], t, F, hp(modulated_product="direct")) is None

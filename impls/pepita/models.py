@@ -106,9 +106,9 @@ def conv_forward(weights, x, shape: ConvShape):
     return torch.softmax(logits, -1), patches, a, feat, logits
 
 
-def fc_forward(weights, x, masks=None):
+def fc_forward(weights, x, masks=None, first_pre=None):
     """``(y, hs, pre)``; see ``impls.rules_torch.mlp_forward``."""
-    return mlp_forward(weights, x, masks)
+    return mlp_forward(weights, x, masks, first_pre)
 
 
 def alignment(weights, F: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

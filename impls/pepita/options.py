@@ -31,9 +31,11 @@ HPARAMS = {
     "rp_k": (0.0, "k of the random-perturbation control"),
     "rp_noise": ("normal", "law of ξ for the random-perturbation control: 'normal' or 'uniform' (U(−1,1))"),
     "erin_sign": (False, "code switch ERINsign: x + 0.1·F·sign(e)"),
+    "modulated_product": ("factored", "FC first layer of the modulated pass: 'factored' x W_1ᵀ + s (W_1 F)ᵀ "
+                                      "(one B×d×n matmul fewer) or 'direct' (x + s Fᵀ) W_1ᵀ as the original"),
 }
 CHOICES = {"last_error": ("modulated", "standard"), "perturbation": ("error", "random"),
-           "rp_noise": ("normal", "uniform")}
+           "rp_noise": ("normal", "uniform"), "modulated_product": ("factored", "direct")}
 
 
 def _allowed(key: str, value, allowed) -> SpecError:

@@ -45,21 +45,39 @@ def optimizer_kind(rule: str, arch: str) -> str:
     return OPTIMIZER.get((rule, arch), "eta_inside")
 
 
+def modulation_signal(e: torch.Tensor, hp: dict) -> torch.Tensor:
+    """s with x_mod = x + s Fᵀ: the error e, or 0.1·sign(e) under ``erin_sign``."""
+    return torch.sign(e) * 0.1 if hp["erin_sign"] else e
+
+
 def modulated_input(x_flat: torch.Tensor, e: torch.Tensor, F: torch.Tensor, hp: dict,
                     noise: torch.Tensor | None) -> torch.Tensor:
     """x + F e (default), x + 0.1·F sign(e) (``erin_sign``) or x + k ξ (random perturbation)."""
     if hp["perturbation"] == "random":
         return x_flat + hp["rp_k"] * noise
-    signal = torch.sign(e) * 0.1 if hp["erin_sign"] else e
-    return x_flat + torch.matmul(signal, F.transpose(-1, -2))
+    return x_flat + torch.matmul(modulation_signal(e, hp), F.transpose(-1, -2))
+
+
+def modulated_first_pre(pre_first: torch.Tensor, w_first: torch.Tensor, e: torch.Tensor, F: torch.Tensor,
+                        hp: dict) -> torch.Tensor | None:
+    """x_mod W_1ᵀ = x W_1ᵀ + s (W_1 F)ᵀ without the B×d_in×n_1 product, or None (compute it directly).
+
+    Exact algebra (x_mod = x + s Fᵀ); it costs an n_1×d_in×C product instead of B×d_in×n_1 and
+    changes only the float rounding (float64 tests: equal to 1e-12). Used for ``modulated_product
+    = 'factored'`` and error modulation; the random-perturbation control has no such shortcut.
+    """
+    if hp["modulated_product"] != "factored" or hp["perturbation"] == "random":
+        return None
+    return pre_first + torch.matmul(modulation_signal(e, hp), torch.matmul(w_first, F).transpose(-1, -2))
 
 
 def pepita_fc(weights, F, x, target, masks, hp, noise=None):
     """PEPITA pseudo-gradients of a stacked FC net (module docstring)."""
-    y, hs, _ = models.fc_forward(weights, x, masks)
+    y, hs, pre = models.fc_forward(weights, x, masks)
     e = y - target
     x_mod = modulated_input(x, e, F, hp, noise)
-    y_err, hs_err, _ = models.fc_forward(weights, x_mod, masks)
+    first = modulated_first_pre(pre[0], weights[0], e, F, hp)
+    y_err, hs_err, _ = models.fc_forward(weights, x_mod, masks, first)
     last = len(weights) - 1
     grads = [outer_sum(hs[l + 1] - hs_err[l + 1], hs_err[l]) for l in range(last)]
     e_last = (y_err - target) if hp["last_error"] == "modulated" else e

@@ -21,18 +21,19 @@ import torch
 
 
 def mlp_forward(weights: Sequence[torch.Tensor], x: torch.Tensor,
-                masks: Sequence[torch.Tensor | None] | None = None):
+                masks: Sequence[torch.Tensor | None] | None = None, first_pre: torch.Tensor | None = None):
     """Stacked MLP forward pass.
 
     Returns ``(y, hs, pre)``: y = softmax(a_L) (R, B, C); ``hs[l]`` the input of layer l
     (hs[0] = x, hs[l] = mask ⊙ ReLU(a_l) for l ≥ 1); ``pre[l]`` the pre-activation a_{l+1}
-    of layer l (the last one is the logits).
+    of layer l (the last one is the logits). ``first_pre``, when given, is used as the first
+    layer's pre-activation x W_1ᵀ instead of computing it (a caller that knows it cheaper).
     """
     h, hs, pre = x, [], []
     last = len(weights) - 1
     for l, w in enumerate(weights):
         hs.append(h)
-        a = torch.matmul(h, w.transpose(-1, -2))
+        a = first_pre if (l == 0 and first_pre is not None) else torch.matmul(h, w.transpose(-1, -2))
         pre.append(a)
         if l < last:
             h = torch.relu(a)
