@@ -3,7 +3,9 @@
 ``evaluate`` also classifies each run's test-accuracy curve (crash / no crash / no learning,
 impls.nodepert.crash) and records it in final.json under ``crash``; for runs whose spec asks
 for it (``hparams.linesearch_steps``) it runs the line-search analysis from the trained
-parameters (impls.nodepert.linesearch), writing linesearch.csv and final.json's ``linesearch``.
+parameters (impls.nodepert.linesearch), writing linesearch.csv and final.json's ``linesearch``;
+for crash-dynamics runs (``hparams.snapshot_every``) it replays the updates around the first
+crash minibatch by minibatch (impls.nodepert.replay), writing replay.csv and final.json's ``replay``.
 """
 from __future__ import annotations
 
@@ -36,6 +38,10 @@ def _evaluate_extras(batch_json: str, results_dir: str | None, datasets_dir: str
             from impls.nodepert.linesearch import run_analysis
 
             final["linesearch"] = run_analysis(spec, runs_dir / rid, Path(datasets_dir))
+        if "snapshot_every" in spec["hparams"]:
+            from impls.nodepert.replay import run_replay
+
+            final["replay"] = run_replay(spec, runs_dir / rid, Path(datasets_dir))
         atomic_write_json(final_path, final)
 
 

@@ -20,14 +20,23 @@ RULES = {
     "np_adam": "np estimate fed to Adam(lr, b1 .9, b2 .999, eps 1e-8)",
     "sgd_adam": "exact gradient fed to Adam(lr, b1 .9, b2 .999, eps 1e-8)",
 }
-ARCHS = ("mlp",)
+#: ``mlp`` (impls.nodepert.models) or a conv net (impls.nodepert.convnets: ``conv_base``, ``allcnn_a``)
+ARCHS = ("mlp", "conv_base", "allcnn_a")
+CONV_ARCHS = ("conv_base", "allcnn_a")
+#: estimators that exist for conv nets (any optimiser suffix allowed)
+CONV_ESTIMATORS = ("np", "np_indep_noise", "sgd")
 ACTIVATIONS = ("relu", "linear")
 DATASETS = ("digits", "fashion_mnist", "mnist", "cifar10")
-HPARAMS = {"lr", "sigma", "wd", "stop_at_test_acc", "linesearch_steps", "linesearch_batches"}
+HPARAMS = {"lr", "sigma", "wd", "stop_at_test_acc", "linesearch_steps", "linesearch_batches",
+           "snapshot_every", "replay_epochs"}
+#: crash-dynamics replay (spec §3 "crash_dynamics", impls.nodepert.replay): parameters are kept
+#: every ``snapshot_every`` epochs until the first crash; ``evaluate`` replays ``replay_epochs``
+#: epochs from the last one, logging after every minibatch
+REPLAY_HPARAMS = ("snapshot_every", "replay_epochs")
 #: line-search analysis (spec §3 "linesearch"): step sizes logspace(LOG10_MIN, LOG10_MAX, steps)
 LINESEARCH_LOG10_RANGE = (-4.0, 1.0)
 #: hidden = explicit list of widths, or n_hl x width (the depth/width sweeps' factors)
-MODEL_KEYS = {"arch", "hidden", "n_hl", "width", "activation"}
+MODEL_KEYS = {"arch", "hidden", "n_hl", "width", "activation", "channel_scale"}
 
 
 def estimator_name(rule: str) -> str:
@@ -73,6 +82,10 @@ def validate(spec: dict) -> None:
     extra = set(model) - MODEL_KEYS
     if extra:
         raise SpecError(f"run spec: unknown key 'model.{sorted(extra)[0]}'; allowed keys: {', '.join(sorted(MODEL_KEYS))}")
+    if model["arch"] in CONV_ARCHS:
+        _validate_conv(spec)
+    elif "channel_scale" in model:
+        raise SpecError("run spec: key 'model.channel_scale' is only for the conv archs " + ", ".join(CONV_ARCHS))
     if ("n_hl" in model) != ("width" in model):
         raise SpecError("run spec: keys 'model.n_hl' and 'model.width' go together")
     if "n_hl" in model:
@@ -100,9 +113,34 @@ def validate(spec: dict) -> None:
     if "stop_at_test_acc" in hparams and not 0 < hparams["stop_at_test_acc"] < 100:
         raise SpecError(f"run spec: key 'hparams.stop_at_test_acc' is {hparams['stop_at_test_acc']!r}; "
                         "expected a test accuracy in (0, 100)")
+    for key in REPLAY_HPARAMS:
+        if key in hparams and not _positive_int(hparams[key]):
+            raise SpecError(f"run spec: key 'hparams.{key}' is {hparams[key]!r}; expected a positive integer")
+    if ("snapshot_every" in hparams) != ("replay_epochs" in hparams):
+        raise SpecError("run spec: keys 'hparams.snapshot_every' and 'hparams.replay_epochs' go together")
+    if "snapshot_every" in hparams and (model["arch"] != "mlp" or optimizer_kind(rule) != "sgd"):
+        raise SpecError("run spec: key 'hparams.snapshot_every' (crash replay) needs model.arch 'mlp' and a "
+                        "plain-SGD rule (np, np_indep_noise, np_clean_pre, np_batch_scalar or sgd)")
     if optimizer_kind(rule) == "sgd_wd":
         wd = hparams.get("wd")
         if isinstance(wd, bool) or not isinstance(wd, (int, float)) or wd < 0:
             raise SpecError(f"run spec: key 'hparams.wd' is {wd!r}; rule {rule!r} needs a weight decay >= 0")
     elif "wd" in hparams:
         raise SpecError(f"run spec: key 'hparams.wd' is only used by the *_wd rules, not {rule!r}")
+
+
+def _validate_conv(spec: dict) -> None:
+    model = spec["model"]
+    for key in ("hidden", "n_hl", "width"):
+        if key in model:
+            raise SpecError(f"run spec: key 'model.{key}' is not used by model.arch {model['arch']!r}")
+    scale = model.get("channel_scale", 1.0)
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:
+        raise SpecError(f"run spec: key 'model.channel_scale' is {scale!r}; expected a positive number")
+    if model.get("activation", "relu") != "relu":
+        raise SpecError(f"run spec: key 'model.activation' must be 'relu' for model.arch {model['arch']!r}")
+    if estimator_name(spec["rule"]) not in CONV_ESTIMATORS:
+        raise SpecError(f"run spec: key 'rule' is {spec['rule']!r}; model.arch {model['arch']!r} allows the "
+                        f"estimators {', '.join(CONV_ESTIMATORS)}")
+    if "linesearch_steps" in spec["hparams"]:
+        raise SpecError("run spec: key 'hparams.linesearch_steps' needs model.arch 'mlp'")

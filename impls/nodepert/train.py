@@ -24,6 +24,7 @@ from __future__ import annotations
 import sys
 import time
 from functools import partial
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -34,8 +35,8 @@ from impls.common import datasets, metrics, provenance
 from impls.common.checkpointing import KILL_AFTER_EPOCH_ENV, CheckpointClock  # noqa: F401
 from impls.common.cli import BatchJob, TrainOptions
 from impls.common.io import atomic_write_json, atomic_write_npz, load_npz
-from impls.nodepert import models
-from impls.nodepert.options import hidden_sizes, optimizer_kind
+from impls.nodepert import convnets, models
+from impls.nodepert.options import CONV_ARCHS, hidden_sizes, optimizer_kind
 from impls.nodepert.rules import make_rule
 
 # Perturbation methods need full float32 matmuls: sigma = 1e-4 is below TF32 rounding (spec §6.1).
@@ -57,8 +58,35 @@ def load_arrays(spec: dict, datasets_dir) -> dict[str, np.ndarray]:
     n = (len(x_train) // spec["batch_size"]) * spec["batch_size"]
     if n == 0:
         raise ValueError(f"batch_size {spec['batch_size']} exceeds the {len(x_train)} training examples")
+    shape = tuple(ds.image_shape) if len(ds.image_shape) == 3 else (*ds.image_shape, 1)
     return {"x_train": x_train[:n], "y_train": ds.y_train[:n].astype(np.int32),
-            "x_test": x_test, "y_test": ds.y_test.astype(np.int32)}
+            "x_test": x_test, "y_test": ds.y_test.astype(np.int32), "image_shape": shape}
+
+
+class Network(NamedTuple):
+    """A spec's network: ``init(key) -> params``, ``apply(params, x) -> output``, the rule's
+    estimator, and ``input_shape`` (one example: (D,) for MLPs, (H, W, C) for conv nets)."""
+
+    init: Callable
+    apply: Callable
+    rule: Any
+    input_shape: tuple
+
+
+def build_network(spec: dict, image_shape: tuple) -> Network:
+    """MLP (impls.nodepert.models) or conv net (impls.nodepert.convnets) named by ``model.arch``."""
+    model = spec["model"]
+    if model["arch"] in CONV_ARCHS:
+        convs = convnets.layers(model["arch"], float(model.get("channel_scale", 1.0)))
+        return Network(partial(convnets.init_convnet, convs=convs, image_shape=image_shape),
+                       lambda p, x: convnets.forward(p, x, convs)[0],
+                       convnets.make_conv_rule(spec["rule"], spec["hparams"], convs, image_shape), tuple(image_shape))
+    activation = model.get("activation", "relu")
+    in_dim = int(np.prod(image_shape))
+    sizes = models.layer_sizes(in_dim, hidden_sizes(model))
+    return Network(partial(models.init_mlp, sizes=sizes),
+                   lambda p, x: models.forward(p, x, activation=activation)[0],
+                   make_rule(spec["rule"], spec["hparams"], activation), (in_dim,))
 
 
 def unscaled_weight_decay(wd: float) -> optax.GradientTransformation:
@@ -110,19 +138,18 @@ class BatchProgram:
     """The compiled pieces of one batch: init, one training epoch, evaluation."""
 
     def __init__(self, spec: dict, arrays: dict[str, np.ndarray]):
-        model = spec["model"]
-        self.activation = model.get("activation", "relu")
-        self.sizes = models.layer_sizes(arrays["x_train"].shape[1], hidden_sizes(model))
-        self.rule = make_rule(spec["rule"], spec["hparams"], self.activation)
+        self.net = build_network(spec, arrays["image_shape"])
+        self.rule = self.net.rule
         self.optimizer = optax.inject_hyperparams(make_optimizer(spec["rule"], spec["hparams"]))
         self.batch_size = spec["batch_size"]
         x, y = arrays["x_train"], arrays["y_train"]
         n_batches = len(x) // self.batch_size
         self.steps_per_epoch = n_batches
-        self.x_batches = jnp.asarray(x.reshape(n_batches, self.batch_size, -1))
+        x, x_test = x.reshape(-1, *self.net.input_shape), arrays["x_test"].reshape(-1, *self.net.input_shape)
+        self.x_batches = jnp.asarray(x.reshape(n_batches, self.batch_size, *self.net.input_shape))
         self.y_batches = jax.nn.one_hot(jnp.asarray(y.reshape(n_batches, self.batch_size)), 10)
         self.eval_sets = {"train": _pad_chunks(x, y, EVAL_CHUNK),
-                          "test": _pad_chunks(arrays["x_test"], arrays["y_test"], EVAL_CHUNK)}
+                          "test": _pad_chunks(x_test, arrays["y_test"], EVAL_CHUNK)}
         self.train_epoch = jax.jit(self._train_epoch, donate_argnums=(0, 1))
         self.evaluate = jax.jit(self._evaluate)
 
@@ -130,7 +157,7 @@ class BatchProgram:
         base = jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds, jnp.uint32))
         init_keys = jax.vmap(lambda k: jax.random.fold_in(k, 0))(base)
         noise_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(base)
-        params = jax.vmap(partial(models.init_mlp, sizes=self.sizes))(init_keys)
+        params = jax.vmap(self.net.init)(init_keys)
         opt_state = jax.vmap(lambda p, lr: self.optimizer(lr).init(p))(params, jnp.asarray(lrs, jnp.float32))
         rule_state = jax.vmap(self.rule.init)(params)
         return params, (opt_state, rule_state), noise_keys
@@ -158,7 +185,7 @@ class BatchProgram:
         for split, (xc, yc, mask, n) in self.eval_sets.items():
             def chunk_stats(args):
                 x, y, m = args
-                pred = jax.vmap(lambda p: models.forward(p, x, activation=self.activation)[0])(params)
+                pred = jax.vmap(lambda p: self.net.apply(p, x))(params)
                 loss = models.per_example_loss(pred, jax.nn.one_hot(y, 10)[None])
                 correct = (jnp.argmax(pred, -1) == y[None]).astype(jnp.float32)
                 return (correct * m).sum(-1), (loss * m).sum(-1)
@@ -212,6 +239,26 @@ def _log(job: BatchJob, epoch: int, epochs: int, history, diverged, rate: float)
           f"{summary} | diverged {int((diverged >= 0).sum())} | {rate:.2f} epochs/s", file=sys.stderr, flush=True)
 
 
+def keep_replay_snapshots(job: BatchJob, spec: dict, epoch: int, params, history) -> None:
+    """Crash-dynamics runs (``hparams.snapshot_every``, impls.nodepert.replay): after epoch ``epoch``,
+    overwrite each run's ``replay_start.npz`` with its parameters when ``epoch`` is a multiple of
+    ``snapshot_every``, at most E − ``replay_epochs``, and the run has not crashed yet (so the file
+    ends as the last snapshot before the first crash). Deterministic, so a resumed job rewrites
+    the same files."""
+    hp = spec["hparams"]
+    every = hp.get("snapshot_every")
+    if not every or epoch % every or epoch > spec["epochs"] - hp["replay_epochs"]:
+        return
+    from impls.nodepert import crash
+    from impls.nodepert.replay import SNAPSHOT_FILE, save_snapshot
+
+    leaves = jax.tree_util.tree_leaves(params)
+    for i, run_dir in enumerate(job.run_dirs):
+        if crash.classify(history["test_acc"][: epoch + 1, i], spec["epochs"])["crash_class"] == "crash":
+            continue
+        save_snapshot(run_dir / SNAPSHOT_FILE, [np.asarray(x[i]) for x in leaves], epoch)
+
+
 def train_batch(job: BatchJob, options: TrainOptions) -> None:
     """Train every run of ``job`` to its epoch budget; write each run's files (impls.common.metrics)."""
     spec0 = job.specs[0]
@@ -238,6 +285,7 @@ def train_batch(job: BatchJob, options: TrainOptions) -> None:
         for k, v in program.evaluate(params).items():
             history[k][0] = np.asarray(v)
         _log(job, 0, epochs, history, diverged, 0.0)
+        keep_replay_snapshots(job, spec0, 0, params, history)
     t_start, clock = time.perf_counter() - elapsed, CheckpointClock(options.checkpoint_minutes)
     epoch = start
     for epoch in range(start + 1, epochs + 1):
@@ -255,6 +303,7 @@ def train_batch(job: BatchJob, options: TrainOptions) -> None:
         if threshold is not None:
             stopped[(stopped < 0) & (history["test_acc"][epoch] > threshold)] = epoch
         _log(job, epoch, epochs, history, diverged, 1.0 / max(time.perf_counter() - t0, 1e-9))
+        keep_replay_snapshots(job, spec0, epoch, params, history)
         done = epoch == epochs or bool(((diverged >= 0) | (stopped >= 0)).all())
         if not done and clock.due():
             save_checkpoint(ckpt_path, job, epoch, params, states, history, diverged, time.perf_counter() - t_start,
