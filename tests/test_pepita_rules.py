@@ -245,3 +245,40 @@ def test_factored_first_layer_is_not_used_for_random_perturbation():
     weights, F, x, t, masks = tiny_fc()
     assert rules.modulated_first_pre(x, weights[0], t, F, hp(perturbation="random", rp_k=0.1)) is None
     assert rules.modulated_first_pre(x, weights[0], t, F, hp(modulated_product="direct")) is None
+
+
+# --------------------------------------------------------------------------- code variants
+
+def test_double_mask_multiplies_the_hidden_delta_by_the_mask_again():
+    weights, F, x, t, masks = tiny_fc(sizes=(6, 5, 4, 3), runs=1, batch=3, keep=0.6)
+    _, hs, _ = models.fc_forward(weights, x, masks)
+    e = torch.softmax(hs[-1] @ weights[-1].transpose(-1, -2), -1) - t
+    x_mod = x + e @ F.transpose(-1, -2)
+    _, hs_err, _ = models.fc_forward(weights, x_mod, masks)
+    grads, _ = rules.pepita_fc(weights, F, x, t, masks, hp(double_mask=True))
+    for l in range(2):
+        expected = ((hs[l + 1] - hs_err[l + 1]) * masks[l]).transpose(-1, -2) @ hs_err[l]
+        torch.testing.assert_close(grads[l], expected, rtol=1e-12, atol=1e-14)
+    single, _ = rules.pepita_fc(weights, F, x, t, masks, hp())
+    assert not torch.allclose(single[0], grads[0])  # kept units differ by the factor 1/keep
+    torch.testing.assert_close(single[-1], grads[-1])  # the output layer is untouched
+
+
+def test_sqrt_conv_divides_the_conv_update_by_root_p():
+    shape = models.ConvShape(1, 6, 6, 4, 3, 2, 3)
+    g = torch.Generator().manual_seed(4)
+    w = [x[None] for x in models.init_conv(shape, g, DT)]
+    F = models.uniform((36, 3), 0.3, g, DT)[None]
+    x = torch.rand(1, 5, 1, 6, 6, generator=g, dtype=DT)
+    t = torch.nn.functional.one_hot(torch.randint(0, 3, (1, 5), generator=g), 3).to(DT)
+    default, _ = rules.pepita_conv(w, F, x, t, shape, hp("conv"))
+    root, _ = rules.pepita_conv(w, F, x, t, shape, hp("conv", sqrt_conv=True))
+    assert shape.positions == 16
+    torch.testing.assert_close(root[0], default[0] * 4.0, rtol=1e-12, atol=1e-15)
+    torch.testing.assert_close(root[1], default[1])
+
+
+def test_f_init_nok_scales_by_the_number_of_classes():
+    F = models.init_F(784, 10, 0.05, torch.Generator().manual_seed(0), law="nok")
+    limit = 0.05 / math.sqrt(10)
+    assert F.abs().max() <= limit and F.abs().max() > 0.95 * limit

@@ -178,3 +178,47 @@ def test_every_pepita_target_expands_at_every_scale_with_seeds_batched(scale):
     # the curves, slowness and alignment figures reuse the table's runs
     assert set(plan.figures["fig_pepita_curves"].run_ids) == set(acc)
     assert set(plan.figures["fig_pepita_alignment"].run_ids) <= set(acc)
+
+
+def test_carry_remainder_adds_the_partial_batch_to_the_next_epochs_first_update(datasets_dir):
+    """n = 70, B = 64: epoch 1 applies one update and keeps the 6-sample remainder's G, which
+    epoch 2 adds to its first update (numpy main.py); the default applies both batches."""
+    from impls.pepita.train import STREAM_DATA, generator
+
+    spec = speclib.validate_spec(dict(paper="pepita", rule="bp", model={"arch": "fc", "hidden": [16]},
+                                      dataset="digits", hparams={"lr": 0.1, "keep": 1.0, "carry_remainder": True},
+                                      seed=0, epochs=2, batch_size=64, scale="smoke", data={"n_train": 70}))
+    data = load_images(spec, datasets_dir)
+    prog = Program(spec, [0], data, "cpu", torch.float64)
+    w0 = [w.clone() for w in prog.weights]
+    perm = torch.randperm(70, generator=generator(STREAM_DATA))
+    x, t = prog.x_train[perm[None]], prog.y_train[perm[None]]
+    with torch.no_grad():
+        prog.train_epoch(1)
+        g_first, _ = rules.compute_grads("bp", "fc", w0, prog.F, [], x[:, :64], t[:, :64], None, prog.hp)
+        for w, w_init, g in zip(prog.weights, w0, g_first):
+            torch.testing.assert_close(w, w_init - 0.1 * g / 64, rtol=1e-12, atol=1e-14)
+        g_rest, _ = rules.compute_grads("bp", "fc", prog.weights, prog.F, [], x[:, 64:], t[:, 64:], None, prog.hp)
+        for c, g in zip(prog.carry, g_rest):
+            torch.testing.assert_close(c, g, rtol=1e-12, atol=1e-14)
+        restored = Program(spec, [0], data, "cpu", torch.float64)
+        restored.load_state_dict(prog.state_dict())
+        prog.train_epoch(2)
+        restored.train_epoch(2)
+        assert prog.carry is not None and all(torch.equal(a, b) for a, b in zip(prog.weights, restored.weights))
+
+    default = Program(speclib.validate_spec({**spec, "hparams": {"lr": 0.1, "keep": 1.0}}), [0], data, "cpu",
+                      torch.float64)
+    with torch.no_grad():
+        default.train_epoch(1)
+    assert default.carry is None and not torch.allclose(default.weights[0], prog.weights[0])
+
+
+@pytest.mark.parametrize("hparams, message", [({"double_mask": True}, "applies to rule 'pepita'"),
+                                              ({"sqrt_conv": True}, "applies to rule 'pepita' with arch 'conv'"),
+                                              ({"F_init": "glorot"}, "'hparams.F_init'"),
+                                              ({"modulated_product": "fast"}, "'hparams.modulated_product'"),
+                                              ({"carry_remainder": 1}, "expected true or false")])
+def test_variant_switches_are_validated(hparams, message):
+    with pytest.raises(speclib.SpecError, match=message):
+        digits_spec(rule="bp", **hparams)

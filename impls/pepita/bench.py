@@ -20,10 +20,10 @@ from impls.pepita.train import Program, load_images
 
 
 def time_epochs(rule: str, arch: str, seeds: int, dataset: str, datasets_dir: Path, epochs: int,
-                n_train: int | None = None) -> dict:
+                n_train: int | None = None, hparams: dict | None = None) -> dict:
     model = {"arch": "fc"} if arch == "fc" else {"arch": "conv"}
     spec = speclib.validate_spec(dict(paper="pepita", rule=rule, model=model, dataset=dataset,
-                                      hparams={"lr": 0.1 if arch == "fc" else 0.01}, seed=0, epochs=epochs,
+                                      hparams={"lr": 0.1 if arch == "fc" else 0.01, **(hparams or {})}, seed=0, epochs=epochs,
                                       batch_size=64 if arch == "fc" else 50, scale="cpu",
                                       **({"data": {"n_train": n_train}} if n_train else {})))
     program = Program(spec, range(seeds), load_images(spec, datasets_dir), "cpu")
@@ -36,7 +36,7 @@ def time_epochs(rule: str, arch: str, seeds: int, dataset: str, datasets_dir: Pa
             times.append(time.perf_counter() - t0)
     n = len(program.x_train)
     best = min(times)
-    return {"rule": rule, "arch": arch, "seeds": seeds, "dataset": dataset, "n_train": n,
+    return {"rule": rule, "arch": arch, "hparams": hparams or {}, "seeds": seeds, "dataset": dataset, "n_train": n,
             "threads": torch.get_num_threads(), "epoch_s": times, "best_epoch_s": best,
             "ms_per_sample_per_run": 1e3 * best / (n * seeds)}
 
@@ -50,11 +50,17 @@ def main(argv=None) -> None:
     p.add_argument("--datasets-dir", type=Path, default=Path("resources/datasets"))
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--n-train", type=int, default=None)
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="string hparams, e.g. modulated_product=direct")
     args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    hparams = dict(kv.split("=", 1) for kv in args.set)
     for rule in args.rules:
         for r in args.seeds:
             print(json.dumps(time_epochs(rule, args.arch, r, args.dataset, args.datasets_dir, args.epochs,
-                                         args.n_train)), flush=True)
+                                         args.n_train, hparams)), flush=True)
 
 
 if __name__ == "__main__":

@@ -34,9 +34,10 @@ def init_fc(sizes, generator, dtype=torch.float32) -> list[torch.Tensor]:
     return [uniform((n_out, n_in), math.sqrt(6.0 / n_in), generator, dtype) for n_in, n_out in zip(sizes[:-1], sizes[1:])]
 
 
-def init_F(d_in: int, n_classes: int, scale: float, generator, dtype=torch.float32) -> torch.Tensor:
-    """One run's F (d_in, C) = U(−1, 1)·√(6/d_in)·scale (spec §2.2)."""
-    return uniform((d_in, n_classes), math.sqrt(6.0 / d_in), generator, dtype) * scale
+def init_F(d_in: int, n_classes: int, scale: float, generator, dtype=torch.float32, law: str = "he") -> torch.Tensor:
+    """One run's F (d_in, C) = U(−1, 1)·√(6/d_in)·scale (spec §2.2), or U(−1, 1)·scale/√C (``law='nok'``)."""
+    limit = math.sqrt(6.0 / d_in) if law == "he" else 1.0 / math.sqrt(n_classes)
+    return uniform((d_in, n_classes), limit, generator, dtype) * scale
 
 
 @dataclass(frozen=True)

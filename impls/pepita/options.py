@@ -31,11 +31,16 @@ HPARAMS = {
     "rp_k": (0.0, "k of the random-perturbation control"),
     "rp_noise": ("normal", "law of ξ for the random-perturbation control: 'normal' or 'uniform' (U(−1,1))"),
     "erin_sign": (False, "code switch ERINsign: x + 0.1·F·sign(e)"),
+    "F_init": ("he", "law of F: 'he' U(±√(6/d_in))·F_scale, or 'nok' U(±1/√C)·F_scale (code option)"),
+    "double_mask": (False, "numpy main.py (README command): hidden PEPITA δ multiplied by the dropout mask again"),
+    "carry_remainder": (False, "numpy main.py: the epoch's last partial batch is added to the next epoch's first update"),
+    "sqrt_conv": (False, "conv code variant: the conv update divided by √P instead of P positions"),
     "modulated_product": ("factored", "FC first layer of the modulated pass: 'factored' x W_1ᵀ + s (W_1 F)ᵀ "
                                       "(one B×d×n matmul fewer) or 'direct' (x + s Fᵀ) W_1ᵀ as the original"),
 }
 CHOICES = {"last_error": ("modulated", "standard"), "perturbation": ("error", "random"),
-           "rp_noise": ("normal", "uniform"), "modulated_product": ("factored", "direct")}
+           "rp_noise": ("normal", "uniform"), "modulated_product": ("factored", "direct"),
+           "F_init": ("he", "nok")}
 
 
 def _allowed(key: str, value, allowed) -> SpecError:
@@ -92,5 +97,12 @@ def validate(spec: dict) -> None:
         raise SpecError("run spec: keys 'hparams.F_scale', 'hparams.rp_k' must be >= 0 and 'hparams.momentum' in [0, 1)")
     if hp["perturbation"] == "random" and spec["rule"] != "pepita":
         raise SpecError("run spec: key 'hparams.perturbation' = 'random' applies to rule 'pepita' only")
+    for key, rule, needed in (("double_mask", "pepita", "fc"), ("sqrt_conv", "pepita", "conv"),
+                              ("carry_remainder", None, "fc")):
+        if not isinstance(hp[key], bool):
+            raise SpecError(f"run spec: key 'hparams.{key}' is {hp[key]!r}; expected true or false")
+        if hp[key] and (arch != needed or rule not in (None, spec["rule"])):
+            who = f"rule '{rule}' with arch '{needed}'" if rule else f"arch '{needed}'"
+            raise SpecError(f"run spec: key 'hparams.{key}' applies to {who} only")
     if arch == "conv" and hp["keep"] != 1.0:
         raise SpecError("run spec: key 'hparams.keep' must be 1 for arch 'conv' (the conv code uses no dropout)")

@@ -12,7 +12,7 @@ dropout mask m shared by both passes:
 
     standard pass   h_0 = x,      h_l = m_l ⊙ ReLU(h_{l−1} W_lᵀ),   y = softmax(h_{L−1} W_Lᵀ),  e = y − t
     modulated pass  h^err_0 = x + e Fᵀ,  h^err_l = m_l ⊙ ReLU(h^err_{l−1} W_lᵀ),  e^err = y^err − t
-    G_l = Σ_batch (h_l − h^err_l)ᵀ h^err_{l−1}   (hidden layers)
+    G_l = Σ_batch (h_l − h^err_l)ᵀ h^err_{l−1}   (hidden layers; ``double_mask``: (m_l ⊙ (h_l − h^err_l))ᵀ h^err_{l−1})
     G_L = Σ_batch ê ᵀ h^err_{L−1},   ê = e^err (``last_error='modulated'``, the FC code) or e ('standard')
 
 With F = 0 the two passes are identical, so every hidden G_l is exactly zero (tested).
@@ -21,6 +21,7 @@ per example and step (spec §3, not in the original repository); ``erin_sign`` u
 
 PEPITA, conv (spec §2.3): D = ReLU(conv(x)) − ReLU(conv(x_mod)) before pooling;
 the original adds v ← μ v + η ΔW / B to W with ΔW_conv = (1/P) Σ_positions mean_batch(D ⊗ patch(x_mod))
+(``sqrt_conv``: 1/√P)
 and ΔW_out = −eᵀ pool(ReLU(conv(x_mod))) (standard-pass e). In the W ← W − v convention
 that is G_conv = −Σ_b Σ_p D ⊗ patch / (P·B) (the batch averaged twice, as in the code) and
 G_out = eᵀ feat^err.
@@ -80,7 +81,10 @@ def pepita_fc(weights, F, x, target, masks, hp, noise=None):
     first = modulated_first_pre(pre[0], weights[0], e, F, hp)
     y_err, hs_err, _ = models.fc_forward(weights, x_mod, masks, first)
     last = len(weights) - 1
-    grads = [outer_sum(hs[l + 1] - hs_err[l + 1], hs_err[l]) for l in range(last)]
+    deltas = [hs[l + 1] - hs_err[l + 1] for l in range(last)]
+    if hp["double_mask"] and masks is not None:
+        deltas = [d if m is None else d * m for d, m in zip(deltas, masks)]
+    grads = [outer_sum(d, hs_err[l]) for l, d in enumerate(deltas)]
     e_last = (y_err - target) if hp["last_error"] == "modulated" else e
     grads.append(outer_sum(e_last, hs_err[last]))
     return grads, y
@@ -94,7 +98,8 @@ def pepita_conv(weights, F, x, target, shape: models.ConvShape, hp, noise=None):
     y_err, patches_m, a_m, feat_m, _ = models.conv_forward(weights, x_mod, shape)
     d = torch.relu(a) - torch.relu(a_m)
     batch = x.shape[1]
-    g_conv = -torch.einsum("rbcp,rbkp->rck", d, patches_m) / (shape.positions * batch)
+    positions = math.sqrt(shape.positions) if hp["sqrt_conv"] else shape.positions
+    g_conv = -torch.einsum("rbcp,rbkp->rck", d, patches_m) / (positions * batch)
     e_last = (y_err - target) if hp["last_error"] == "modulated" else e
     return [g_conv, outer_sum(e_last, feat_m)], y
 

@@ -109,7 +109,8 @@ class Program:
             ws = (models.init_fc(self.sizes, generator(s), self.dtype) if self.arch == "fc"
                   else models.init_conv(self.shape, generator(s), self.dtype))
             w.append(ws)
-            f.append(models.init_F(self.d_in, self.n_classes, self.hp["F_scale"], generator(s + STREAM_F), self.dtype))
+            f.append(models.init_F(self.d_in, self.n_classes, self.hp["F_scale"], generator(s + STREAM_F), self.dtype,
+                                   self.hp["F_init"]))
             fb.append(rules.init_feedback(self.rule, self.arch, ws, generator(s + STREAM_FEEDBACK), self.shape))
         to = dict(device=self.device)
         self.weights = [x.to(**to) for x in _stack(w)]
@@ -117,10 +118,11 @@ class Program:
         self.F = torch.stack(f).to(**to)
         self.feedback = [None if x is None else x.to(**to) for x in _stack(fb)] if fb[0] else []
         self.generators = [generator(s + STREAM_DATA) for s in self.seeds]
+        self.carry = None  # ``carry_remainder``: the last partial batch's grads, added to the next update
 
     def state_dict(self) -> dict:
         return {"weights": self.weights, "velocities": self.velocities, "F": self.F, "feedback": self.feedback,
-                "generators": [g.get_state() for g in self.generators]}
+                "generators": [g.get_state() for g in self.generators], "carry": self.carry}
 
     def load_state_dict(self, state: dict) -> None:
         self.weights = [w.to(self.device) for w in state["weights"]]
@@ -129,6 +131,8 @@ class Program:
         self.feedback = [None if b is None else b.to(self.device) for b in state["feedback"]]
         for g, s in zip(self.generators, state["generators"]):
             g.set_state(s)
+        carry = state.get("carry")
+        self.carry = None if carry is None else [c.to(self.device) for c in carry]
 
     # ------------------------------------------------------------------ training
     def _per_run(self, fn) -> torch.Tensor:
@@ -156,10 +160,22 @@ class Program:
                                       else torch.rand(b, self.d_in, generator=g) * 2 - 1)
             grads, y = rules.compute_grads(self.rule, self.arch, self.weights, self.F, self.feedback, x, t,
                                            masks, hp, self.shape, noise)
-            rules.apply_update(self.optimizer, self.weights, self.velocities, grads, lr, hp["momentum"], bsz)
+            if hp["carry_remainder"]:
+                grads = self._carry(grads, partial=b < bsz)
+            if grads is not None:
+                rules.apply_update(self.optimizer, self.weights, self.velocities, grads, lr, hp["momentum"], bsz)
             loss_sum += -(t * torch.log(y.clamp_min(1e-30))).sum((1, 2)).double()
             correct += (y.argmax(-1) == t.argmax(-1)).sum(1).double()
         return {"train_loss": (loss_sum / n).cpu().numpy(), "train_acc": (100.0 * correct / n).cpu().numpy()}
+
+    def _carry(self, grads, partial: bool):
+        """``carry_remainder`` (numpy main.py): a partial batch's G is kept, not applied, and added
+        to the next step's G (still divided by B); returns the G to apply now, or None."""
+        if self.carry is not None:
+            grads, self.carry = [g + c for g, c in zip(grads, self.carry)], None
+        if partial:
+            self.carry, grads = grads, None
+        return grads
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self) -> dict[str, np.ndarray]:
