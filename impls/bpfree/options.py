@@ -45,6 +45,8 @@ HPARAM_DEFAULTS = {
     "momentum": 0.9,             # nag only
     "wd": 0.0,                   # weight decay wd·Σ½‖W‖² on kernels
     "trackers": [],              # "all" or a list of TRACKERS; every step, averaged per epoch; ignored by bp and fa
+    "shuffle_buffer": None,      # None: full reshuffle each epoch; k: tf.data shuffle buffer of k (README figures: 128)
+    "brightness": 0.0,           # max δ of per-example random brightness, clipped to the scaler range (README figures: 0.2)
 }
 
 
@@ -109,9 +111,16 @@ def validate(spec: dict) -> None:
     if trackers != "all" and (not isinstance(trackers, list) or any(t not in TRACKERS for t in trackers)):
         raise SpecError(f"run spec: key 'hparams.trackers' is {trackers!r}; expected 'all' or a list of "
                         f"{', '.join(TRACKERS)}")
-    for key in ("lr", "momentum", "wd"):
-        if not isinstance(hp[key], (int, float)) or hp[key] < 0:
+    for key in ("lr", "momentum", "wd", "brightness"):
+        if not isinstance(hp[key], (int, float)) or isinstance(hp[key], bool) or hp[key] < 0:
             raise SpecError(f"run spec: key 'hparams.{key}' is {hp[key]!r}; expected a non-negative number")
+    buffer = hp["shuffle_buffer"]
+    if buffer is not None and (not isinstance(buffer, int) or isinstance(buffer, bool) or buffer < 1):
+        raise SpecError(f"run spec: key 'hparams.shuffle_buffer' is {buffer!r}; expected null (full shuffle) "
+                        "or a positive integer")
+    if hp["brightness"] and cfg["scaler"] == "zscore":
+        raise SpecError("run spec: key 'hparams.brightness' needs a bounded pixel range to clip to; "
+                        "model.scaler 'zscore' has none (use 'standard' or 'minmax')")
 
 
 def trackers(spec: dict) -> tuple[str, ...]:

@@ -6,7 +6,9 @@ learning rate (``batch_over``). One process trains them together:
 - parameters, optimiser/rule/BN states and keys are stacked along a leading run axis and one
   training step is ``jax.vmap``-ed over it; an epoch is one compiled ``lax.scan``;
 - data live on the device; every run reshuffles the full training set each epoch with its own
-  key (spec §6.7: full shuffle), so a batch needs no host sync inside an epoch;
+  key (spec §6.7: full shuffle; ``shuffle_buffer``: a tf.data buffer shuffle instead, and
+  ``brightness``: per-example random brightness, both in ``impls.bpfree.pipeline``), so a batch
+  needs no host sync inside an epoch;
 - training error/loss are the running mean over the epoch's minibatches (dropout active, before
   each update: Keras' convention, spec §5); test metrics use the full test set after every epoch;
   epoch 0 is evaluated on both full splits before training;
@@ -15,7 +17,8 @@ learning rate (``batch_over``). One process trains them together:
 
 Seeds: base = PRNGKey(seed); weights fold_in(base, 0) (so every rule starts from the same
 weights for a seed), feedback matrices fold_in(base, 1), dropout fold_in(base, 2) per step,
-shuffling fold_in(base, 3) per epoch; a resumed job replays exactly the same draws.
+shuffling fold_in(base, 3) per epoch, brightness fold_in(base, 4) per step; a resumed job replays
+exactly the same draws.
 """
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from impls.bpfree import models, options
+from impls.bpfree import models, options, pipeline
 from impls.bpfree.rules import local_losses, make_rule
 from impls.common import datasets, metrics, provenance
 from impls.common.checkpointing import KILL_AFTER_EPOCH_ENV, CheckpointClock  # noqa: F401
@@ -124,6 +127,8 @@ class BatchProgram:
                           "test": _pad_chunks(arrays["x_test"], arrays["y_test"], EVAL_CHUNK)}
         self.x_samples = jnp.asarray(arrays["x_test"][:N_SAMPLES])
         self.optimizer = make_optimizer(self.hp)
+        scaler = options.model_config(spec)["scaler"]
+        self.brightness_range = pipeline.SCALER_RANGE.get(scaler)
         self.train_epoch = jax.jit(self._train_epoch, donate_argnums=(0,))
         self.evaluate = jax.jit(self._evaluate)
 
@@ -161,7 +166,7 @@ class BatchProgram:
         opt_state = jax.vmap(lambda p, lr: make_optimizer({**self.hp, "lr": lr}).init(p))(
             params, jnp.asarray(lrs, jnp.float32))
         state = {"params": params, "opt": opt_state, "rule": rule_state, "model": model_state}
-        return state, {"dropout": fold(2), "shuffle": fold(3)}
+        return state, {"dropout": fold(2), "shuffle": fold(3), "augment": fold(4)}
 
     # --- one run, one step -----------------------------------------------------------------
     def _step(self, params, opt_state, rule_state, model_state, key, x, labels):
@@ -211,9 +216,13 @@ class BatchProgram:
     def _train_epoch(self, state, keys, epoch):
         used = self.steps_per_epoch * self.batch_size
 
+        buffer = self.hp["shuffle_buffer"]
+
         def order(k):
-            return jax.random.permutation(jax.random.fold_in(k, epoch), self.n_train)[:used].reshape(
-                self.steps_per_epoch, self.batch_size)
+            k = jax.random.fold_in(k, epoch)
+            full = (jax.random.permutation(k, self.n_train) if buffer is None
+                    else pipeline.buffer_shuffle_order(k, self.n_train, buffer))
+            return full[:used].reshape(self.steps_per_epoch, self.batch_size)
 
         idx = jnp.swapaxes(jax.vmap(order)(keys["shuffle"]), 0, 1)      # (steps, runs, batch)
         step = jax.vmap(self._step)
@@ -221,8 +230,13 @@ class BatchProgram:
         def body(carry, inputs):
             t, ix = inputs
             drop = jax.vmap(lambda k: jax.random.fold_in(k, t))(keys["dropout"])
+            x = self.x_train[ix]
+            if self.hp["brightness"]:
+                aug = jax.vmap(lambda k: jax.random.fold_in(k, t))(keys["augment"])
+                x = jax.vmap(lambda k, xb: pipeline.random_brightness(
+                    k, xb, self.hp["brightness"], self.brightness_range))(aug, x)
             p, o, r, m, out = step(carry["params"], carry["opt"], carry["rule"], carry["model"], drop,
-                                   self.x_train[ix], self.y_train[ix])
+                                   x, self.y_train[ix])
             return {"params": p, "opt": o, "rule": r, "model": m}, out
 
         ts = epoch * self.steps_per_epoch + jnp.arange(self.steps_per_epoch, dtype=jnp.uint32)

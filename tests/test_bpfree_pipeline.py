@@ -1,0 +1,79 @@
+"""The figure-era input pipeline options of bpfree: tf.data-style shuffle buffer and random brightness."""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from impls.bpfree import pipeline
+from impls.bpfree.train import BatchProgram, load_arrays
+from impls.common import specs as speclib
+from impls.common.errors import SpecError
+
+
+@pytest.mark.parametrize("n, buffer", [(50, 1), (50, 7), (50, 50), (50, 500), (1, 4)])
+def test_buffer_shuffle_emits_a_permutation_within_reach_of_the_buffer(n, buffer):
+    order = np.asarray(pipeline.buffer_shuffle_order(jax.random.PRNGKey(3), n, buffer))
+    assert sorted(order) == list(range(n))
+    position = np.argsort(order)
+    # element i enters the buffer when i − buffer + 1 elements have left, so it cannot leave before that
+    assert (position >= np.arange(n) - min(buffer, n) + 1).all()
+    if buffer == 1:
+        assert (order == np.arange(n)).all()  # a buffer of one is no shuffle
+
+
+def test_a_small_buffer_keeps_the_file_order_roughly_and_a_full_one_does_not():
+    n = 2000
+    small = [np.asarray(pipeline.buffer_shuffle_order(jax.random.PRNGKey(s), n, 16)) for s in range(3)]
+    full = np.asarray(pipeline.buffer_shuffle_order(jax.random.PRNGKey(0), n, n))
+    pos = lambda o: np.argsort(o)  # noqa: E731
+    assert all(np.corrcoef(pos(o), np.arange(n))[0, 1] > 0.99 for o in small)
+    assert abs(np.corrcoef(pos(full), np.arange(n))[0, 1]) < 0.1
+    assert not (small[0] == small[1]).all()  # a new key (epoch) reshuffles
+
+
+def test_random_brightness_shifts_each_example_once_and_clips_to_the_range():
+    x = jnp.linspace(-1.0, 1.0, 5 * 64).reshape(5, 64) * 0.5  # inside [-0.5, 0.5]: no clipping at delta 0.2
+    out = np.asarray(pipeline.random_brightness(jax.random.PRNGKey(0), x, 0.2, (-1.0, 1.0)))
+    shift = out - np.asarray(x)
+    np.testing.assert_allclose(shift, shift[:, :1].repeat(64, 1), atol=1e-6)   # one δ per example
+    assert (np.abs(shift[:, 0]) <= 0.2).all() and np.ptp(shift[:, 0]) > 0
+    edge = np.asarray(pipeline.random_brightness(jax.random.PRNGKey(1), jnp.ones((100, 3)), 0.2, (0.0, 1.0)))
+    assert edge.max() <= 1.0 and edge.min() >= 0.8 and (edge == 1.0).any()
+
+
+def spec(**hparams):
+    return speclib.validate_spec({
+        "paper": "bpfree", "rule": "dfa", "dataset": "digits", "seed": 0, "epochs": 1, "batch_size": 32,
+        "model": {"arch": "mlp", "hidden": [16]}, "hparams": {"lr": 1e-3, **hparams}, "scale": "smoke"})
+
+
+def test_the_options_change_training_and_stay_deterministic(datasets_dir):
+    finals = {}
+    for name, hp in {"default": {}, "buffer": {"shuffle_buffer": 128}, "bright": {"brightness": 0.2}}.items():
+        s = spec(**hp)
+        runs = []
+        for _ in range(2):
+            program = BatchProgram(s, load_arrays(s, datasets_dir))
+            state, keys = program.init(np.array([0]), np.array([1e-3]))
+            state, _ = program.train_epoch(state, keys, 0)
+            runs.append(np.asarray(state["params"]["out"]["w"]))
+        np.testing.assert_array_equal(runs[0], runs[1])
+        finals[name] = runs[0]
+    assert not np.allclose(finals["default"], finals["buffer"])
+    assert not np.allclose(finals["default"], finals["bright"])
+
+
+@pytest.mark.parametrize("hparams, message", [({"shuffle_buffer": 0}, "'hparams.shuffle_buffer'"),
+                                              ({"shuffle_buffer": True}, "'hparams.shuffle_buffer'"),
+                                              ({"brightness": -0.1}, "'hparams.brightness'")])
+def test_bad_pipeline_options_name_the_key(hparams, message):
+    with pytest.raises(SpecError, match=message):
+        spec(**hparams)
+
+
+def test_brightness_is_refused_without_a_bounded_scaler():
+    with pytest.raises(SpecError, match="zscore"):
+        speclib.validate_spec({**spec(), "model": {"arch": "mlp", "hidden": [16], "scaler": "zscore"},
+                               "hparams": {"lr": 1e-3, "brightness": 0.2}})
