@@ -77,3 +77,20 @@ def test_brightness_is_refused_without_a_bounded_scaler():
     with pytest.raises(SpecError, match="zscore"):
         speclib.validate_spec({**spec(), "model": {"arch": "mlp", "hidden": [16], "scaler": "zscore"},
                                "hparams": {"lr": 1e-3, "brightness": 0.2}})
+
+
+def test_aligned_init_starts_with_weight_alignment_one(datasets_dir):
+    s = speclib.validate_spec({**spec(), "model": {"arch": "mlp", "hidden": [16, 12, 8], "weight_init": "aligned"},
+                               "hparams": {"lr": 1e-3, "trackers": ["weight_alignment"]}})
+    program = BatchProgram(s, load_arrays(s, datasets_dir))
+    state, _ = program.init(np.array([0, 1]), np.array([1e-3, 1e-3]))
+    B = state["rule"].B
+    np.testing.assert_allclose(state["params"]["hidden"][1]["w"], B[0] @ np.swapaxes(B[1], 1, 2), rtol=1e-6)
+    np.testing.assert_allclose(state["params"]["out"]["w"], B[2])
+    run0 = jax.tree_util.tree_map(lambda a: a[0], state)
+    out = program._step(run0["params"], run0["opt"], run0["rule"], run0["model"], jax.random.PRNGKey(0),
+                        program.x_train[:32], program.y_train[:32])[-1]
+    for name in ("walign_l2", "walign_l3", "walign_out"):
+        np.testing.assert_allclose(out[name], 1.0, atol=1e-5)
+    with pytest.raises(SpecError, match="'model.weight_init' = 'aligned'"):
+        speclib.validate_spec({**s, "rule": "bp", "hparams": {"lr": 1e-3}})

@@ -20,11 +20,13 @@ ARCHS = ("mlp",)
 TASKS = ("classification", "reconstruction")
 ACTIVATIONS = ("tanh", "relu", "lrelu", "sigmoid", "swish")
 FEEDBACK_INITS = ("ortho", "lecun", "uniform", "kaiming_uniform")
-WEIGHT_INITS = ("ortho", "zero_hidden")
+WEIGHT_INITS = ("ortho", "zero_hidden", "aligned")
 SCALERS = ("standard", "minmax", "zscore")
 OUTPUTS = ("softmax_cce", "sigmoid_bce")
 OPTIMIZERS = ("adam", "rmsprop", "nag", "sgd")
 DATASETS = ("digits", "fashion_mnist", "mnist", "kmnist", "cifar10", "cifar100")
+#: rules whose fixed matrices are one B_l of shape (n_l, C) per hidden layer (``weight_init: aligned``)
+ALIGNABLE_RULES = ("dfa", "drtp", "cce", "mse")
 TRACKERS = ("bp_cosine", "weight_alignment", "local_loss", "gradients", "weights")
 
 MODEL_DEFAULTS = {
@@ -36,6 +38,7 @@ MODEL_DEFAULTS = {
     "input_dropout": 0.0,        # on the input (Nøkland's MNIST dropout variant uses 0.1)
     "feedback_init": "ortho",    # B_l: ortho | lecun | uniform (Nøkland) | kaiming_uniform (Frenkel)
     "weight_init": "ortho",      # ortho (Pathak) | zero_hidden (zero hidden kernels, as dfa-torch for tanh/sigmoid)
+                                 # | aligned (Pathak's aligned_init constant: W_l = B_{l-1} B_lᵀ for l >= 2, W_out = B_L)
     "scaler": "standard",        # standard: x -> 2x/max - 1 (Pathak); minmax: x/max; zscore: global mean/std
     "output": "softmax_cce",     # classification head: softmax + CCE (Pathak) | sigmoid + BCE (Nøkland, Frenkel)
 }
@@ -84,6 +87,9 @@ def validate(spec: dict) -> None:
                          ("weight_init", WEIGHT_INITS), ("scaler", SCALERS), ("output", OUTPUTS)):
         if cfg[key] not in allowed:
             raise _allowed(f"model.{key}", cfg[key], allowed)
+    if cfg["weight_init"] == "aligned" and rule not in ALIGNABLE_RULES:
+        raise SpecError(f"run spec: key 'model.weight_init' = 'aligned' needs a rule with one fixed B_l per hidden "
+                        f"layer ({', '.join(ALIGNABLE_RULES)}); rule {rule!r} has none")
     if not isinstance(cfg["batchnorm"], bool):
         raise SpecError(f"run spec: key 'model.batchnorm' is {cfg['batchnorm']!r}; expected true or false")
     for key in ("dropout", "input_dropout"):

@@ -163,6 +163,8 @@ class BatchProgram:
         params, model_state = jax.vmap(lambda k: models.init(k, self.cfg))(fold(0))
         rule0 = make_rule(self.rule_name, self.cfg, None, self.feedback_init)
         rule_state = jax.vmap(lambda p, k: rule0.init(p, k))(params, fold(1))
+        if self.cfg.weight_init == "aligned":
+            params = jax.vmap(aligned_weights)(params, rule_state.B)
         opt_state = jax.vmap(lambda p, lr: make_optimizer({**self.hp, "lr": lr}).init(p))(
             params, jnp.asarray(lrs, jnp.float32))
         state = {"params": params, "opt": opt_state, "rule": rule_state, "model": model_state}
@@ -265,6 +267,16 @@ class BatchProgram:
         z = jax.vmap(lambda p, s: models.apply(p, s, self.x_samples, None, self.cfg, train=False)[0])(
             state["params"], state["model"])
         return np.asarray(models.output_fn(self.cfg)(z))
+
+
+def aligned_weights(params, B):
+    """Pathak's ``aligned_init`` (spec §2.3): W_l = B_{l−1} B_lᵀ for l ≥ 2 and W_out = B_L, so the
+    forward weights start aligned with the fixed matrices (weight alignment 1); W_1 and biases keep
+    their initialisation."""
+    hidden = [dict(layer) for layer in params["hidden"]]
+    for l in range(1, len(hidden)):
+        hidden[l]["w"] = B[l - 1] @ B[l].T
+    return {"hidden": hidden, "out": {**params["out"], "w": B[-1]}}
 
 
 def _add_wd(grads, params, wd):
