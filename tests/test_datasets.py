@@ -171,6 +171,29 @@ def test_take_subset(tmp_path):
         D.take_subset(ds, n_train=5000)
 
 
+def test_stratified_subset_keeps_class_shares_and_is_seeded(tmp_path):
+    out = tmp_path / "digits.npz"
+    D.prepare_dataset("digits", out)
+    ds = D.load_dataset(out)
+    n = int(0.3 * len(ds.y_train))
+    sub = D.take_subset(ds, n_train=n, how="stratified", seed=0)
+    assert len(sub.y_train) == n and sub.meta["subset"] == "stratified" and sub.meta["subset_seed"] == 0
+    full = np.bincount(ds.y_train, minlength=10) * n / len(ds.y_train)
+    assert np.abs(np.bincount(sub.y_train, minlength=10) - full).max() < 1.0  # each class within rounding
+    again = D.take_subset(ds, n_train=n, how="stratified", seed=0)
+    other = D.take_subset(ds, n_train=n, how="stratified", seed=1)
+    np.testing.assert_array_equal(sub.x_train, again.x_train)
+    assert not np.array_equal(sub.x_train, other.x_train)
+    # every picked example is a real training example with its own label
+    idx = D.stratified_indices(ds.y_train, n, 0)
+    assert len(set(idx)) == n
+    np.testing.assert_array_equal(sub.y_train, ds.y_train[idx])
+    spec = {"data": {"n_train": n, "subset": "stratified"}}
+    np.testing.assert_array_equal(D.subset_for_spec(ds, spec).x_train, sub.x_train)
+    with pytest.raises(ValueError, match="subset 'random'"):
+        D.take_subset(ds, n_train=n, how="random")
+
+
 # --------------------------------------------------------------------------- fashion_mnist
 
 

@@ -65,8 +65,7 @@ def scale_inputs(x_train: np.ndarray, x_test: np.ndarray, scaler: str, dataset: 
 
 def load_arrays(spec: dict, datasets_dir) -> dict:
     ds = datasets.load_dataset(datasets_dir / f"{spec['dataset']}.npz")
-    data = spec.get("data", {})
-    ds = datasets.take_subset(ds, data.get("n_train"), data.get("n_test"))
+    ds = datasets.subset_for_spec(ds, spec)
     x_train, x_test = scale_inputs(ds.x_train, ds.x_test, options.model_config(spec)["scaler"], spec["dataset"])
     if len(x_train) < spec["batch_size"]:
         raise ValueError(f"batch_size {spec['batch_size']} exceeds the {len(x_train)} training examples")

@@ -284,20 +284,53 @@ def load_dataset(path: str | Path) -> Dataset:
     return Dataset(meta=meta, **arrays)
 
 
-def take_subset(ds: Dataset, n_train: int | None = None, n_test: int | None = None) -> Dataset:
-    """The first ``n_train`` training and ``n_test`` test examples (file order); None keeps all."""
-    def first(n: int | None, x: np.ndarray, y: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
+SUBSET_KINDS = ("first", "stratified")
+
+
+def stratified_indices(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """Sorted indices of a seeded stratified draw of ``n`` examples: each class keeps its share
+    (largest-remainder rounding, so the counts sum to ``n``), examples drawn without replacement."""
+    classes, counts = np.unique(labels, return_counts=True)
+    quota = counts * n / len(labels)
+    take = np.floor(quota).astype(int)
+    for i in np.argsort(-(quota - take), kind="stable")[: n - take.sum()]:
+        take[i] += 1
+    rng = np.random.default_rng(seed)
+    chosen = [rng.choice(np.flatnonzero(labels == c), k, replace=False) for c, k in zip(classes, take)]
+    return np.sort(np.concatenate(chosen))
+
+
+def take_subset(ds: Dataset, n_train: int | None = None, n_test: int | None = None, *,
+                how: str = "first", seed: int = 0) -> Dataset:
+    """``n_train`` training and ``n_test`` test examples; None keeps all. ``how='first'``: the first
+    n in file order; ``'stratified'``: a seeded stratified draw (class proportions kept, file order)."""
+    if how not in SUBSET_KINDS:
+        raise ValueError(f"subset {how!r} is not one of {', '.join(SUBSET_KINDS)}")
+
+    def pick(n: int | None, x: np.ndarray, y: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
         if n is None:
             return x, y
         if not 0 < n <= len(x):
             raise ValueError(f"{what}={n} is outside 1..{len(x)} for dataset {ds.meta.get('name')!r}")
-        return x[:n], y[:n]
+        if how == "first":
+            return x[:n], y[:n]
+        idx = stratified_indices(y, n, seed)
+        return x[idx], y[idx]
 
-    x_train, y_train = first(n_train, ds.x_train, ds.y_train, "n_train")
-    x_test, y_test = first(n_test, ds.x_test, ds.y_test, "n_test")
-    meta = {**ds.meta, "n_train": len(x_train), "n_test": len(x_test),
+    x_train, y_train = pick(n_train, ds.x_train, ds.y_train, "n_train")
+    x_test, y_test = pick(n_test, ds.x_test, ds.y_test, "n_test")
+    meta = {**ds.meta, "n_train": len(x_train), "n_test": len(x_test), "subset": how,
             "subset_of": {"n_train": len(ds.x_train), "n_test": len(ds.x_test)}}
+    if how == "stratified":
+        meta["subset_seed"] = seed
     return Dataset(x_train, y_train, x_test, y_test, meta)
+
+
+def subset_for_spec(ds: Dataset, spec: dict) -> Dataset:
+    """The subset a run spec's optional ``data`` block asks for (n_train, n_test, subset, subset_seed)."""
+    data = spec.get("data", {})
+    return take_subset(ds, data.get("n_train"), data.get("n_test"), how=data.get("subset", "first"),
+                       seed=data.get("subset_seed", 0))
 
 
 # --------------------------------------------------------------------------- preprocessing

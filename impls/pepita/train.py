@@ -49,8 +49,7 @@ def generator(seed: int) -> torch.Generator:
 def load_images(spec: dict, datasets_dir) -> dict:
     """Float32 images in [0, 1], channel-first (N, c, H, W); int64 labels; number of classes."""
     ds = datasets.load_dataset(datasets_dir / f"{spec['dataset']}.npz")
-    data = spec.get("data", {})
-    ds = datasets.take_subset(ds, data.get("n_train"), data.get("n_test"))
+    ds = datasets.subset_for_spec(ds, spec)
     scale = PIXEL_MAX.get(spec["dataset"], 255.0)
 
     def prep(x):
