@@ -94,3 +94,67 @@ def test_aligned_init_starts_with_weight_alignment_one(datasets_dir):
         np.testing.assert_allclose(out[name], 1.0, atol=1e-5)
     with pytest.raises(SpecError, match="'model.weight_init' = 'aligned'"):
         speclib.validate_spec({**s, "rule": "bp", "hparams": {"lr": 1e-3}})
+
+
+# --------------------------------------------------------------------------- early stopping (stage 1)
+
+def test_early_stop_epochs_follows_keras_early_stopping():
+    from impls.bpfree.train import early_stop_epochs
+
+    nan = np.nan
+    err = np.array([[nan, nan, nan],       # epoch 0: not monitored
+                    [10.0, 10.0, 10.0],
+                    [9.0, 9.8, 9.0],
+                    [9.0, 9.7, 9.0],
+                    [9.0, 9.6, 8.0],
+                    [8.0, 9.5, 7.0]])
+    # min_delta 0: column 0 improves at 1, 2, then waits 1, 2 -> stops at 4 with patience 2;
+    # column 2 waits once at 3, improves at 4 (the wait resets) and goes on
+    np.testing.assert_array_equal(early_stop_epochs(err, 2, 0.0), [4, -1, -1])
+    # min_delta 0.5: column 1's 0.1-point steps are no improvement after epoch 1 -> stops at 3
+    np.testing.assert_array_equal(early_stop_epochs(err, 2, 0.5), [4, 3, -1])
+    np.testing.assert_array_equal(early_stop_epochs(err, 1, 0.0), [3, -1, 3])
+    np.testing.assert_array_equal(early_stop_epochs(err, None, 0.0), [-1, -1, -1])
+    np.testing.assert_array_equal(early_stop_epochs(err[:2], 1, 0.0), [-1, -1, -1])  # one epoch: nothing to wait for
+
+
+def test_a_stopped_run_freezes_while_its_batch_trains_on(tmp_path, datasets_dir):
+    """Run B (lr 1e-9: no progress) stops at epoch 2 with patience 1; run A trains on. B's params and
+    metrics end at epoch 2 and equal those of a 2-epoch job of the same batch."""
+    from tests.test_bpfree_train import impl, write_batch
+
+    def batch_specs(epochs, **hp):
+        return [speclib.validate_spec({**spec(), "epochs": epochs, "hparams": {"lr": lr, **hp}})
+                for lr in (1e-2, 1e-9)]
+
+    long_specs = batch_specs(4, early_stop_patience=1, early_stop_min_delta=0.5)
+    short_specs = batch_specs(2)
+    out = {}
+    for name, specs in (("long", long_specs), ("short", short_specs)):
+        results = tmp_path / name / "results"
+        batch = write_batch(results, {speclib.run_id(s): s for s in specs})
+        for command in ("train", "evaluate"):
+            done = impl(command, batch, datasets_dir)
+            assert done.returncode == 0, done.stderr[-2000:]
+        out[name] = [results / "bpfree" / "runs" / speclib.run_id(s) for s in specs]
+
+    from impls.common.io import load_npz, read_json
+    trained_b, short_b = out["long"][1], out["short"][1]
+    record = read_json(trained_b / "train.json")
+    assert record["early_stopped_epoch"] == 2 and record["epochs_completed"] == 2
+    assert read_json(trained_b / "final.json")["status"] == "ok"
+    import pandas as pd
+    assert pd.read_csv(trained_b / "metrics.csv")["epoch"].max() == 2
+    long_params, short_params = load_npz(trained_b / "params.npz"), load_npz(short_b / "params.npz")
+    for key in short_params:
+        np.testing.assert_array_equal(long_params[key], short_params[key])
+    record_a = read_json(out["long"][0] / "train.json")
+    assert record_a["early_stopped_epoch"] is None or record_a["early_stopped_epoch"] > 2
+    assert pd.read_csv(out["long"][0] / "metrics.csv")["epoch"].max() == record_a["epochs_completed"] > 2
+
+
+def test_early_stopping_options_are_validated():
+    with pytest.raises(SpecError, match="'hparams.early_stop_patience'"):
+        spec(early_stop_patience=0)
+    with pytest.raises(SpecError, match="'hparams.early_stop_min_delta'"):
+        spec(early_stop_patience=2, early_stop_min_delta=-1)

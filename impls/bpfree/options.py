@@ -50,6 +50,8 @@ HPARAM_DEFAULTS = {
     "trackers": [],              # "all" or a list of TRACKERS; every step, averaged per epoch; ignored by bp and fa
     "shuffle_buffer": None,      # None: full reshuffle each epoch; k: tf.data shuffle buffer of k (README figures: 128)
     "brightness": 0.0,           # max δ of per-example random brightness, clipped to the scaler range (README figures: 0.2)
+    "early_stop_patience": None, # None: train every epoch; k: stop a run after k epochs without an improvement of the
+    "early_stop_min_delta": 0.0, #   training error (%) by more than min_delta (Keras EarlyStopping; notebook stage 1)
 }
 
 
@@ -120,6 +122,16 @@ def validate(spec: dict) -> None:
     for key in ("lr", "momentum", "wd", "brightness"):
         if not isinstance(hp[key], (int, float)) or isinstance(hp[key], bool) or hp[key] < 0:
             raise SpecError(f"run spec: key 'hparams.{key}' is {hp[key]!r}; expected a non-negative number")
+    patience = hp["early_stop_patience"]
+    if patience is not None and (not isinstance(patience, int) or isinstance(patience, bool) or patience < 1):
+        raise SpecError(f"run spec: key 'hparams.early_stop_patience' is {patience!r}; expected null (off) "
+                        "or a positive integer")
+    if not isinstance(hp["early_stop_min_delta"], (int, float)) or hp["early_stop_min_delta"] < 0:
+        raise SpecError(f"run spec: key 'hparams.early_stop_min_delta' is {hp['early_stop_min_delta']!r}; "
+                        "expected a non-negative number")
+    if patience is not None and cfg["task"] == "reconstruction":
+        raise SpecError("run spec: key 'hparams.early_stop_patience' monitors the training error, which "
+                        "model.task 'reconstruction' does not have")
     buffer = hp["shuffle_buffer"]
     if buffer is not None and (not isinstance(buffer, int) or isinstance(buffer, bool) or buffer < 1):
         raise SpecError(f"run spec: key 'hparams.shuffle_buffer' is {buffer!r}; expected null (full shuffle) "

@@ -13,7 +13,10 @@ learning rate (``batch_over``). One process trains them together:
   each update: Keras' convention, spec §5); test metrics use the full test set after every epoch;
   epoch 0 is evaluated on both full splits before training;
 - trackers (spec §5) are computed every step and averaged over the epoch;
-- a run whose training or test loss turns non-finite or exceeds ``DIVERGED_LOSS`` is recorded as diverged.
+- a run whose training or test loss turns non-finite or exceeds ``DIVERGED_LOSS`` is recorded as diverged;
+- with ``early_stop_patience`` a run stops (its state frozen, its metrics ending there) once its
+  training error has not improved by more than ``early_stop_min_delta`` for that many epochs
+  (``early_stop_epochs``; the notebook's stage-1 Keras EarlyStopping).
 
 Seeds: base = PRNGKey(seed); weights fold_in(base, 0) (so every rule starts from the same
 weights for a seed), feedback matrices fold_in(base, 1), dropout fold_in(base, 2) per step,
@@ -268,6 +271,35 @@ class BatchProgram:
         return np.asarray(models.output_fn(self.cfg)(z))
 
 
+def early_stop_epochs(train_error: np.ndarray, patience: int | None, min_delta: float) -> np.ndarray:
+    """Epoch at which each run stops, or −1: Keras ``EarlyStopping(monitor=training error, mode='min')``.
+
+    ``train_error``: (epochs_so_far + 1, R), row 0 the untrained evaluation (not monitored). From
+    epoch 1 on, an epoch improves when its error is below best − min_delta (then best ← error and
+    the wait resets), otherwise the wait grows; a run stops at the first epoch whose wait reaches
+    ``patience``. A pure function of the history, so a resumed job recomputes it exactly.
+    """
+    runs = train_error.shape[1]
+    stopped = np.full(runs, -1, np.int64)
+    if patience is None:
+        return stopped
+    best, wait = np.full(runs, np.inf), np.zeros(runs, np.int64)
+    for epoch in range(1, train_error.shape[0]):
+        err = train_error[epoch]
+        better = np.isfinite(err) & (err < best - min_delta)
+        best = np.where(better, err, best)
+        wait = np.where(better, 0, wait + 1)
+        stopped[(stopped < 0) & (wait >= patience)] = epoch
+    return stopped
+
+
+def _keep_stopped(new_state, old_state, stopped: np.ndarray):
+    """Runs already stopped keep their old state (parameters, optimiser, BN statistics)."""
+    frozen = jnp.asarray(stopped >= 0)
+    return jax.tree_util.tree_map(
+        lambda n, o: jnp.where(frozen.reshape((-1,) + (1,) * (n.ndim - 1)), o, n), new_state, old_state)
+
+
 def aligned_weights(params, B):
     """Pathak's ``aligned_init`` (spec §2.3): W_l = B_{l−1} B_lᵀ for l ≥ 2 and W_out = B_L, so the
     forward weights start aligned with the fixed matrices (weight alignment 1); W_1 and biases keep
@@ -346,10 +378,18 @@ def train_batch(job: BatchJob, options_: TrainOptions) -> None:
             history[k][0] = np.asarray(v)
         _log(job, 0, epochs, history, diverged, 0.0, program.recon)
     t_start, clock = time.perf_counter() - elapsed, CheckpointClock(options_.checkpoint_minutes)
+    hp = program.hp
+    stopped = np.full(len(seeds), -1, np.int64)
+    if not program.recon:
+        stopped = early_stop_epochs(history["train_error"][:start + 1], hp["early_stop_patience"],
+                                    hp["early_stop_min_delta"])
     epoch = start
     for epoch in range(start + 1, epochs + 1):
         t0 = time.perf_counter()
+        before = jax.tree_util.tree_map(jnp.copy, state) if (stopped >= 0).any() else None
         state, running = program.train_epoch(state, keys, epoch - 1)
+        if before is not None:
+            state = _keep_stopped(state, before, stopped)
         test = program.evaluate(state)
         for k in names:
             if k == "train_error":
@@ -363,8 +403,12 @@ def train_batch(job: BatchJob, options_: TrainOptions) -> None:
         losses = np.stack([history["train_loss"][epoch], history["test_loss"][epoch]])
         bad = ~np.isfinite(losses).all(0) | (np.nan_to_num(losses, nan=np.inf) > DIVERGED_LOSS).any(0)
         diverged[(diverged < 0) & bad] = epoch
+        if not program.recon:
+            now = early_stop_epochs(history["train_error"][:epoch + 1], hp["early_stop_patience"],
+                                    hp["early_stop_min_delta"])
+            stopped = np.where((stopped < 0) & (diverged < 0), now, stopped)
         _log(job, epoch, epochs, history, diverged, 1.0 / max(time.perf_counter() - t0, 1e-9), program.recon)
-        done = epoch == epochs or bool((diverged >= 0).all())
+        done = epoch == epochs or bool(((diverged >= 0) | (stopped >= 0)).all())
         if not done and clock.due():
             save_checkpoint(ckpt_path, job, epoch, state, history, diverged, time.perf_counter() - t_start)
             clock.saved(epoch)
@@ -379,12 +423,13 @@ def train_batch(job: BatchJob, options_: TrainOptions) -> None:
         if recon is not None:
             atomic_write_npz(run_dir / "samples.npz", {"input": np.asarray(program.x_samples),
                                                        "reconstruction": recon[i]})
-        d = int(diverged[i])
-        last = d if d >= 0 else epoch
+        d, s = int(diverged[i]), int(stopped[i])
+        last = d if d >= 0 else (s if s >= 0 else epoch)
         metrics.write_metrics(run_dir, {k: v[:, i] for k, v in history.items()}, last + 1)
         metrics.write_train_record(run_dir, run_id=rid, diverged_epoch=d if d >= 0 else None,
                                    epochs_completed=last, wall_time_s=wall, batch_id=job.batch_id,
                                    runs_in_batch=len(job.run_ids), provenance=record,
                                    extra={"steps_per_epoch": program.steps_per_epoch,
-                                          "examples_per_epoch": program.steps_per_epoch * program.batch_size})
+                                          "examples_per_epoch": program.steps_per_epoch * program.batch_size,
+                                          "early_stopped_epoch": s if s >= 0 else None})
     ckpt_path.unlink(missing_ok=True)
