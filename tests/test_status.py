@@ -20,3 +20,6 @@ def test_status_cells_count_reproduced_claims():
         {"paper": "nodepert", "claim_id": "c", "claim_scale": "paper", "scale_run": "cpu", "verdict": "not run at this scale"}])
     row = next(line for line in status_table([card]).splitlines() if line.startswith("| [nodepert]"))
     assert "| 1/2 reproduced, 1 not |" in row
+    # a paper the cpu scorecard does not cover shows its cpu claims as not run, not as "no claims"
+    pepita = next(line for line in status_table([card]).splitlines() if line.startswith("| [pepita]"))
+    assert "claims, not run |" in pepita.split("|")[5]

@@ -41,7 +41,6 @@ def _not_run(doc: dict, scale: str) -> str:
 def status_table(scorecards: list[pd.DataFrame], root: Path = ROOT) -> str:
     card = pd.concat(scorecards, ignore_index=True) if scorecards else pd.DataFrame(
         columns=["paper", "claim_id", "claim_scale", "scale_run", "verdict"])
-    scales_run = sorted(set(card["scale_run"])) if len(card) else []
     lines = ["| paper | framework | figures | smoke | cpu | paper | thumbnail |", "|---|---|---|---|---|---|---|"]
     for paper in ALL_PAPERS:
         path = root / "papers" / paper / "paper.yaml"
@@ -50,7 +49,8 @@ def status_table(scorecards: list[pd.DataFrame], root: Path = ROOT) -> str:
             continue
         doc = yaml.safe_load(path.read_text())
         figures = ", ".join(f"`{t}`" for t in doc["figures"])
-        cells = [_claims_cell(card, paper, s) if s in scales_run else _not_run(doc, s) for s in ("smoke", "cpu", "paper")]
+        scored = set(card.loc[card["paper"] == paper, "scale_run"]) if len(card) else set()
+        cells = [_claims_cell(card, paper, s) if s in scored else _not_run(doc, s) for s in ("smoke", "cpu", "paper")]
         thumb = f"![{paper}](docs/status/{paper}.png)" if (root / "docs" / "status" / f"{paper}.png").exists() else ""
         lines.append(f"| [{paper}](papers/{paper}/README.md) | {doc['framework']} | {figures} | "
                      f"{' | '.join(cells)} | {thumb} |")
