@@ -22,4 +22,4 @@ def test_status_cells_count_reproduced_claims():
     assert "| 1/2 reproduced, 1 not |" in row
     # a paper the cpu scorecard does not cover shows its cpu claims as not run, not as "no claims"
     pepita = next(line for line in status_table([card]).splitlines() if line.startswith("| [pepita]"))
-    assert "claims, not run |" in pepita.split("|")[5]
+    assert pepita.split("|")[5].strip().endswith("claims, not run")
