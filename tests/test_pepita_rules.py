@@ -282,3 +282,20 @@ def test_f_init_nok_scales_by_the_number_of_classes():
     F = models.init_F(784, 10, 0.05, torch.Generator().manual_seed(0), law="nok")
     limit = 0.05 / math.sqrt(10)
     assert F.abs().max() <= limit and F.abs().max() > 0.95 * limit
+
+
+def test_fused_outer_update_equals_materialised_grads_then_update():
+    weights, F, x, t, masks = tiny_fc(sizes=(7, 6, 5, 3), runs=2, batch=4, keep=0.8)
+    w_a = [w.clone() for w in weights]
+    w_b = [w.clone() for w in weights]
+    v_a = [torch.full_like(w, 0.01) for w in weights]
+    v_b = [v.clone() for v in v_a]
+    for _ in range(3):
+        grads, y_a = rules.pepita_fc(w_a, F, x, t, masks, hp())
+        rules.apply_update("eta_inside", w_a, v_a, grads, 0.1, 0.9, 4)
+        factors, y_b = rules.pepita_fc_factors(w_b, F, x, t, masks, hp())
+        rules.apply_outer_update(w_b, v_b, factors, 0.1, 0.9, 4)
+        torch.testing.assert_close(y_a, y_b, rtol=1e-12, atol=1e-14)
+    for a, b in zip(w_a + v_a, w_b + v_b):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+    assert not torch.allclose(w_a[0], weights[0])

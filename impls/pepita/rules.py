@@ -75,6 +75,13 @@ def modulated_first_pre(pre_first: torch.Tensor, w_first: torch.Tensor, e: torch
 
 def pepita_fc(weights, F, x, target, masks, hp, noise=None):
     """PEPITA pseudo-gradients of a stacked FC net (module docstring)."""
+    factors, y = pepita_fc_factors(weights, F, x, target, masks, hp, noise)
+    return [outer_sum(d, h) for d, h in factors], y
+
+
+def pepita_fc_factors(weights, F, x, target, masks, hp, noise=None):
+    """``([(δ_l, h_{l−1}) per layer], y)`` with G_l = Σ_batch δ_lᵀ h_{l−1}, not multiplied out
+    (``apply_outer_update`` folds the product into the velocity update)."""
     y, hs, pre = models.fc_forward(weights, x, masks)
     e = y - target
     x_mod = modulated_input(x, e, F, hp, noise)
@@ -84,10 +91,8 @@ def pepita_fc(weights, F, x, target, masks, hp, noise=None):
     deltas = [hs[l + 1] - hs_err[l + 1] for l in range(last)]
     if hp["double_mask"] and masks is not None:
         deltas = [d if m is None else d * m for d, m in zip(deltas, masks)]
-    grads = [outer_sum(d, hs_err[l]) for l, d in enumerate(deltas)]
     e_last = (y_err - target) if hp["last_error"] == "modulated" else e
-    grads.append(outer_sum(e_last, hs_err[last]))
-    return grads, y
+    return [(d, hs_err[l]) for l, d in enumerate(deltas + [e_last])], y
 
 
 def pepita_conv(weights, F, x, target, shape: models.ConvShape, hp, noise=None):
@@ -160,6 +165,14 @@ def compute_grads(rule, arch, weights, F, feedback, x, target, masks, hp, shape=
         if rule == "drtp":
             return _conv_routed(weights, x, target, shape, lambda d: torch.matmul(target, feedback[1]))
     raise ValueError(f"unknown rule/arch {rule!r}/{arch!r}")
+
+
+def apply_outer_update(weights, velocities, factors, lr: float, momentum: float, batch_size: int) -> None:
+    """In place, ``eta_inside`` with G_l = δ_lᵀ h_{l−1} given as factors: v ← μ v + (η/B) δᵀh in one
+    ``baddbmm_`` (G is never materialised), then W ← W − v. Same update as ``apply_update``."""
+    for w, v, (delta, h) in zip(weights, velocities, factors):
+        v.baddbmm_(delta.transpose(-1, -2), h, beta=momentum, alpha=lr / batch_size)
+        w.sub_(v)
 
 
 def apply_update(kind: str, weights, velocities, grads, lr: float, momentum: float, batch_size: int) -> None:

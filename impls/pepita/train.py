@@ -98,6 +98,9 @@ class Program:
         self.y_train = torch.nn.functional.one_hot(data["y_train"], self.n_classes).to(device, dtype)
         self.x_test, self.y_test = x_test.to(device, dtype), data["y_test"].to(device)
         self.optimizer = rules.optimizer_kind(self.rule, self.arch)
+        #: PEPITA FC folds G_l = δᵀh into the velocity (one baddbmm_, G never materialised)
+        self.fused_update = (self.rule == "pepita" and self.arch == "fc" and self.optimizer == "eta_inside"
+                             and not self.hp["carry_remainder"])
         self.seeds = list(seeds)
         self.init_state()
 
@@ -157,6 +160,12 @@ class Program:
             if self.rule == "pepita" and hp["perturbation"] == "random":
                 noise = self._per_run(lambda g: torch.randn(b, self.d_in, generator=g) if hp["rp_noise"] == "normal"
                                       else torch.rand(b, self.d_in, generator=g) * 2 - 1)
+            if self.fused_update:
+                factors, y = rules.pepita_fc_factors(self.weights, self.F, x, t, masks, hp, noise)
+                rules.apply_outer_update(self.weights, self.velocities, factors, lr, hp["momentum"], bsz)
+                loss_sum += -(t * torch.log(y.clamp_min(1e-30))).sum((1, 2)).double()
+                correct += (y.argmax(-1) == t.argmax(-1)).sum(1).double()
+                continue
             grads, y = rules.compute_grads(self.rule, self.arch, self.weights, self.F, self.feedback, x, t,
                                            masks, hp, self.shape, noise)
             if hp["carry_remainder"]:
