@@ -1,0 +1,202 @@
+"""two_routes tables and plots (named in papers/two_routes/paper.yaml).
+
+Aggregators ``(figure, results_dir) -> DataFrame`` (caller: impls.common.aggregate):
+- :func:`tidy`: tidy metrics of every run; per-layer names ``weight_angle:block_group1_0/conv0`` split into
+  ``metric`` + ``layer`` (with ``layer_index``, 0 = stem); spec columns (rule, depth, version, beta,
+  input_distribution, noise_var, inputs, ...) on every row; reductions ``final_test_acc``/``final_test_top5``
+  (last epoch, NaN when diverged) and ``final_angle``/``final_fp_error`` (fixed-point runs).
+- :func:`rules_table`: the rule registry (coefficients per primitive, locality, tie, fixed point) joined with
+  the measured final angle and fixed-point error of the white-input fixed-point runs.
+Plots ``(table, figure) -> Figure`` (caller: impls.common.plotting).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+
+from impls.common.io import read_json
+from impls.common.metrics import read_metrics
+from impls.common.specs import get_dotted
+from impls.two_routes import options
+
+DESCRIBED = ["rule", "seed", "hparams.lr", "model.arch", "model.depth", "model.version", "model.width",
+             "hparams.alpha", "hparams.beta", "hparams.input_distribution", "hparams.noise_var", "hparams.inputs"]
+FIXED_POINTS = {"bp": "B ≡ Wᵀ", "fa": "B stays at init", "wm": "(β/2α)ΣWᵀ",
+                "ia": "(α/2β)ΣWᵀ(WΣWᵀ + (γ/β)I)⁻¹", "sa": "(β/2α)Wᵀ = Wᵀ", "aa": "Wᵀ on the input span",
+                "kp": "tracks W (leak mismatch)", "kp_equal_leak": "W − Bᵀ → 0"}
+
+
+def _value(spec, dotted):
+    v = get_dotted(spec, dotted)
+    if v is None and dotted.startswith("model."):
+        v = options.MODEL_DEFAULTS.get(dotted.split(".", 1)[1])
+    if v is None and dotted.startswith("hparams."):
+        v = options.HPARAM_DEFAULTS.get(dotted.split(".", 1)[1])
+    return "default" if v is None else v
+
+
+def layer_order(name: str):
+    """Network order: stem conv0, blocks by (group, index, conv0 < conv1 < conv2 < proj), classifier last."""
+    if name == "conv0":
+        return (0,)
+    if name == "dense":
+        return (2,)
+    block, layer = name.split("/", 1)
+    group, index = (int(v) for v in block.replace("block_group", "").split("_"))
+    return (1, group, index, layer)
+
+
+def tidy(figure: Mapping, results_dir) -> pd.DataFrame:
+    results_dir = Path(results_dir)
+    frames = []
+    for rid, spec in figure["runs"].items():
+        run_dir = results_dir / figure["paper"] / "runs" / rid
+        final = read_json(run_dir / "final.json")
+        df = read_metrics(run_dir)
+        parts = df["metric"].str.split(":", n=1, expand=True).reindex(columns=[0, 1])
+        df["metric"], df["layer"] = parts[0], parts[1]
+        order = {name: i for i, name in enumerate(sorted(df["layer"].dropna().unique(), key=layer_order))}
+        df["layer_index"] = df["layer"].map(order)
+        df.insert(0, "run_id", rid)
+        for dotted in list(dict.fromkeys([*figure["factors"], *DESCRIBED])):
+            df[dotted.split(".")[-1]] = _value(spec, dotted)
+        df["status"] = final["status"]
+        df["diverged_epoch"] = final.get("diverged_epoch")
+        ok = final["status"] == "ok"
+        last = df[df["epoch"] == df["epoch"].max()]
+        for split, metric, col in (("test", "acc", "final_test_acc"), ("test", "top5", "final_test_top5"),
+                                   ("align", "angle", "final_angle"), ("align", "fp_error", "final_fp_error")):
+            v = last[(last["split"] == split) & (last["metric"] == metric) & last["layer"].isna()]["value"]
+            df[col] = float(v.iloc[0]) if ok and len(v) else np.nan
+        frames.append(df)
+    return pd.concat(frames, ignore_index=True)
+
+
+def rules_table(figure: Mapping, results_dir) -> pd.DataFrame:
+    """One row per rule of the registry: primitive coefficients, tie, locality, fixed point, measured B-only
+    final angle and fixed-point error (white inputs; '' for rules without B-only dynamics)."""
+    from impls.two_routes.rules import RULES, make_rule
+
+    measured = tidy(figure, results_dir).drop_duplicates("run_id").set_index("rule")
+    rows = []
+    for name in RULES:
+        r = make_rule(name)
+        row = {"rule": name, "run_id": measured["run_id"].get(name, ""), "description": options.RULES[name], "locality": r.locality,
+               "B gets W's task gradient": r.tie, "backward uses B": r.uses_backward,
+               "fixed point of B": FIXED_POINTS[name]}
+        for prim in ("decay", "sparse", "amp", "null", "self"):
+            row[prim] = r.terms.get(prim, 0.0)
+        row["measured angle(B, W^T) (deg)"] = measured["final_angle"].get(name, np.nan)
+        row["measured |B-B*|/|B*|"] = measured["final_fp_error"].get(name, np.nan)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# ------------------------------------------------------------------------------- plots
+
+def rules_figure(table: pd.DataFrame, figure: Mapping):
+    import matplotlib.pyplot as plt
+
+    from impls.common.plotting import stamp
+
+    cols = ["rule", "decay", "sparse", "amp", "null", "self", "locality", "B gets W's task gradient",
+            "fixed point of B", "measured angle(B, W^T) (deg)", "measured |B-B*|/|B*|"]
+    cells = [[f"{v:.3g}" if isinstance(v, float) else str(v) for v in row] for row in table[cols].itertuples(index=False)]
+    fig, ax = plt.subplots(figsize=(18, 0.45 * len(cells) + 1))
+    ax.axis("off")
+    t = ax.table(cellText=cells, colLabels=[c.replace(" (deg)", "\n(deg)") for c in cols], loc="center")
+    t.auto_set_font_size(False)
+    t.set_fontsize(7)
+    t.scale(1, 1.5)
+    return stamp(fig, figure)
+
+
+def fixed_points_figure(table: pd.DataFrame, figure: Mapping):
+    import seaborn as sns
+
+    from impls.common.plotting import stamp
+
+    data = table[(table["split"] == "align") & table["metric"].isin(["angle", "fp_error"])].copy()
+    data["step"] = data["epoch"] * data["run_id"].map(lambda r: _spe(figure, r))
+    grid = sns.relplot(data=data, kind="line", x="step", y="value", hue="rule", style="inputs", col="metric",
+                       height=3.5, aspect=1.3, facet_kws={"sharey": False})
+    for ax, title in zip(grid.axes.flat, ("angle(B, Wᵀ) (deg)", "‖P(B − B*)‖/‖P B*‖")):
+        ax.set_ylabel(title)
+        if "B*" in title:
+            ax.set_yscale("log")
+    return stamp(grid.figure, figure)
+
+
+def _spe(figure, rid):
+    return int(_value(figure["runs"][rid], "hparams.steps_per_epoch"))
+
+
+def angles_figure(table: pd.DataFrame, figure: Mapping):
+    import seaborn as sns
+
+    from impls.common.plotting import stamp
+
+    data = table[(table["split"] == "align") & table["layer"].notna()].dropna(subset=["value"]).copy()
+    grid = sns.relplot(data=data, kind="line", x="epoch", y="value", hue="layer_index", row="metric", col="rule",
+                       palette="viridis", height=2.4, aspect=1.1, errorbar=None, legend="brief",
+                       row_order=["weight_angle", "projection_angle", "gradient_angle"], marker="o")
+    grid.set(ylim=(-5, 95))
+    grid.set_titles("{row_name} | {col_name}")
+    grid.set_ylabels("angle (deg)")
+    return stamp(grid.figure, figure)
+
+
+def _final_by(table, x):
+    runs = table.drop_duplicates("run_id").copy()
+    runs[x] = runs[x].astype(float) if x != "input_distribution" else runs[x]
+    return runs
+
+
+def wm_sensitivity_figure(table: pd.DataFrame, figure: Mapping):
+    import matplotlib.pyplot as plt
+
+    from impls.common.plotting import stamp
+
+    runs = table.drop_duplicates("run_id").copy()
+    depths = sorted(runs["depth"].unique())
+    fig, axes = plt.subplots(1, len(depths), figsize=(4.5 * len(depths), 3.5), squeeze=False)
+    for ax, depth in zip(axes[0], depths):
+        sub = runs[runs["depth"] == depth]
+        wm = sub[sub["rule"] == "wm"].copy()
+        wm["beta"] = wm["beta"].map(lambda b: 1e-3 if b == "default" else float(b))   # WM default β = 1e-3
+        wm["ratio"] = wm["beta"] / wm["alpha"].map(lambda a: 1e-3 if a == "default" else float(a))
+        for dist, g in wm.groupby("input_distribution"):
+            g = g.groupby("ratio")["final_test_acc"].agg(["mean", "std"]).reset_index()
+            ax.errorbar(g["ratio"], g["mean"], yerr=g["std"].fillna(0), marker="o", label=f"WM, R input: {dist}")
+        bp = sub[sub["rule"] == "bp"]["final_test_acc"].mean()
+        ax.axhline(bp, ls="--", color="k", label="BP")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("β/α")
+        ax.set_ylabel("final test top-1 (%)")
+        ax.set_title(f"ResNet-{depth}")
+        ax.legend(fontsize=7)
+    return stamp(fig, figure)
+
+
+def noise_figure(table: pd.DataFrame, figure: Mapping):
+    import matplotlib.pyplot as plt
+
+    from impls.common.plotting import stamp
+
+    runs = table.drop_duplicates("run_id").copy()
+    runs["noise_var"] = runs["noise_var"].astype(float)
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for rule, g in runs.groupby("rule"):
+        g = g.groupby("noise_var")["final_test_acc"].agg(["mean", "std"]).reset_index()
+        ax.errorbar(g["noise_var"], g["mean"], yerr=g["std"].fillna(0), marker="o", label=rule)
+    pos = runs["noise_var"][runs["noise_var"] > 0]
+    ax.set_xscale("symlog", linthresh=float(pos.min()) if len(pos) else 1e-6)
+    ax.set_xlabel("update noise variance v (0 = no noise)")
+    ax.set_ylabel("final test top-1 (%)")
+    bad = runs[runs["status"] == "diverged"]
+    ax.scatter(bad["noise_var"], [0.0] * len(bad), marker="x", color="k", label="diverged" if len(bad) else None)
+    ax.legend(fontsize=7)
+    return stamp(fig, figure)
