@@ -1,0 +1,177 @@
+"""Aggregation and plots of the wide_align figures (named in papers/wide_align/paper.yaml).
+
+Callers: ``impls.common.aggregate.write_figure_table`` (``aggregate: impls.wide_align.figures:...``)
+and ``impls.common.plotting.plot_figure`` (``plot.kind: impls.wide_align.figures:...``).
+
+``runs_table``: one row per run -- its resolved factors and final.json reductions: ``val_acc``
+(validation split after the last epoch: the number the original printed as "test"),
+``final_test_acc`` (official test set), ``best_val_acc``, ``time_epoch``, ``min_train_loss`` /
+``min_test_loss`` (Add task). Accuracy-vs-x figures take, per (rule, width, ...), the learning
+rate with the best final ``val_acc`` (spec §5, [inferred]). ``alignment_table``: one row per
+(run, scored epoch, layer) with the score and its shuffled control.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from impls.common.io import read_json  # noqa: E402
+from impls.common.plotting import stamp  # noqa: E402
+from impls.wide_align.options import resolved_hparams, resolved_model  # noqa: E402
+
+RULE_ORDER = ["bp", "bptt", "alignprop", "alignada", "alignzero", "fa", "dfa", "lastlayer", "readout"]
+#: Add task chance losses (predict 0.5 everywhere), spec §6: (train, test) per target kind
+ADD_CHANCE = {"causal": (9.2942, 9.2169), "released": (9.3585, 9.3119)}
+
+
+def _row(spec: Mapping, final: Mapping, rid: str) -> dict:
+    hp, model = resolved_hparams(dict(spec)), resolved_model(dict(spec))
+    f = final.get("final", {})
+    return {"run_id": rid, "rule": spec["rule"], "dataset": spec["dataset"], "arch": model["arch"],
+            "width": model["width"], "depth": model.get("depth"), "norm": model.get("norm"), "param": model.get("param"),
+            "optimizer": hp["optimizer"], "lr": float(hp["lr"]), "seed": spec["seed"], "epochs": spec["epochs"],
+            "n_train": spec.get("data", {}).get("n_train"), "batch_size": spec["batch_size"],
+            "add_targets": hp["add_targets"], "add_alignada": hp["add_alignada"],
+            "status": final["status"], "diverged_epoch": final.get("diverged_epoch"),
+            "val_acc": f.get("val_acc"), "best_val_acc": f.get("best_val_acc"), "final_test_acc": f.get("test_acc"),
+            "final_train_acc": f.get("train_acc"), "time_epoch": f.get("time_epoch"),
+            "min_train_loss": f.get("min_train_loss"), "min_test_loss": f.get("min_test_loss"),
+            "wall_time_s": final.get("wall_time_s")}
+
+
+def runs_table(figure: Mapping, results_dir) -> pd.DataFrame:
+    runs_dir = Path(results_dir) / figure["paper"] / "runs"
+    rows = [_row(spec, read_json(runs_dir / rid / "final.json"), rid) for rid, spec in figure["runs"].items()]
+    return pd.DataFrame(rows)
+
+
+def alignment_table(figure: Mapping, results_dir) -> pd.DataFrame:
+    runs_dir = Path(results_dir) / figure["paper"] / "runs"
+    frames = []
+    for rid, spec in figure["runs"].items():
+        path = runs_dir / rid / "alignment.csv"
+        if not path.exists():  # diverged before any scored epoch
+            continue
+        df = pd.read_csv(path)
+        base = _row(spec, read_json(runs_dir / rid / "final.json"), rid)
+        for k in ("run_id", "dataset", "width", "depth", "lr", "seed", "status"):
+            df[k] = base[k]
+        frames.append(df)
+    cols = ["run_id", "dataset", "width", "depth", "lr", "seed", "status", "epoch", "layer", "score", "control"]
+    return pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)
+
+
+def best_lr(table: pd.DataFrame, by, metric: str = "val_acc") -> pd.DataFrame:
+    """Per group of ``by`` (seed-averaged), the rows of the lr with the best mean ``metric``."""
+    ok = table.copy()
+    ok["_m"] = ok[metric].astype(float)
+    means = ok.groupby([*by, "lr"], dropna=False)["_m"].mean().reset_index()
+    means["_m"] = means["_m"].fillna(-np.inf)
+    best = means.loc[means.groupby(list(by), dropna=False)["_m"].idxmax(), [*by, "lr"]]
+    return ok.merge(best, on=[*by, "lr"]).drop(columns="_m")
+
+
+def _hue_order(table: pd.DataFrame) -> list[str]:
+    return [r for r in RULE_ORDER if r in set(table["rule"])]
+
+
+def _panels(table, x, ys, figure, hue="rule", logx=True, col=None, best_by=None, mark_diverged=True):
+    data = best_lr(table, best_by) if best_by else table
+    cols = sorted(data[col].dropna().unique()) if col else [None]
+    fig, axes = plt.subplots(len(ys), len(cols), figsize=(4.5 * len(cols), 3.6 * len(ys)), squeeze=False)
+    for j, c in enumerate(cols):
+        sub = data if c is None else data[data[col] == c]
+        for i, (y, label) in enumerate(ys):
+            ax = axes[i, j]
+            sns.lineplot(data=sub, x=x, y=y, hue=hue, hue_order=_hue_order(sub) if hue == "rule" else None,
+                         marker="o", errorbar="sd", ax=ax)
+            if mark_diverged:  # diverged runs have no final accuracy: an x on the axis
+                bad = sub[sub["status"] == "diverged"]
+                ax.scatter(bad[x], np.zeros(len(bad)), marker="x", color="black", zorder=5)
+            if logx:
+                ax.set_xscale("log", base=2 if x in ("width", "n_train") else 10)
+            ax.set_ylabel(label)
+            if c is not None:
+                ax.set_title(f"{col} = {c}")
+    fig.tight_layout()
+    return stamp(fig, figure)
+
+
+ACC = [("val_acc", "val-split accuracy (%)"), ("final_test_acc", "test-set accuracy (%)")]
+
+
+def width_figure(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
+    """Accuracy vs width per rule at the best lr (validation split above, official test set below)."""
+    return _panels(table, "width", ACC, figure, col="dataset", best_by=["rule", "width", "dataset", "depth"])
+
+
+def lr_figure(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
+    return _panels(table, "lr", ACC[:1], figure, col="width")
+
+
+def small_data_figure(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
+    return _panels(table, "n_train", ACC[:1], figure, col="width", best_by=["rule", "width", "n_train"])
+
+
+def time_figure(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
+    fig = _panels(table, "width", [("time_epoch", "s per epoch + val pass")], figure)
+    fig.axes[0].set_yscale("log")
+    return fig
+
+
+def add_figure(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
+    """Best (minimum over epochs) train and test loss vs hidden units, per rule; dashed: chance."""
+    table = table.copy()
+    table["variant"] = np.where(table["add_targets"] == "released", "add_released", "default")
+    fig = _panels(table, "width", [("min_train_loss", "best train loss"), ("min_test_loss", "best test loss")],
+                  figure, col="variant", mark_diverged=False)  # the minimum before a divergence is the metric
+    variants = sorted(table["variant"].unique())
+    for j, v in enumerate(variants):
+        chance = ADD_CHANCE["released" if v == "add_released" else "causal"]
+        for i in range(2):
+            ax = fig.axes[i * len(variants) + j]
+            ax.axhline(chance[i], ls="--", color="0.5", label="chance")
+            ax.set_yscale("log")
+    return fig
+
+
+def score_width_figure(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
+    """Score (solid) and shuffled control (dashed) per layer vs width at the figure's epoch."""
+    epoch = figure["plot"].get("epoch", {}).get(figure["scale"])
+    data = table[table["epoch"] == epoch] if epoch is not None else table
+    keys = sorted(data.groupby(["dataset", "depth"]).groups) or [(figure["dataset"], None)]
+    fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 3.8), squeeze=False)
+    for ax, (ds, depth) in zip(axes[0], keys):
+        sub = data[(data["dataset"] == ds) & (data["depth"] == depth)]
+        for layer, g in sub.groupby("layer"):
+            g = g.sort_values("width")
+            line, = ax.plot(g["width"], g["score"], marker="o", label=f"layer {layer}")
+            ax.plot(g["width"], g["control"], ls="--", marker=".", color=line.get_color())
+        ax.set_xscale("log", base=2)
+        ax.set_ylim(-0.05, 1.05)
+        ax.set(xlabel="width", ylabel="alignment score (dashed: shuffled control)", title=f"{ds}, {depth} layers, epoch {epoch}")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return stamp(fig, figure)
+
+
+def score_time_figure(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for layer, g in table.groupby("layer"):
+        g = g.sort_values("epoch")
+        line, = ax.plot(g["epoch"], g["score"], marker="o", label=f"layer {layer}")
+        ax.plot(g["epoch"], g["control"], ls="--", marker=".", color=line.get_color())
+    ax.set_ylim(-0.05, 1.05)
+    widths = sorted(table["width"].unique()) if len(table) else []
+    ax.set(xlabel="epoch", ylabel="alignment score (dashed: shuffled control)", title=f"width {widths}")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return stamp(fig, figure)

@@ -1,0 +1,110 @@
+"""What a wide_align run spec may name (pure Python: imported when the workflow is parsed).
+
+Caller: ``impls.common.specs.validate_spec`` for every wide_align spec, and ``impls.wide_align.train``
+(``resolved_hparams`` / ``resolved_model`` fill in the defaults below, the original code's).
+"""
+from __future__ import annotations
+
+from impls.common.errors import SpecError
+
+#: learning rules of the feed-forward net; update equations in impls/wide_align/rules.py
+RULES = {
+    "bp": "backpropagation",
+    "fa": "feedback alignment: fixed N(0,1) transposes, same 1/sqrt(fan_in)",
+    "dfa": "direct feedback alignment: B_l e at ReLU(h_l) of every hidden layer",
+    "alignzero": "frozen initial net's gradient weighted by the live error",
+    "alignada": "live local VJP of the frozen net's backward signal at each layer",
+    "alignprop": "backprop with every transpose replaced by the initial W_l(0)",
+    "lastlayer": "readout only (hidden layers frozen at init)",
+}
+#: rules of the recurrent Add task (arch rnn), spec §3.1
+RNN_RULES = {
+    "bptt": "backprop through time on u, W, b, v, c, s",
+    "alignzero": "BPTT through the frozen initial RNN weighted by the live error",
+    "alignada": "live local inputs x frozen-net backward signal delta_tau; no live chain through time",
+    "readout": "v, c and s only",
+}
+ARCHS = ("allconv", "rnn")
+DATASETS = ("digits", "fashion_mnist", "mnist", "kmnist", "cifar10", "cifar100")
+#: strides of the paper's nets by depth (spec §2): 7 = CIFAR / ImageNet-like, 3 = KMNIST
+STRIDES = {7: [1, 1, 1, 2, 1, 2, 1], 3: [1, 2, 2]}
+MODEL_DEFAULTS = {"allconv": {"arch": "allconv", "depth": 3, "width": 8, "norm": "batch", "param": "ntk"},
+                  "rnn": {"arch": "rnn", "width": 8}}
+MODEL_CHOICES = {"norm": ("batch", "bn", "none"), "param": ("ntk", "standard"), "depth": (3, 7)}
+
+#: hparams, their defaults and meaning
+HPARAMS = {
+    "lr": (None, "learning rate (required); constant, same at every width"),
+    "optimizer": ("sgd", "'sgd' (plain, the paper) or 'adam' (0.9, 0.999, 1e-8; the standard-param figure)"),
+    "targets": ("shifted", "'shifted': one-hot - 0.1 (CIFAR/KMNIST code); 'onehot' (ImageNet code)"),
+    "n_val": (5000, "validation split = the first n_val training images (the original's 'test' set)"),
+    "dfa_feedback": ("full", "'full': B_l in R^(HWC x K); 'pooled': B_l in R^(C x K) spread over positions (B2)"),
+    "score_epochs": ([], "bp only: epochs at which W_BP and the NTK-predicted W~ are snapshotted for the score"),
+    "score_probes": (100, "alignment estimator: probe draws (each a batch of 100 Gaussian tensors)"),
+    "add_targets": ("causal", "Add task: 'causal' zero-filled targets or 'released' (B4)"),
+    "add_alignada": ("default", "Add task: 'default' keeps v(0)e_tau or 'released' (B5)"),
+}
+CHOICES = {"optimizer": ("sgd", "adam"), "targets": ("shifted", "onehot"), "dfa_feedback": ("full", "pooled"),
+           "add_targets": ("causal", "released"), "add_alignada": ("default", "released")}
+
+
+def _allowed(key: str, value, allowed) -> SpecError:
+    return SpecError(f"run spec: key '{key}' is {value!r}; allowed values: {', '.join(map(repr, allowed))}")
+
+
+def resolved_hparams(spec: dict) -> dict:
+    out = {k: default for k, (default, _) in HPARAMS.items()}
+    out.update(spec["hparams"])
+    return out
+
+
+def resolved_model(spec: dict) -> dict:
+    out = dict(MODEL_DEFAULTS.get(spec["model"]["arch"], {}))
+    out.update(spec["model"])
+    return out
+
+
+def _positive_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def validate(spec: dict) -> None:
+    """Raise ``SpecError`` naming the first key of ``spec`` this impl cannot run."""
+    subset = spec.get("data", {}).get("subset", "first")
+    if subset != "first":
+        raise SpecError(f"run spec: key 'data.subset' is {subset!r}; wide_align takes the first n_train images "
+                        "after its validation split (as the original), so only 'first' is allowed")
+    arch = spec["model"]["arch"]
+    if arch not in ARCHS:
+        raise _allowed("model.arch", arch, ARCHS)
+    rules = RULES if arch == "allconv" else RNN_RULES
+    if spec["rule"] not in rules:
+        raise _allowed("rule", spec["rule"], sorted(rules))
+    if spec["dataset"] not in DATASETS:
+        raise _allowed("dataset", spec["dataset"], DATASETS)
+    extra = set(spec["model"]) - set(MODEL_DEFAULTS[arch])
+    if extra:
+        raise SpecError(f"run spec: unknown key 'model.{sorted(extra)[0]}'; allowed keys for arch {arch!r}: "
+                        f"{', '.join(sorted(MODEL_DEFAULTS[arch]))}")
+    model = resolved_model(spec)
+    if not _positive_int(model["width"]):
+        raise SpecError(f"run spec: key 'model.width' is {model['width']!r}; expected a positive integer")
+    if arch == "allconv":
+        for key, allowed in MODEL_CHOICES.items():
+            if model[key] not in allowed:
+                raise _allowed(f"model.{key}", model[key], allowed)
+    extra = set(spec["hparams"]) - set(HPARAMS)
+    if extra:
+        raise SpecError(f"run spec: unknown key 'hparams.{sorted(extra)[0]}'; allowed keys: {', '.join(sorted(HPARAMS))}")
+    hp = resolved_hparams(spec)
+    for key, allowed in CHOICES.items():
+        if hp[key] not in allowed:
+            raise _allowed(f"hparams.{key}", hp[key], allowed)
+    if not (isinstance(hp["score_epochs"], list) and all(_positive_int(e) for e in hp["score_epochs"])):
+        raise SpecError(f"run spec: key 'hparams.score_epochs' is {hp['score_epochs']!r}; expected epochs >= 1")
+    if hp["score_epochs"] and (spec["rule"] != "bp" or arch != "allconv"):
+        raise SpecError("run spec: key 'hparams.score_epochs' applies to rule 'bp' of arch 'allconv' only")
+    if any(e > spec["epochs"] for e in hp["score_epochs"]):
+        raise SpecError("run spec: key 'hparams.score_epochs' lists an epoch after the last one")
+    if not _positive_int(hp["n_val"]) or not _positive_int(hp["score_probes"]):
+        raise SpecError("run spec: keys 'hparams.n_val' and 'hparams.score_probes' must be positive integers")
