@@ -80,3 +80,58 @@ def test_scorecard_has_one_row_per_claim():
     card = scorecard(papers, {"f": "Fig. 9"}, "smoke", {})
     assert list(card.claim_id) == ["a", "b"] and set(card.verdict) == {"not run at this scale"}
     assert set(card.label) == {"Fig. 9"}
+
+
+# --- trends over a sweep (cpu-scale depth/width claims of nodepert) -------------------------------
+
+def sweep(best_by_depth: dict, stable_by_depth: dict, lrs=(1e-3, 1e-2, 1e-1, 1.0), rule="np"):
+    """Synthetic final_acc table: per depth, a peak ``best`` at lr 1e-2 and accuracy > 50 % up to
+    ``stable`` (60 at every other stable lr, 10 above it)."""
+    rows = []
+    for depth, best in best_by_depth.items():
+        for lr in lrs:
+            acc = best if lr == 1e-2 else (60.0 if lr <= stable_by_depth[depth] else 10.0)
+            rows.append(dict(run_id=f"{rule}-{depth}-{lr}", rule=rule, n_hl=depth, lr=lr, seed=0, final_acc=acc,
+                             status="ok"))
+    return pd.DataFrame(rows)
+
+
+FALLS = sweep({2: 90.0, 4: 85.0, 6: 80.0}, {2: 1e-1, 4: 1e-2, 6: 1e-2})
+RISES = sweep({2: 80.0, 4: 85.0, 6: 90.0}, {2: 1e-2, 4: 1e-1, 6: 1.0})
+FLAT_THEN_UP = sweep({2: 85.0, 4: 80.0, 6: 82.0}, {2: 1e-1, 4: 1e-1, 6: 1e-1})
+BEST = {"kind": "best_over_trend", "select": {"rule": "np"}, "by": "model.n_hl", "over": "hparams.lr",
+        "metric": "final_acc"}
+LARGEST = {"kind": "largest_passing_trend", "select": {"rule": "np"}, "by": "model.n_hl", "over": "hparams.lr",
+           "metric": "final_acc", "threshold": 50.0}
+
+
+@pytest.mark.parametrize("predicate, data, ok", [
+    ({**BEST, "trend": "falls"}, FALLS, True),
+    ({**BEST, "trend": "falls"}, RISES, False),
+    ({**BEST, "trend": "falls"}, FLAT_THEN_UP, False),        # ends lower, but rises on the way
+    ({**BEST, "trend": "not_falls"}, RISES, True),
+    ({**BEST, "trend": "not_falls"}, FALLS, False),
+    ({**LARGEST, "trend": "falls"}, FALLS, True),             # 0.1, 0.01, 0.01
+    ({**LARGEST, "trend": "falls"}, FLAT_THEN_UP, False),     # 0.1 at every depth: does not fall
+    ({**LARGEST, "trend": "not_falls"}, FLAT_THEN_UP, True),
+    ({**LARGEST, "trend": "not_falls"}, RISES, True),
+    ({**LARGEST, "trend": "not_falls"}, FALLS, False),        # 0.1 -> 0.01: a factor 10
+    ({**LARGEST, "trend": "not_falls", "factor": 9.0}, FALLS, False),
+    ({**LARGEST, "trend": "not_falls", "factor": 11.0}, FALLS, True),
+])
+def test_trend_predicates(predicate, data, ok):
+    ours, verdict = evaluate_claim(claim(predicate=predicate), data, "cpu")
+    assert verdict == ("reproduced" if ok else "not reproduced"), ours
+
+
+def test_trend_predicates_report_values_and_count_diverged_runs_as_failing():
+    ours, _ = evaluate_claim(claim(predicate={**BEST, "trend": "falls"}), FALLS, "cpu")
+    assert "2: 90.0 @ 0.01" in ours and "6: 80.0 @ 0.01" in ours
+    t = FALLS.copy()
+    t.loc[t["n_hl"] == 6, "final_acc"] = np.nan               # every depth-6 run diverged
+    ours, verdict = evaluate_claim(claim(predicate={**LARGEST, "trend": "falls"}), t, "cpu")
+    assert verdict == "reproduced" and "6: 0" in ours         # none passes: 0, below 0.1
+    ours, verdict = evaluate_claim(claim(predicate={**BEST, "trend": "not_falls"}), t, "cpu")
+    assert verdict == "not reproduced" and "-inf" in ours
+    bad = claim(predicate={**BEST, "trend": "sideways"})
+    assert evaluate_claim(bad, FALLS, "cpu")[1] == "not reproduced"

@@ -80,6 +80,28 @@ def test_rule_boxes_and_crash_timing_render(tmp_path):
     assert (tmp_path / "a.png").stat().st_size > 10_000 and (tmp_path / "c.png").stat().st_size > 10_000
 
 
+def test_budget_gap_crash_dynamics_and_appendix_plots_render(tmp_path):
+    gaps = pd.DataFrame([{"panel": p, "rule": r, "dataset": "d", "budget": b, "gap": g}
+                         for p in ("conv", "FC") for r, g in (("np", 20.0), ("sgd", 1.0)) for b in (1, 5, 20)])
+    plot = {"kind": "impls.nodepert.figures:budget_gap_plot", "x": "budget", "y": "gap"}
+    plot_figure(gaps, {**FIGURE, "target": "fig_nodepert_g", "plot": plot}, tmp_path / "g.png", tmp_path / "g.pdf")
+    steps = np.arange(40)
+    dyn = pd.DataFrame({"run_id": "r", "step": steps, "epoch_frac": (steps + 1) / 10, "lr": 0.01, "seed": 0,
+                        "test_acc": np.r_[[75.0] * 25, [20.0] * 15], "w_norm": 40.6 + steps * 1e-3,
+                        "norm_np": np.r_[[5.0] * 25, [100.0] * 15], "norm_sgd": 0.2, "norm_true": 0.15,
+                        "delta_mse": np.r_[[-1e-4] * 25, [0.08] * 15], "crash_epoch": 3, "plotted": True})
+    plot = {"kind": "impls.nodepert.figures:crash_dynamics_plot", "x": "epoch_frac"}
+    plot_figure(dyn, {**FIGURE, "target": "fig_nodepert_d", "plot": plot}, tmp_path / "d.png", tmp_path / "d.pdf")
+    rows = [{"run_id": f"{r}-{a}-{b}-{lr}", "rule": r, "activation": a, "batch_size": b, "lr": lr, "status": "ok",
+             "final_acc": 50.0, "final_test_acc": 55.0}
+            for r, a, b in (("np_wd", "relu", 100), ("np", "linear", 100), ("np", "relu", 10), ("sgd", "relu", 100))
+            for lr in (1e-3, 1e-2)]
+    plot = {"kind": "impls.nodepert.figures:appendix_plot", "x": "hparams.lr", "y": "final_acc"}
+    plot_figure(pd.DataFrame(rows), {**FIGURE, "target": "fig_nodepert_x", "plot": plot},
+                tmp_path / "x.png", tmp_path / "x.pdf")
+    assert all((tmp_path / f"{n}.png").stat().st_size > 10_000 for n in "gdx")
+
+
 # --- every nodepert figure at smoke scale, through Snakemake ------------------------------------
 
 NEW_TARGETS = [t for t in yaml.safe_load((REPO / "papers" / "nodepert" / "paper.yaml").read_text())["figures"]
@@ -111,11 +133,23 @@ def test_every_nodepert_figure_renders_at_smoke_scale(workdir):
     for rid in lines["run_id"].unique():
         assert read_json(out / "runs" / rid / "final.json")["linesearch"]["batches"] == 4  # digits: 497 test images
     gaps = pd.read_csv(out / "fig_nodepert_budget_gap.csv")
-    assert sorted(zip(gaps["rule"], gaps["budget"])) == [("np", 1), ("np", 2), ("sgd", 1), ("sgd", 2)]
-    assert gaps.set_index(["rule", "budget"]).loc[("sgd", 2), "gap"] == 0.0  # the reference itself
+    assert sorted(zip(gaps["panel"], gaps["rule"], gaps["budget"])) == [
+        (p, r, b) for p in ("FC", "conv") for r in ("np", "sgd") for b in (1, 2)]
+    for panel in ("FC", "conv"):                                     # each panel's own SGD reference
+        assert gaps.set_index(["panel", "rule", "budget"]).loc[(panel, "sgd", 2), "gap"] == 0.0
     appendix = pd.read_csv(out / "fig_nodepert_appendix.csv").drop_duplicates("run_id")
-    assert sorted(zip(appendix["rule"], appendix["activation"])) == [
-        ("np", "linear"), ("np_wd", "relu"), ("sgd", "linear"), ("sgd_wd", "relu")]
+    assert sorted(zip(appendix["rule"], appendix["activation"], appendix["batch_size"], appendix["epochs"])) == [
+        ("np", "linear", 100, 1), ("np", "relu", 10, 1), ("np", "relu", 100, 10), ("np_wd", "relu", 100, 1),
+        ("sgd", "linear", 100, 1), ("sgd", "relu", 10, 1), ("sgd", "relu", 100, 10), ("sgd_wd", "relu", 100, 1)]
+    for target, arch in (("fig_nodepert_conv", "allcnn_a"), ("fig_nodepert_conv_small", "conv_base")):
+        conv = pd.read_csv(out / f"{target}.csv").drop_duplicates("run_id")
+        assert len(conv) == 4 and set(conv["rule"]) == {"np", "sgd"} and set(conv["status"]) == {"ok"}, target
+        for rid in conv["run_id"]:
+            assert read_json(out / "runs" / rid / "spec.json")["model"]["arch"] == arch
+    dyn = pd.read_csv(out / "fig_nodepert_crash_dynamics.csv")
+    assert dyn["run_id"].nunique() == 2 and dyn.groupby("run_id").size().min() >= 2 * 130  # >= 2 epochs x 130
+    assert dyn["plotted"].sum() == dyn.groupby("run_id").size()[dyn.loc[dyn["plotted"], "run_id"].iloc[0]]
+    assert {"norm_np", "norm_sgd", "norm_true", "w_norm", "delta_mse", "test_acc"} <= set(dyn.columns)
 
 
 # --- budget-gap metric (spec §5, project definition) ---------------------------------------------

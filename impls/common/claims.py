@@ -17,6 +17,14 @@ claim (cpu scale: Fashion-MNIST cannot match MNIST numbers) names an explicit pr
 - ``increasing``    select, by, metric: the metric's mean rises strictly with ``by``
 - ``below``         a, b, metric, margin: mean_a ≤ mean_b − margin
 - ``drop_from_peak`` select, metric, min_drop: max over epochs − last value ≥ min_drop
+- ``best_over_trend`` select, by, over, metric, trend: per level of ``by``, the best (max) over the
+  levels of ``over`` (e.g. learning rates) of the metric's mean over seeds; ``trend: falls`` holds when
+  these values never rise along ``by`` and the last is below the first, ``not_falls`` when the last
+  is not below the first divided by ``factor`` (optional, default 1: a ratio the claim tolerates,
+  e.g. one step of a log grid); a level whose runs all diverged counts as −inf
+- ``largest_passing_trend`` select, by, over, metric, threshold, trend: per level of ``by``, the
+  largest value of ``over`` whose metric's mean over seeds exceeds ``threshold`` (e.g. the largest
+  learning rate still above 50 % accuracy; 0 when none does), with ``trend`` as above
 """
 from __future__ import annotations
 
@@ -110,9 +118,44 @@ def drop_from_peak(table, p) -> tuple[str, bool]:
     return f"peak {c.max():.1f} (epoch {int(c.idxmax())}), last {c.iloc[-1]:.1f}: drop {drop:.1f}", drop >= p["min_drop"]
 
 
+def _trend_holds(values: np.ndarray, trend: str, factor: float = 1.0) -> bool:
+    if trend == "falls":
+        return bool(len(values) > 1 and (np.diff(values) <= 0).all() and values[-1] < values[0])
+    if trend == "not_falls":
+        return bool(len(values) > 1 and values[-1] >= values[0] / factor)
+    raise KeyError(f"predicate key 'trend' is {trend!r}; allowed: 'falls', 'not_falls'")
+
+
+def _per_level(table, p) -> tuple[pd.DataFrame, str, str]:
+    """Mean over seeds of the metric, indexed by (by, over); diverged runs (NaN) count as −inf."""
+    runs = select(table, p.get("select")).drop_duplicates("run_id")
+    by, over = column_name(p["by"]), column_name(p["over"])
+    values = runs[p["metric"]].astype(float).fillna(-math.inf)
+    return values.groupby([runs[by], runs[over]]).mean().rename("value").reset_index(), by, over
+
+
+def best_over_trend(table, p) -> tuple[str, bool]:
+    means, by, over = _per_level(table, p)
+    best = means.groupby(by)["value"].max().sort_index()
+    at = means.loc[means.groupby(by)["value"].idxmax()].set_index(by)[over]
+    text = ", ".join(f"{level}: {v:.1f} @ {at[level]:g}" for level, v in best.items())
+    return (f"best {p['metric']} over {over} by {by}: {text}",
+            _trend_holds(best.to_numpy(), p["trend"], float(p.get("factor", 1.0))))
+
+
+def largest_passing_trend(table, p) -> tuple[str, bool]:
+    means, by, over = _per_level(table, p)
+    passing = means[means["value"] > float(p["threshold"])]
+    largest = passing.groupby(by)[over].max().reindex(sorted(means[by].unique())).fillna(0.0)
+    text = ", ".join(f"{level}: {v:g}" for level, v in largest.items())
+    return (f"largest {over} with {p['metric']} > {p['threshold']} by {by}: {text}",
+            _trend_holds(largest.to_numpy(dtype=float), p["trend"], float(p.get("factor", 1.0))))
+
+
 PREDICATES: dict[str, Callable[[pd.DataFrame, Mapping], tuple[str, bool]]] = {
     "close_curves": close_curves, "close": close, "increasing": increasing, "below": below,
-    "drop_from_peak": drop_from_peak,
+    "drop_from_peak": drop_from_peak, "best_over_trend": best_over_trend,
+    "largest_passing_trend": largest_passing_trend,
 }
 
 

@@ -30,6 +30,11 @@ def _evaluate_extras(batch_json: str, results_dir: str | None, datasets_dir: str
 
     doc = read_json(batch_json)
     runs_dir = Path(results_dir or Path(batch_json).resolve().parents[2]) / "runs"
+    replays = {}
+    if any("snapshot_every" in spec["hparams"] for spec in doc["runs"].values()):
+        from impls.nodepert.replay import run_replay_batch  # every run of the batch at once, as trained
+
+        replays = run_replay_batch(doc["runs"], runs_dir, Path(datasets_dir))
     for rid, spec in doc["runs"].items():
         final_path = runs_dir / rid / "final.json"
         final = read_json(final_path)
@@ -38,10 +43,8 @@ def _evaluate_extras(batch_json: str, results_dir: str | None, datasets_dir: str
             from impls.nodepert.linesearch import run_analysis
 
             final["linesearch"] = run_analysis(spec, runs_dir / rid, Path(datasets_dir))
-        if "snapshot_every" in spec["hparams"]:
-            from impls.nodepert.replay import run_replay
-
-            final["replay"] = run_replay(spec, runs_dir / rid, Path(datasets_dir))
+        if rid in replays:
+            final["replay"] = replays[rid]
         atomic_write_json(final_path, final)
 
 

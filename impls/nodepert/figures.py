@@ -10,6 +10,10 @@ matplotlib Figure; aggregate functions take (figure, results_dir) and return a D
 - ``rule_boxes``: the Adam figure (spec F11): box plot of final_acc per rule over its LR grid.
 - ``crash_timing_table`` / ``crash_timing_plot``: spec F9, first-crash epoch vs learning rate,
   with the three classes (crash; no crash, drawn at the cap; no learning, drawn at 0).
+- ``linesearch_table`` / ``linesearch_plot``: spec F6.
+- ``budget_gap_table`` / ``budget_gap_plot``: spec F10, conv and FC panels.
+- ``crash_dynamics_table`` / ``crash_dynamics_plot``: spec F8, the per-minibatch replay.
+- ``appendix_plot``: spec F12, weight decay, linear networks and batch size.
 
 Diverged runs (NaN loss) have no final accuracy: they are drawn as black ``x`` on the x axis of
 the curve panels, left out of the boxes, and counted in the box panel's labels.
@@ -242,38 +246,142 @@ def budget_gaps(curves: Mapping[tuple, np.ndarray], budgets, reference_rule: str
     return pd.DataFrame(rows)
 
 
+def _panel(spec: Mapping) -> str:
+    from impls.nodepert.options import CONV_ARCHS
+
+    return "conv" if spec["model"]["arch"] in CONV_ARCHS else "FC"
+
+
 def budget_gap_table(figure: Mapping, results_dir) -> pd.DataFrame:
-    """Gap vs epoch budget from runs trained to the largest budget: a budget b is the first b
-    epochs of the same run (constant learning rate, fixed data order: nothing depends on the
-    total). Budgets = ``plot.budgets`` up to the runs' epoch count."""
-    curves, caps = {}, []
+    """Gap vs epoch budget from runs trained to the largest budget, per panel (FC = MLP runs,
+    conv = conv-net runs) and dataset: a budget b is the first b epochs of the same run (constant
+    learning rate, fixed data order: nothing depends on the total). Budgets = ``plot.budgets`` up
+    to the runs' epoch count; each panel's reference is SGD of that panel."""
+    curves, caps = {}, {}
     for rid, spec in figure["runs"].items():
         metrics = read_metrics(Path(results_dir) / figure["paper"] / "runs" / rid)
         test = metrics.query("split == 'test' and metric == 'acc'").sort_values("epoch")["value"].to_numpy()
-        curves[(spec["rule"], spec["dataset"], spec["hparams"]["lr"])] = test
-        caps.append(spec["epochs"])
-    budgets = [b for b in figure["plot"].get("budgets", [max(caps)]) if b <= max(caps)]
-    table = budget_gaps(curves, budgets)
-    table.insert(0, "run_id", [f"{r}-{d}-b{b}" for r, d, b in zip(table["rule"], table["dataset"], table["budget"])])
-    table["panel"] = "FC"
+        panel = _panel(spec)
+        curves.setdefault(panel, {})[(spec["rule"], spec["dataset"], spec["hparams"]["lr"])] = test
+        caps[panel] = max(caps.get(panel, 0), spec["epochs"])
+    tables = []
+    for panel in sorted(curves, key=lambda p: p != "conv"):           # conv first, as the paper
+        budgets = [b for b in figure["plot"].get("budgets", [caps[panel]]) if b <= caps[panel]]
+        table = budget_gaps(curves[panel], budgets)
+        table.insert(0, "run_id", [f"{panel}-{r}-{d}-b{b}" for r, d, b in
+                                   zip(table["rule"], table["dataset"], table["budget"])])
+        table.insert(1, "panel", panel)
+        tables.append(table)
+    table = pd.concat(tables, ignore_index=True)
     table["status"] = "ok"
     return table
 
 
 def budget_gap_plot(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
-    """Gap (points) vs epoch budget (log x): colour = dataset, marker/line style = rule."""
-    fig, ax = plt.subplots(figsize=(6, 4))
+    """Gap (points) vs epoch budget (log x), one panel per network family (conv, FC):
+    colour = dataset, marker/line style = rule."""
+    panels = sorted(table["panel"].unique(), key=lambda p: p != "conv")
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4), squeeze=False)
     datasets = _levels(table["dataset"])
     colors = dict(zip(datasets, plt.cm.tab10(np.arange(len(datasets)))))
-    for (rule, ds), sub in table.groupby(["rule", "dataset"]):
-        sub = sub.sort_values("budget")
-        ax.plot(sub["budget"], sub["gap"], marker="o" if rule == "np" else "s", ls="-" if rule == "np" else "--",
-                color=colors[ds], label=f"{rule} {ds}")
-    ax.axhline(0.0, color="0.5", lw=0.7)
-    ax.set_xscale("log")
-    ax.set_xlabel("epoch budget")
-    ax.set_ylabel("gap to SGD's best at the largest budget (points)")
-    ax.set_title("fully connected", fontsize=9)
-    ax.legend(fontsize=7)
+    titles = {"conv": "convolutional (conv-base)", "FC": "fully connected"}
+    for ax, panel in zip(axes[0], panels):
+        for (rule, ds), sub in table[table["panel"] == panel].groupby(["rule", "dataset"]):
+            sub = sub.sort_values("budget")
+            ax.plot(sub["budget"], sub["gap"], marker="o" if rule == "np" else "s", ls="-" if rule == "np" else "--",
+                    color=colors[ds], label=f"{rule} {ds}")
+        ax.axhline(0.0, color="0.5", lw=0.7)
+        ax.set_xscale("log")
+        ax.set_xlabel("epoch budget")
+        ax.set_ylabel("gap to SGD's best at the largest budget (points)")
+        ax.set_title(titles.get(panel, panel), fontsize=9)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return stamp(fig, figure)
+
+
+def crash_dynamics_table(figure: Mapping, results_dir) -> pd.DataFrame:
+    """One row per replayed update (runs/<id>/replay.csv, impls.nodepert.replay) of every run,
+    with its learning rate, training crash class and epoch, ``replay_crash`` (the replay's own test
+    accuracy falls more than 25 points below its running maximum) and ``plotted``: the run the
+    figure shows -- the lowest learning rate whose replay crashes, else the lowest that crashed in
+    training, else the lowest (spec §3: which run the paper plots is [unknown]; the replay can
+    drift from training, README "crash dynamics, replay")."""
+    frames, runs = [], []
+    for rid, spec in figure["runs"].items():
+        run_dir = Path(results_dir) / figure["paper"] / "runs" / rid
+        verdict = crash.from_metrics(read_metrics(run_dir), spec["epochs"])
+        df = pd.read_csv(run_dir / "replay.csv")
+        acc = df["test_acc"].to_numpy()
+        replay_crash = bool(acc.size and (acc < np.maximum.accumulate(acc) - crash.DROP).any())
+        df.insert(0, "run_id", rid)
+        df["lr"], df["seed"] = spec["hparams"]["lr"], spec["seed"]
+        df["crash_class"], df["crash_epoch"], df["replay_crash"] = verdict["crash_class"], verdict["crash_epoch"], replay_crash
+        frames.append(df)
+        runs.append((not replay_crash, verdict["crash_class"] != "crash", spec["hparams"]["lr"], rid))
+    table = pd.concat(frames, ignore_index=True)
+    table["plotted"] = table["run_id"] == min(runs)[-1]
+    table["status"] = "ok"
+    return table
+
+
+def crash_dynamics_plot(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
+    """Stacked against fractional epoch, for the plotted run: test accuracy; ‖W‖; ‖ΔW‖ (log) of
+    NP, minibatch SGD and the true gradient; ΔMSE of each update on its minibatch."""
+    run = table[table["plotted"]].sort_values("step")
+    x = run["epoch_frac"]
+    fig, axes = plt.subplots(4, 1, figsize=(7, 9), sharex=True)
+    axes[0].plot(x, run["test_acc"], color="black")
+    axes[0].set_ylabel("test accuracy (%)")
+    axes[1].plot(x, run["w_norm"], color="tab:purple")
+    axes[1].set_ylabel("‖W‖")
+    for name, color in (("np", "tab:red"), ("sgd", "tab:blue"), ("true", "tab:green")):
+        axes[2].plot(x, run[f"norm_{name}"], color=color, lw=0.8,
+                     label={"np": "node perturbation", "sgd": "minibatch SGD", "true": "true gradient"}[name])
+    axes[2].set_yscale("log")
+    axes[2].set_ylabel("‖ΔW‖ (not × lr)")
+    axes[2].legend(fontsize=7)
+    axes[3].plot(x, run["delta_mse"], color="tab:orange", lw=0.8)
+    axes[3].axhline(0.0, color="0.5", lw=0.7)
+    axes[3].set_ylabel("ΔMSE of the NP step")
+    axes[3].set_xlabel("epoch")
+    crash_epoch = run["crash_epoch"].iloc[0]
+    for ax in axes:
+        if pd.notna(crash_epoch):
+            ax.axvline(float(crash_epoch), color="0.4", ls=":", lw=0.8)
+    status = f"first crash in training at epoch {int(crash_epoch)}" if pd.notna(crash_epoch) else "no crash in training"
+    if "replay_crash" in run:
+        status += "; the replay crashes" if run["replay_crash"].iloc[0] else "; the replay does not crash"
+    axes[0].set_title(f"NP, lr {run['lr'].iloc[0]:g}, seed {run['seed'].iloc[0]}: {status}", fontsize=9)
+    fig.tight_layout()
+    return stamp(fig, figure)
+
+
+def appendix_plot(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
+    """Final accuracy vs learning rate, one panel per appendix sweep: weight decay (``*_wd``
+    rules), linear networks (``activation`` linear) and batch size at an equal number of updates
+    (the other ReLU np/sgd runs, one curve per batch size and rule; y = test accuracy after the
+    last epoch, since a 1-epoch run has no 5-epoch window)."""
+    runs = _runs(table)
+    lr = "lr"
+    sweeps = [("weight decay (not scaled by lr)", runs[runs["rule"].str.endswith("_wd")], "final_acc", ["rule"]),
+              ("linear networks", runs[runs["activation"] == "linear"], "final_acc", ["rule"]),
+              ("batch size, equal updates", runs[~runs["rule"].str.endswith("_wd") & (runs["activation"] != "linear")],
+               "final_test_acc", ["rule", "batch_size"])]
+    sweeps = [s for s in sweeps if len(s[1])]
+    fig, axes = plt.subplots(1, len(sweeps), figsize=(5 * len(sweeps), 4), squeeze=False)
+    for ax, (title, sub, y, keys) in zip(axes[0], sweeps):
+        for key, part in sub.groupby(keys):
+            key = key if isinstance(key, tuple) else (key,)
+            ok = part[part["status"] == "ok"].sort_values(lr)
+            ax.plot(ok[lr], ok[y], marker="o", ms=3, ls="-" if key[0].startswith("np") else "--",
+                    label=" ".join(f"{k} {v}" if k != "rule" else str(v) for k, v in zip(keys, key)))
+            bad = part[part["status"] != "ok"]
+            ax.scatter(bad[lr], np.zeros(len(bad)), marker="x", color="black", zorder=5)
+        ax.set_xscale("log")
+        ax.set_xlabel("learning rate")
+        ax.set_ylabel("final test accuracy (%)" if y == "final_acc" else "test accuracy after the last epoch (%)")
+        ax.set_title(title, fontsize=9)
+        ax.legend(fontsize=7)
     fig.tight_layout()
     return stamp(fig, figure)

@@ -49,8 +49,7 @@ EVAL_CHUNK = 1000
 def load_arrays(spec: dict, datasets_dir) -> dict[str, np.ndarray]:
     """Standardised, flattened float32 inputs and int labels; train split cut to whole minibatches."""
     ds = datasets.load_dataset(datasets_dir / f"{spec['dataset']}.npz")
-    data = spec.get("data", {})
-    ds = datasets.take_subset(ds, data.get("n_train"), data.get("n_test"))
+    ds = datasets.subset_for_spec(ds, spec)
     # MNIST/F-MNIST: one scalar mean/std; CIFAR: per-channel mean/std of the train set (spec §2.5)
     mode = "per_channel" if spec["dataset"].startswith("cifar") else "global"
     x_train, x_test = datasets.standardize(ds.x_train, ds.x_test, mode)

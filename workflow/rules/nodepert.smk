@@ -43,7 +43,7 @@ if "nodepert" in PLAN.papers:
         localrule: True
 
     rule fig_nodepert_appendix:
-        # spec F12 (code only): weight decay not scaled by lr, linear networks
+        # spec F12 (code only): weight decay not scaled by lr, linear networks, batch size at equal updates
         input:
             figure_outputs("fig_nodepert_appendix"),
         localrule: True
@@ -55,7 +55,25 @@ if "nodepert" in PLAN.papers:
         localrule: True
 
     rule fig_nodepert_budget_gap:
-        # spec F10: gap to SGD vs epoch budget (fully connected panel; conv panel not yet)
+        # spec F10: gap to SGD vs epoch budget, conv (conv-base) and fully connected panels
         input:
             figure_outputs("fig_nodepert_budget_gap"),
+        localrule: True
+
+    rule fig_nodepert_conv:
+        # spec F2: All-CNN-A, test accuracy vs epoch, NP and SGD per learning rate (convolutional NP)
+        input:
+            figure_outputs("fig_nodepert_conv"),
+        localrule: True
+
+    rule fig_nodepert_conv_small:
+        # spec F3 (optional): conv-base, test accuracy vs epoch, NP and SGD per learning rate
+        input:
+            figure_outputs("fig_nodepert_conv_small"),
+        localrule: True
+
+    rule fig_nodepert_crash_dynamics:
+        # spec F8: per-minibatch replay around NP's first crash (evaluate-stage analysis, replay.py)
+        input:
+            figure_outputs("fig_nodepert_crash_dynamics"),
         localrule: True
