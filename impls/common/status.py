@@ -35,7 +35,7 @@ def _claims_cell(card: pd.DataFrame, paper: str, scale: str) -> str:
 
 def _not_run(doc: dict, scale: str) -> str:
     n = sum(1 for c in doc.get("claims", []) if c.get("scale", "paper") == scale)
-    return f"{n} claims, not run" if n else "not run"
+    return f"{n} claims, not run" if n else "no claims"
 
 
 def status_table(scorecards: list[pd.DataFrame], root: Path = ROOT) -> str:
