@@ -23,3 +23,12 @@ def test_status_cells_count_reproduced_claims():
     # a paper the cpu scorecard does not cover shows its cpu claims as not run, not as "no claims"
     pepita = next(line for line in status_table([card]).splitlines() if line.startswith("| [pepita]"))
     assert pepita.split("|")[5].strip().endswith("claims, not run")
+
+
+def test_claims_whose_figure_was_not_run_are_counted_as_such():
+    card = pd.DataFrame([
+        {"paper": "nodepert", "claim_id": "a", "claim_scale": "cpu", "scale_run": "cpu", "verdict": "reproduced"},
+        {"paper": "nodepert", "claim_id": "w", "claim_scale": "cpu", "scale_run": "cpu",
+         "verdict": "not run at this scale"}])
+    row = next(line for line in status_table([card]).splitlines() if line.startswith("| [nodepert]"))
+    assert "| 1/2 reproduced, 1 not run yet |" in row

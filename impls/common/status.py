@@ -29,8 +29,10 @@ def _claims_cell(card: pd.DataFrame, paper: str, scale: str) -> str:
     if run.empty:
         return f"{len(rows)} claims, not run"
     counts = run.drop_duplicates("claim_id")["verdict"].value_counts()
+    missing = counts.get("not run at this scale", 0)
     return f"{counts.get('reproduced', 0)}/{len(rows.drop_duplicates('claim_id'))} reproduced" + (
-        f", {counts.get('not reproduced', 0)} not" if counts.get("not reproduced", 0) else "")
+        f", {counts.get('not reproduced', 0)} not" if counts.get("not reproduced", 0) else "") + (
+        f", {missing} not run yet" if missing else "")
 
 
 def _not_run(doc: dict, scale: str) -> str:
