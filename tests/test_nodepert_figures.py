@@ -110,7 +110,7 @@ NEW_TARGETS = [t for t in yaml.safe_load((REPO / "papers" / "nodepert" / "paper.
 
 @pytest.mark.e2e
 def test_every_nodepert_figure_renders_at_smoke_scale(workdir):
-    done = run_snakemake(workdir, "--cores", "2", *NEW_TARGETS)
+    done = run_snakemake(workdir, "--cores", "2", *NEW_TARGETS, timeout=1800)
     assert done.returncode == 0, done.stderr[-3000:]
     out = workdir / "results" / "nodepert"
     for target in NEW_TARGETS:

@@ -20,7 +20,7 @@ def test_every_two_routes_target_renders_at_smoke_scale(workdir):
     dry = run_snakemake(workdir, "-n", *TARGETS, *CONFIG)
     assert dry.returncode == 0, dry.stderr[-3000:]
 
-    done = run_snakemake(workdir, "--cores", "2", *TARGETS, *CONFIG)
+    done = run_snakemake(workdir, "--cores", "2", *TARGETS, *CONFIG, timeout=1800)
     assert done.returncode == 0, done.stderr[-3000:]
     out = workdir / "results" / "two_routes"
     for target in TARGETS:

@@ -18,7 +18,7 @@ def test_every_wide_align_target_renders_at_smoke_scale(workdir):
     dry = run_snakemake(workdir, "-n", *TARGETS, "--config", "papers=[wide_align]")
     assert dry.returncode == 0, dry.stderr[-3000:]
 
-    done = run_snakemake(workdir, "--cores", "2", *TARGETS, "--config", "papers=[wide_align]")
+    done = run_snakemake(workdir, "--cores", "2", *TARGETS, "--config", "papers=[wide_align]", timeout=1800)
     assert done.returncode == 0, done.stderr[-3000:]
     out = workdir / "results" / "wide_align"
     for target in TARGETS:
