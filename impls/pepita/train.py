@@ -21,7 +21,6 @@ standard (dropout) pass over the epoch, as the code monitors them.
 """
 from __future__ import annotations
 
-import os
 import sys
 import time
 
@@ -31,6 +30,7 @@ import torch
 from impls.common import datasets, metrics, provenance
 from impls.common.backend import require_torch_platform
 from impls.common.checkpointing import KILL_AFTER_EPOCH_ENV, CheckpointClock  # noqa: F401
+from impls.common import torch_loop
 from impls.common.cli import BatchJob, TrainOptions
 from impls.common.io import atomic_write_json, atomic_write_npz
 from impls.pepita import models, rules
@@ -212,13 +212,6 @@ METRICS_FC = ("train_acc", "train_loss", "test_acc", "test_loss", "weights_angle
 METRICS_CONV = METRICS_FC[:4]
 
 
-def _device_record(device: str) -> dict:
-    if device == "cuda":
-        return {"framework": "torch", "backend": "cuda", "kind": torch.cuda.get_device_name(0),
-                "count": str(torch.cuda.device_count())}
-    return {"framework": "torch", "backend": "cpu", "kind": "cpu", "count": str(torch.get_num_threads())}
-
-
 def _mean(values: np.ndarray) -> float:
     finite = values[np.isfinite(values)]
     return float(finite.mean()) if finite.size else float("nan")
@@ -232,20 +225,6 @@ def _log(job, epoch, epochs, history, diverged, seconds) -> None:
     print(f"[{job.batch_id}] epoch {epoch}/{epochs} | {len(job.run_ids)} runs | train loss "
           f"{_mean(history['train_loss'][epoch]):.4g} | {summary}{extra} | diverged {int((diverged >= 0).sum())}"
           f" | {seconds:.2f} s/epoch", file=sys.stderr, flush=True)
-
-
-def _save_checkpoint(path, job, epoch, program, history, diverged, elapsed) -> None:
-    tmp = path.with_name(f".tmp-{path.name}")
-    torch.save({"epoch": epoch, "run_ids": list(job.run_ids), "state": program.state_dict(),
-                "history": history, "diverged": diverged, "elapsed": elapsed}, tmp)
-    os.replace(tmp, path)
-
-
-def _load_checkpoint(path, job):
-    if not path.exists():
-        return None
-    ckpt = torch.load(path, weights_only=False)
-    return ckpt if ckpt["run_ids"] == list(job.run_ids) else None
 
 
 def train_batch(job: BatchJob, options: TrainOptions) -> None:
@@ -262,7 +241,7 @@ def train_batch(job: BatchJob, options: TrainOptions) -> None:
     history = {k: np.full((epochs + 1, len(job.run_ids)), np.nan) for k in names}
     diverged = np.full(len(job.run_ids), -1, np.int64)
     ckpt_path = job.batch_dir / "checkpoint.pt"
-    ckpt = _load_checkpoint(ckpt_path, job)
+    ckpt = torch_loop.load_checkpoint(ckpt_path, job)
     if ckpt:
         start, elapsed = ckpt["epoch"], ckpt["elapsed"]
         program.load_state_dict(ckpt["state"])
@@ -289,12 +268,12 @@ def train_batch(job: BatchJob, options: TrainOptions) -> None:
             _log(job, epoch, epochs, history, diverged, epoch_seconds[-1])
             done = epoch == epochs or bool((diverged >= 0).all())
             if not done and clock.due():
-                _save_checkpoint(ckpt_path, job, epoch, program, history, diverged, time.perf_counter() - t_start)
+                torch_loop.save_checkpoint(ckpt_path, job, epoch, program, history, diverged, time.perf_counter() - t_start)
                 clock.saved(epoch)
             if done:
                 break
     wall = time.perf_counter() - t_start
-    record = provenance.record(_device_record(device))
+    record = provenance.record(torch_loop.device_record(device))
     extra = {"hparams_resolved": program.hp, "optimizer": program.optimizer, "dtype": str(program.dtype),
              "train_epoch_seconds": epoch_seconds, "seeds_in_process": [s["seed"] for s in job.specs]}
     for i, (rid, run_dir) in enumerate(zip(job.run_ids, job.run_dirs)):

@@ -25,7 +25,6 @@ error) and keeps W(0), and W_BP, W̃ of the hidden conv layers at the listed epo
 """
 from __future__ import annotations
 
-import os
 import sys
 import time
 from typing import TYPE_CHECKING
@@ -33,7 +32,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from impls.common import datasets, metrics, provenance
+from impls.common import datasets, metrics, provenance, torch_loop
 from impls.common.backend import require_torch_platform
 from impls.common.checkpointing import CheckpointClock
 from impls.common.io import atomic_write_json, atomic_write_npz
@@ -211,27 +210,6 @@ class Program:
         return {f"{split}_loss": (loss / steps).cpu().numpy(), f"{split}_acc": (100 * correct / steps).cpu().numpy()}
 
 
-def _device_record(device: str) -> dict:
-    if device == "cuda":
-        return {"framework": "torch", "backend": "cuda", "kind": torch.cuda.get_device_name(0),
-                "count": str(torch.cuda.device_count())}
-    return {"framework": "torch", "backend": "cpu", "kind": "cpu", "count": str(torch.get_num_threads())}
-
-
-def _save_checkpoint(path, job, epoch, program, history, diverged, elapsed) -> None:
-    tmp = path.with_name(f".tmp-{path.name}")
-    torch.save({"epoch": epoch, "run_ids": list(job.run_ids), "state": program.state_dict(),
-                "history": history, "diverged": diverged, "elapsed": elapsed}, tmp)
-    os.replace(tmp, path)
-
-
-def _load_checkpoint(path, job):
-    if not path.exists():
-        return None
-    ckpt = torch.load(path, weights_only=False)
-    return ckpt if ckpt["run_ids"] == list(job.run_ids) else None
-
-
 def _log(job, epoch, epochs, history, diverged) -> None:
     val = history["val_acc"][epoch][diverged < 0]
     summary = f"val acc mean {np.nanmean(val):.2f}%" if val.size else "all diverged"
@@ -258,7 +236,7 @@ def train_batch(job: "BatchJob", options: "TrainOptions") -> None:
     history = {k: np.full((epochs + 1, len(job.run_ids)), np.nan) for k in METRICS}
     diverged = np.full(len(job.run_ids), -1, np.int64)
     ckpt_path = job.batch_dir / "checkpoint.pt"
-    ckpt = _load_checkpoint(ckpt_path, job)
+    ckpt = torch_loop.load_checkpoint(ckpt_path, job)
     if ckpt:
         start, elapsed = ckpt["epoch"], ckpt["elapsed"]
         program.load_state_dict(ckpt["state"])
@@ -288,12 +266,12 @@ def train_batch(job: "BatchJob", options: "TrainOptions") -> None:
         _log(job, epoch, epochs, history, diverged)
         done = epoch == epochs or bool((diverged >= 0).all())
         if not done and clock.due():
-            _save_checkpoint(ckpt_path, job, epoch, program, history, diverged, time.perf_counter() - t_start)
+            torch_loop.save_checkpoint(ckpt_path, job, epoch, program, history, diverged, time.perf_counter() - t_start)
             clock.saved(epoch)
         if done:
             break
     wall = time.perf_counter() - t_start
-    record = provenance.record(_device_record(device))
+    record = provenance.record(torch_loop.device_record(device))
     extra = {"hparams_resolved": program.hp, "model_resolved": resolved_model(spec0),
              "seeds_in_process": program.seeds, "lrs_in_process": program.lr.tolist(),
              "n_train": len(program.data["train"][0]), "n_val": len(program.data["val"][0]),
