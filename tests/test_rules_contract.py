@@ -17,6 +17,7 @@ import pytest
 from impls.bpfree import models as bp_models
 from impls.bpfree import options as bp_options
 from impls.bpfree.rules import make_rule as bpfree_rule
+from impls.nodepert import convnets as np_convnets
 from impls.nodepert import models as np_models
 from impls.nodepert import options as np_options
 from impls.nodepert.rules import make_rule as nodepert_rule
@@ -37,6 +38,17 @@ def _nodepert(name, key):
     params = np_models.init_mlp(key, [D, 5, C])
     x, y = _data(jax.random.fold_in(key, 1))
     return nodepert_rule(name, {"sigma": 0.1}), params, x, y  # large sigma: little cancellation in δL/σ²
+
+
+def _nodepert_conv(name, key, arch="conv_base"):
+    """A conv net of ``arch`` with every hidden channel count scaled to 1/8, on 6x6x1 images."""
+    image_shape = (6, 6, 1)
+    convs = np_convnets.layers(arch, channel_scale=0.125)
+    params = np_convnets.init_convnet(key, convs, image_shape)
+    kx, ky = jax.random.split(jax.random.fold_in(key, 1))
+    x = jax.random.normal(kx, (N, *image_shape), jnp.float32)
+    y = jax.nn.one_hot(jax.random.randint(ky, (N,), 0, np_convnets.N_CLASSES), np_convnets.N_CLASSES)
+    return np_convnets.make_conv_rule(name, {"sigma": 0.1}, convs, image_shape), params, x, y
 
 
 def _shared_backprop(key):
@@ -62,6 +74,8 @@ NODEPERT_ESTIMATORS = sorted({_estimator(r) for r in np_options.RULES})
 RULES = {
     "rules.backprop": _shared_backprop,
     **{f"nodepert.{r}": partial(_nodepert, r) for r in NODEPERT_ESTIMATORS},
+    **{f"nodepert.conv.{r}": partial(_nodepert_conv, r) for r in np_options.CONV_ESTIMATORS},
+    "nodepert.conv.np.allcnn_a": partial(_nodepert_conv, "np", arch="allcnn_a"),
     **{f"bpfree.{r}": partial(_bpfree, r) for r in bp_options.RULES},
     **{f"bpfree.{r}+bn+relu+dropout": partial(_bpfree, r, batchnorm=True, activation="relu", dropout=0.3)
        for r in ("dfa", "drtp", "cce", "fa")},
