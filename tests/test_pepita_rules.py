@@ -299,3 +299,36 @@ def test_fused_outer_update_equals_materialised_grads_then_update():
     for a, b in zip(w_a + v_a, w_b + v_b):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
     assert not torch.allclose(w_a[0], weights[0])
+
+
+def _autograd_fc_tanh(weights, x, t, masks):
+    leaves = [w.detach().clone().requires_grad_(True) for w in weights]
+    _, _, pre = models.fc_forward(leaves, x, masks, activation="tanh")
+    loss = -(t * torch.log_softmax(pre[-1], -1)).sum()
+    return torch.autograd.grad(loss, leaves)
+
+
+def test_tanh_variant_bp_equals_autograd_fa_with_transposed_weights_equals_bp_and_drtp_by_hand():
+    """The ``model.activation: tanh`` baselines (spec §2.4 ``drtp_tanh``): f′(a) = 1 − tanh²(a)."""
+    weights, _, x, t, masks = tiny_fc(sizes=(6, 5, 4, 3), runs=2, batch=4, keep=0.7)
+    bp, _ = backprop.pseudo_grads(weights, x, t, masks, activation="tanh")
+    for mine, ref in zip(bp, _autograd_fc_tanh(weights, x, t, masks)):
+        torch.testing.assert_close(mine, ref, rtol=1e-12, atol=1e-12)
+    relu_bp, _ = backprop.pseudo_grads(weights, x, t, masks)
+    assert not torch.allclose(relu_bp[0], bp[0])
+    feedback = [None] + [w.transpose(-1, -2).clone() for w in weights[1:]]
+    fa, _ = feedback_alignment.pseudo_grads(weights, x, t, feedback, masks, activation="tanh")
+    for a, b in zip(fa, bp):
+        assert torch.equal(a, b)
+
+    weights, _, x, t, masks = tiny_fc(sizes=(6, 5, 3), runs=1, batch=4, keep=0.7)
+    fb = drtp.init_feedback([w[0] for w in weights], torch.Generator().manual_seed(0))
+    grads, y = drtp.pseudo_grads(weights, x, t, [fb[0][None], None], masks, activation="tanh")
+    W1, W2 = (w[0].numpy() for w in weights)
+    xn, tn, m, B = x[0].numpy(), t[0].numpy(), masks[0][0].numpy(), fb[0].numpy()
+    a = xn @ W1.T
+    h = m * np.tanh(a)
+    delta = (tn @ B) * (1 - np.tanh(a) ** 2) * m
+    np.testing.assert_allclose(grads[0][0].numpy(), delta.T @ xn, rtol=1e-12)
+    out = np.stack([softmax(r) for r in h @ W2.T])
+    np.testing.assert_allclose(grads[1][0].numpy(), (out - tn).T @ h, rtol=1e-10, atol=1e-12)

@@ -222,3 +222,12 @@ def test_carry_remainder_adds_the_partial_batch_to_the_next_epochs_first_update(
 def test_variant_switches_are_validated(hparams, message):
     with pytest.raises(speclib.SpecError, match=message):
         digits_spec(rule="bp", **hparams)
+
+
+@pytest.mark.parametrize("rule, activation, message", [("drtp", "sigmoid", "'model.activation' is 'sigmoid'"),
+                                                       ("pepita", "tanh", "PEPITA is ReLU only")])
+def test_activation_variant_is_validated(rule, activation, message):
+    with pytest.raises(speclib.SpecError, match=message):
+        speclib.validate_spec(dict(paper="pepita", rule=rule, model={"arch": "fc", "activation": activation},
+                                   dataset="digits", hparams={"lr": 0.1}, seed=0, epochs=1, batch_size=8,
+                                   scale="smoke"))

@@ -41,6 +41,8 @@ def condition(spec: Mapping) -> str:
         return f"RP k={hp['rp_k']:g}"
     if hp["F_scale"] == 0:
         return "F = 0"
+    if spec["model"].get("activation", "relu") != "relu":
+        return f"{spec['rule']} ({spec['model']['activation']})"
     return "PEPITA" if spec["rule"] == "pepita" else spec["rule"]
 
 

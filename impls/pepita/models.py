@@ -107,9 +107,9 @@ def conv_forward(weights, x, shape: ConvShape):
     return torch.softmax(logits, -1), patches, a, feat, logits
 
 
-def fc_forward(weights, x, masks=None, first_pre=None):
+def fc_forward(weights, x, masks=None, first_pre=None, activation: str = "relu"):
     """``(y, hs, pre)``; see ``impls.rules_torch.mlp_forward``."""
-    return mlp_forward(weights, x, masks, first_pre)
+    return mlp_forward(weights, x, masks, first_pre, activation)
 
 
 def alignment(weights, F: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

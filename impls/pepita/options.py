@@ -16,7 +16,11 @@ RULES = {
 }
 ARCHS = ("fc", "conv")
 DATASETS = ("digits", "fashion_mnist", "mnist", "cifar10", "cifar100")
-MODEL_KEYS = {"fc": {"arch", "hidden"}, "conv": {"arch", "channels", "kernel", "pool"}}
+MODEL_KEYS = {"fc": {"arch", "hidden", "activation"}, "conv": {"arch", "channels", "kernel", "pool"}}
+#: FC hidden nonlinearity: ReLU everywhere in the original; tanh for the BP/FA/DRTP baselines
+#: (spec §2.4 variant ``drtp_tanh``: DRTP as Frenkel et al. ran it, with bounded units)
+ACTIVATIONS = ("relu", "tanh")
+TANH_RULES = ("bp", "fa", "drtp")
 
 #: hparams, their defaults (None = depends on the architecture, see ``resolved_hparams``) and meaning
 HPARAMS = {
@@ -78,6 +82,12 @@ def validate(spec: dict) -> None:
         hidden = model.get("hidden", [1024])
         if not isinstance(hidden, list) or not hidden or not all(_positive_int(h) for h in hidden):
             raise SpecError(f"run spec: key 'model.hidden' is {hidden!r}; expected a non-empty list of positive integers")
+        activation = model.get("activation", "relu")
+        if activation not in ACTIVATIONS:
+            raise _allowed("model.activation", activation, ACTIVATIONS)
+        if activation != "relu" and spec["rule"] not in TANH_RULES:
+            raise SpecError(f"run spec: key 'model.activation' is {activation!r} for rule {spec['rule']!r}; "
+                            f"only rules {', '.join(TANH_RULES)} have a tanh variant (PEPITA is ReLU only)")
     else:
         for key in ("channels", "kernel", "pool"):
             if key in model and not _positive_int(model[key]):

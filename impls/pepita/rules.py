@@ -144,19 +144,21 @@ def init_feedback(rule: str, arch: str, weights, generator, shape: models.ConvSh
     return []
 
 
-def compute_grads(rule, arch, weights, F, feedback, x, target, masks, hp, shape=None, noise=None):
-    """``(grads, y)`` of any rule on a stacked net (x: (R, B, d) for FC, (R, B, c, H, W) for conv)."""
+def compute_grads(rule, arch, weights, F, feedback, x, target, masks, hp, shape=None, noise=None,
+                  activation: str = "relu"):
+    """``(grads, y)`` of any rule on a stacked net (x: (R, B, d) for FC, (R, B, c, H, W) for conv);
+    ``activation`` is the FC baselines' hidden nonlinearity (``model.activation``: relu | tanh)."""
     if rule == "pepita":
         if arch == "fc":
             return pepita_fc(weights, F, x, target, masks, hp, noise)
         return pepita_conv(weights, F, x, target, shape, hp, noise)
     if arch == "fc":
         if rule == "bp":
-            return backprop.pseudo_grads(weights, x, target, masks)
+            return backprop.pseudo_grads(weights, x, target, masks, activation)
         if rule == "fa":
-            return feedback_alignment.pseudo_grads(weights, x, target, feedback, masks)
+            return feedback_alignment.pseudo_grads(weights, x, target, feedback, masks, activation)
         if rule == "drtp":
-            return drtp.pseudo_grads(weights, x, target, feedback, masks)
+            return drtp.pseudo_grads(weights, x, target, feedback, masks, activation)
     else:
         if rule == "bp":
             return bp_conv(weights, x, target, shape)

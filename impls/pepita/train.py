@@ -87,6 +87,7 @@ class Program:
         self.n_classes = data["n_classes"]
         self.d_in = c_in * height * width
         model = spec["model"]
+        self.activation = model.get("activation", "relu")  # FC hidden units (tanh: drtp_tanh variant)
         if self.arch == "fc":
             self.sizes = [self.d_in, *model.get("hidden", [1024]), self.n_classes]
             self.shape = None
@@ -167,7 +168,7 @@ class Program:
                 correct += (y.argmax(-1) == t.argmax(-1)).sum(1).double()
                 continue
             grads, y = rules.compute_grads(self.rule, self.arch, self.weights, self.F, self.feedback, x, t,
-                                           masks, hp, self.shape, noise)
+                                           masks, hp, self.shape, noise, self.activation)
             if hp["carry_remainder"]:
                 grads = self._carry(grads, partial=b < bsz)
             if grads is not None:
@@ -195,7 +196,7 @@ class Program:
         for start in range(0, len(self.x_test), chunk):
             x, y = self.x_test[start:start + chunk], self.y_test[start:start + chunk]
             if self.arch == "fc":
-                out = models.fc_forward(self.weights, x)[0]
+                out = models.fc_forward(self.weights, x, activation=self.activation)[0]
             else:
                 out = models.conv_forward(self.weights, x.unsqueeze(0).expand(r, *x.shape), self.shape)[0]
             correct += (out.argmax(-1) == y).sum(-1).double()

@@ -7,7 +7,8 @@ seed), so a batch of runs trains with batched matmuls in one process:
 - ``weights[l]``: (R, n_{l+1}, n_l), no biases (a_l = h_{l-1} W_lᵀ, row-vector convention);
 - ``x``: (R, B, n_0) inputs; ``target``: (R, B, C) one-hot; ``masks[l]``: (R, B, n_{l+1}) the
   inverted-dropout mask of hidden layer l (values 0 or 1/keep), or None;
-- hidden units ReLU, output softmax, loss cross-entropy (so δ_L = y − t).
+- hidden units ReLU (or tanh, ``activation="tanh"``: Frenkel et al.'s DRTP setting), output
+  softmax, loss cross-entropy (so δ_L = y − t).
 
 ``pseudo_grads(...)`` returns, per layer, G_l = Σ_batch δ_lᵀ h_{l−1} of shape (R, out, in):
 the *sum* over the minibatch, which the caller divides by B (the PEPITA code's convention,
@@ -20,12 +21,25 @@ from typing import Sequence
 import torch
 
 
+#: hidden-unit nonlinearities f and their derivatives f′(a)
+ACTIVATIONS = ("relu", "tanh")
+
+
+def _act(a: torch.Tensor, activation: str) -> torch.Tensor:
+    if activation == "relu":
+        return torch.relu(a)
+    if activation == "tanh":
+        return torch.tanh(a)
+    raise ValueError(f"activation {activation!r}; allowed: {', '.join(ACTIVATIONS)}")
+
+
 def mlp_forward(weights: Sequence[torch.Tensor], x: torch.Tensor,
-                masks: Sequence[torch.Tensor | None] | None = None, first_pre: torch.Tensor | None = None):
+                masks: Sequence[torch.Tensor | None] | None = None, first_pre: torch.Tensor | None = None,
+                activation: str = "relu"):
     """Stacked MLP forward pass.
 
     Returns ``(y, hs, pre)``: y = softmax(a_L) (R, B, C); ``hs[l]`` the input of layer l
-    (hs[0] = x, hs[l] = mask ⊙ ReLU(a_l) for l ≥ 1); ``pre[l]`` the pre-activation a_{l+1}
+    (hs[0] = x, hs[l] = mask ⊙ f(a_l) for l ≥ 1, f = ``activation``); ``pre[l]`` the pre-activation a_{l+1}
     of layer l (the last one is the logits). ``first_pre``, when given, is used as the first
     layer's pre-activation x W_1ᵀ instead of computing it (a caller that knows it cheaper).
     """
@@ -36,7 +50,7 @@ def mlp_forward(weights: Sequence[torch.Tensor], x: torch.Tensor,
         a = first_pre if (l == 0 and first_pre is not None) else torch.matmul(h, w.transpose(-1, -2))
         pre.append(a)
         if l < last:
-            h = torch.relu(a)
+            h = _act(a, activation)
             if masks is not None and masks[l] is not None:
                 h = h * masks[l]
     return torch.softmax(pre[-1], dim=-1), hs, pre
@@ -52,7 +66,11 @@ def outer_sum(delta: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
     return torch.matmul(delta.transpose(-1, -2), h)
 
 
-def hidden_derivative(a: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """∂h/∂a of h = mask ⊙ ReLU(a): mask ⊙ 1[a > 0]."""
-    d = (a > 0).to(a.dtype)
+def hidden_derivative(a: torch.Tensor, mask: torch.Tensor | None, activation: str = "relu") -> torch.Tensor:
+    """∂h/∂a of h = mask ⊙ f(a): mask ⊙ 1[a > 0] (ReLU) or mask ⊙ (1 − tanh²(a)) (tanh)."""
+    if activation == "tanh":
+        d = 1.0 - torch.tanh(a) ** 2
+    else:
+        _act(a[..., :0], activation)  # names an unknown activation
+        d = (a > 0).to(a.dtype)
     return d if mask is None else d * mask

@@ -2,7 +2,7 @@
 
 Softmax output with cross-entropy, so the output error is δ_L = y − t; for hidden layers
 
-    δ_l = (δ_{l+1} W_{l+1}) ⊙ 1[a_l > 0] ⊙ m_l          (m_l: the dropout mask)
+    δ_l = (δ_{l+1} W_{l+1}) ⊙ f′(a_l) ⊙ m_l             (m_l: the dropout mask; f′ = 1[a > 0] for ReLU)
     G_l = Σ_batch δ_lᵀ h_{l−1}                            (the minibatch-summed gradient)
 
 G_l / B is exactly ∇_{W_l} of the mean cross-entropy (checked against autograd and against
@@ -19,7 +19,7 @@ from impls.rules_torch import hidden_derivative, mlp_forward, outer_sum
 
 
 def backward(weights: Sequence[torch.Tensor], y: torch.Tensor, target: torch.Tensor, hs, pre, masks=None,
-             feedback: Sequence[torch.Tensor] | None = None) -> list[torch.Tensor]:
+             feedback: Sequence[torch.Tensor] | None = None, activation: str = "relu") -> list[torch.Tensor]:
     """Per-layer G_l, sending the error down through W_{l+1} (BP) or ``feedback[l+1]`` (FA)."""
     n = len(weights)
     grads: list[torch.Tensor] = [None] * n  # type: ignore[list-item]
@@ -29,11 +29,12 @@ def backward(weights: Sequence[torch.Tensor], y: torch.Tensor, target: torch.Ten
         if l > 0:
             # row-vector convention: δ_{l} = δ_{l+1} @ M with M = W_{l+1} (C, H) or B_{l+1}ᵀ
             back = weights[l] if feedback is None else feedback[l].transpose(-1, -2)
-            delta = torch.matmul(delta, back) * hidden_derivative(pre[l - 1], None if masks is None else masks[l - 1])
+            delta = torch.matmul(delta, back) * hidden_derivative(pre[l - 1], None if masks is None else masks[l - 1],
+                                                                  activation)
     return grads
 
 
-def pseudo_grads(weights, x, target, masks=None):
+def pseudo_grads(weights, x, target, masks=None, activation: str = "relu"):
     """``(grads, y)``: the exact minibatch-summed CE gradient of every layer, and the output."""
-    y, hs, pre = mlp_forward(weights, x, masks)
-    return backward(weights, y, target, hs, pre, masks), y
+    y, hs, pre = mlp_forward(weights, x, masks, activation=activation)
+    return backward(weights, y, target, hs, pre, masks, activation=activation), y

@@ -3,13 +3,14 @@
 Hidden layers get no error at all: their teaching signal is the one-hot *target* projected
 by a fixed random matrix, so no forward or backward pass has to wait for the output:
 
-    δh_l = t B_l,   δa_l = δh_l ⊙ 1[a_l > 0] ⊙ m_l,   G_l = Σ_batch δa_lᵀ h_{l−1}   (hidden l)
+    δh_l = t B_l,   δa_l = δh_l ⊙ f′(a_l) ⊙ m_l,   G_l = Σ_batch δa_lᵀ h_{l−1}      (hidden l)
     δ_L = y − t,    G_L = Σ_batch δ_Lᵀ h_{L−1}                                     (output)
 
 B_l has shape (C, n_l) and is drawn once, Kaiming-uniform as ``torch.nn.init.kaiming_uniform_``
 draws a (C, n_l) tensor: U(±√(6/n_l)). The signal carries no error magnitude, so with ReLU
 units and a large rate the weights can grow without bound; a diverging run is recorded as
-such, not hidden (spec pepita §2.4).
+such, not hidden (spec pepita §2.4). ``activation="tanh"`` (f′ = 1 − tanh²) is the bounded-unit
+setting of Frenkel et al. and the spec's ``drtp_tanh`` variant.
 """
 from __future__ import annotations
 
@@ -32,13 +33,13 @@ def init_feedback(weights, generator: torch.Generator) -> list[torch.Tensor | No
     return out + [None]
 
 
-def pseudo_grads(weights, x, target, feedback, masks=None):
+def pseudo_grads(weights, x, target, feedback, masks=None, activation: str = "relu"):
     """``(grads, y)``: DRTP updates of every layer; ``feedback[l]`` stacked (R, C, n_l)."""
-    y, hs, pre = mlp_forward(weights, x, masks)
+    y, hs, pre = mlp_forward(weights, x, masks, activation=activation)
     grads = []
     last = len(weights) - 1
     for l in range(last):
-        delta = torch.matmul(target, feedback[l]) * hidden_derivative(pre[l], None if masks is None else masks[l])
+        delta = torch.matmul(target, feedback[l]) * hidden_derivative(pre[l], None if masks is None else masks[l], activation)
         grads.append(outer_sum(delta, hs[l]))
     grads.append(outer_sum(y - target, hs[last]))
     return grads, y

@@ -3,7 +3,7 @@
 Same as backprop except that the error travels down through fixed random matrices B_l
 instead of the transposed forward weights:
 
-    δ_L = y − t,   δ_l = (δ_{l+1} B_{l+1}ᵀ) ⊙ 1[a_l > 0] ⊙ m_l,   G_l = Σ_batch δ_lᵀ h_{l−1}
+    δ_L = y − t,   δ_l = (δ_{l+1} B_{l+1}ᵀ) ⊙ f′(a_l) ⊙ m_l,   G_l = Σ_batch δ_lᵀ h_{l−1}
 
 B_{l+1} has the shape of W_{l+1}ᵀ, i.e. (n_l, n_{l+1}), and is drawn once as
 U(±√(6/n_l)) -- the He-uniform limit of its input size, *without* PEPITA's 0.05 factor
@@ -32,7 +32,7 @@ def init_feedback(weights, generator: torch.Generator) -> list[torch.Tensor | No
     return out
 
 
-def pseudo_grads(weights, x, target, feedback, masks=None):
+def pseudo_grads(weights, x, target, feedback, masks=None, activation: str = "relu"):
     """``(grads, y)`` with the error sent down through ``feedback[l]`` (stacked (R, n_{l}, n_{l+1}))."""
-    y, hs, pre = mlp_forward(weights, x, masks)
-    return backprop.backward(weights, y, target, hs, pre, masks, feedback=feedback), y
+    y, hs, pre = mlp_forward(weights, x, masks, activation=activation)
+    return backprop.backward(weights, y, target, hs, pre, masks, feedback=feedback, activation=activation), y
