@@ -77,3 +77,9 @@ if "nodepert" in PLAN.papers:
         input:
             figure_outputs("fig_nodepert_crash_dynamics"),
         localrule: True
+
+    rule nodepert_all:
+        # every nodepert figure at the configured scale (benchmarks/bench_smoke_dag.sh times it)
+        input:
+            paper_figure_outputs("nodepert"),
+        localrule: True
