@@ -23,7 +23,8 @@ Rules (update −η·direction, SGD lr 1e-3, batch 50, 6 steps per epoch):
 
 Metric: each epoch, after the updates, the mean loss over 2 test batches and 6 train batches
 (fresh permutations, in that order as the original); the figure reports the minimum over epochs.
-Runs of a batch (seeds, lrs) are trained one after another in the same process.
+Runs of a batch (seeds, lrs) train together as one stacked RNN (``train_stacked``: a leading run axis
+on every parameter, per-run η); a batch of one takes ``train_one``, the path the spec §6 check used.
 """
 from __future__ import annotations
 
@@ -73,21 +74,28 @@ NAMES = ("u", "W", "b", "v", "c", "s")
 
 
 def forward(p: dict, x: torch.Tensor, s: torch.Tensor, cut: bool = False):
-    """x (B, T). Returns outputs o (B, T), states [h_0 = s, h_1, ..., h_T], pre-activations [a_1..a_T]."""
-    n = p["u"].shape[0]
+    """x (B, T). Returns outputs o (B, T), states [h_0 = s, h_1, ..., h_T], pre-activations [a_1..a_T].
+
+    Stacked runs: every parameter with a leading run axis R (u (R, n), W (R, n, n), c (R,), s (R, B, n))
+    gives o (R, B, T) and states (R, B, n) for the shared x; a single run's ops are unchanged.
+    """
+    n = p["u"].shape[-1]
     h, hs, pre, outs = s, [s], [], []
-    for t in range(x.shape[1]):
+    for t in range(x.shape[-1]):
         h_prev = h.detach() if cut else h
-        a = x[:, t:t + 1] * p["u"] + h_prev @ p["W"] / math.sqrt(n) + p["b"]
+        a = x[..., t:t + 1] * p["u"][..., None, :] + h_prev @ p["W"] / math.sqrt(n) + p["b"][..., None, :]
         h = torch.relu(a)
         hs.append(h)
         pre.append(a)
-        outs.append((h.detach() if cut else h) @ p["v"] / math.sqrt(n) + p["c"])
-    return torch.stack(outs, 1), hs, pre
+        h_out = h.detach() if cut else h
+        read = h_out @ p["v"] if p["v"].dim() == 1 else (h_out @ p["v"][..., None])[..., 0]
+        outs.append(read / math.sqrt(n) + p["c"][..., None])
+    return torch.stack(outs, -1), hs, pre
 
 
 def loss_fn(o, y):
-    return ((o - y) ** 2).mean(0).sum()
+    """Σ_t mean_batch (o_t − y_t)²: a scalar, or (R,) for stacked runs."""
+    return ((o - y) ** 2).mean(-2).sum(-1)
 
 
 def _leaves(p):
@@ -107,34 +115,36 @@ def directions(rule: str, p: dict, p0: dict, x, y, alignada_mode: str = "default
             o, _, _ = forward(live, x, live["s"])
             loss = loss_fn(o, y)
             if rule == "bptt":
-                return _grad(loss, [live[k] for k in NAMES]), loss.detach()
+                return _grad(loss.sum(), [live[k] for k in NAMES]), loss.detach()
             if rule == "readout":
-                g = _grad(loss, [live[k] for k in NAMES])
+                g = _grad(loss.sum(), [live[k] for k in NAMES])
                 return [torch.zeros_like(t) if k in ("u", "W", "b") else t for k, t in zip(NAMES, g)], loss.detach()
-            e = torch.autograd.grad(loss, o)[0]
+            e = torch.autograd.grad(loss.sum(), o)[0]
             frozen = _leaves({**p0, "s": p["s"]})
             o0, _, _ = forward(frozen, x, frozen["s"])
             return _grad((o0 * e).sum(), [frozen[k] for k in NAMES]), loss.detach()
         # alignada: local live forward (chain through time cut) + frozen backward signal
         o, hs, _ = forward(live, x, live["s"], cut=True)
         loss = loss_fn(o, y)
-        e = torch.autograd.grad(loss, o, retain_graph=True)[0]
+        e = torch.autograd.grad(loss.sum(), o, retain_graph=True)[0]
         frozen = _leaves({**p0, "s": p["s"]})
         o0, hs0, _ = forward(frozen, x, frozen["s"])
         deltas = torch.autograd.grad((o0 * e).sum(), hs0)
-        n = p["u"].shape[0]
+        n = p["u"].shape[-1]
         if alignada_mode == "released":  # B5: h_τ reaches only the frozen recurrence at τ+1
-            deltas = [d if t == 0 else d - e[:, t - 1:t] * p0["v"] / math.sqrt(n) for t, d in enumerate(deltas)]
-        surrogate = loss + sum((h * d).sum() for h, d in zip(hs[1:], deltas[1:]))
+            deltas = [d if t == 0 else d - e[..., t - 1:t] * p0["v"][..., None, :] / math.sqrt(n)
+                      for t, d in enumerate(deltas)]
+        surrogate = loss.sum() + sum((h * d).sum() for h, d in zip(hs[1:], deltas[1:]))
         g = _grad(surrogate, [live[k] for k in NAMES])
         g[NAMES.index("s")] = deltas[0]
         return g, loss.detach()
 
 
-def train_one(spec: dict, log_prefix: str = "") -> dict:
+def train_one(spec: dict, log_prefix: str = "", dtype=torch.float32) -> dict:
+    """One run (float32 as the original; float64 only for the stacked-equals-alone test)."""
     hp, model = resolved_hparams(spec), resolved_model(spec)
-    data = {k: torch.tensor(v, dtype=torch.float32) for k, v in make_data(hp["add_targets"]).items()}
-    p = init_params(model["width"])
+    data = {k: torch.tensor(v, dtype=dtype) for k, v in make_data(hp["add_targets"]).items()}
+    p = init_params(model["width"], dtype)
     p0 = {k: v.clone() for k, v in p.items()}
     lr = float(hp["lr"])
     rng = np.random.RandomState(DATA_SEED)
@@ -172,12 +182,70 @@ def train_one(spec: dict, log_prefix: str = "") -> dict:
     return {"history": {k: np.asarray(v) for k, v in hist.items()}, "params": p, "diverged": diverged}
 
 
+def train_stacked(specs: list[dict], log_prefix: str = "", dtype=torch.float32) -> list[dict]:
+    """Train R runs that differ only in ``seed`` / ``hparams.lr`` as one stacked RNN; ``train_one``'s output per run.
+
+    Data, initialisation and batch order are seeded with 99 whatever the run's seed (spec §3.1), so the
+    runs share x, W(0) and every permutation; parameters carry a leading run axis and η is per run. A
+    run stops being logged at its divergence (its NaNs never reach the others: the runs only share x).
+    """
+    hp, model = resolved_hparams(specs[0]), resolved_model(specs[0])
+    data = {k: torch.tensor(v, dtype=dtype) for k, v in make_data(hp["add_targets"]).items()}
+    r, epochs = len(specs), specs[0]["epochs"]
+    p = {k: torch.stack([v] * r) for k, v in init_params(model["width"], dtype).items()}
+    p0 = {k: v.clone() for k, v in p.items()}
+    lr = torch.tensor([float(s["hparams"]["lr"]) for s in specs], dtype=dtype)
+    rng = np.random.RandomState(DATA_SEED)
+    hist = {k: np.full((epochs + 1, r), np.nan) for k in ("train_loss", "test_loss", "time_epoch")}
+    diverged = np.full(r, -1)
+
+    def eval_split(split):
+        x, y = data[f"x_{split}"], data[f"y_{split}"]
+        perm = rng.permutation(len(x))
+        with torch.no_grad():
+            losses = [loss_fn(forward(p, x[idx], p["s"])[0], y[idx]).numpy()
+                      for idx in (perm[i:i + BATCH] for i in range(0, len(x), BATCH))]
+        return np.mean(losses, 0)
+
+    hist["test_loss"][0], hist["train_loss"][0] = eval_split("test"), eval_split("train")
+    for epoch in range(1, epochs + 1):
+        t0 = time.perf_counter()
+        perm = rng.permutation(N_TRAIN)
+        for i in range(0, N_TRAIN, BATCH):
+            idx = perm[i:i + BATCH]
+            dirs, _ = directions(specs[0]["rule"], p, p0, data["x_train"][idx], data["y_train"][idx],
+                                 hp["add_alignada"])
+            with torch.no_grad():
+                for k, d in zip(NAMES, dirs):
+                    p[k] = p[k] - lr.view(-1, *[1] * (d.dim() - 1)) * d
+        hist["test_loss"][epoch], hist["train_loss"][epoch] = eval_split("test"), eval_split("train")
+        hist["time_epoch"][epoch] = time.perf_counter() - t0
+        bad = ~(np.isfinite(hist["test_loss"][epoch]) & np.isfinite(hist["train_loss"][epoch]))
+        diverged[(diverged < 0) & bad] = epoch
+        if (diverged >= 0).all():
+            break
+        if epoch % 20 == 0 or epoch == epochs:
+            seen = hist["train_loss"][1:epoch + 1]
+            best = [round(float(np.nanmin(c)), 4) if np.isfinite(c).any() else None for c in seen.T]
+            print(f"{log_prefix} epoch {epoch}/{epochs} | {r} runs | best train {best}", file=sys.stderr, flush=True)
+    out = []
+    for j in range(r):
+        d = int(diverged[j])
+        last = d if d >= 0 else epoch
+        out.append({"history": {k: v[:last + 1, j] for k, v in hist.items()},
+                    "params": {k: v[j].clone() for k, v in p.items()}, "diverged": d if d >= 0 else None})
+    return out
+
+
 def train_batch(job, options) -> None:
+    """One run: ``train_one`` (the measured reference path); several: ``train_stacked`` in one pass."""
     for run_dir, spec in zip(job.run_dirs, job.specs):
         atomic_write_json(run_dir / "spec.json", spec)
-    for rid, run_dir, spec in zip(job.run_ids, job.run_dirs, job.specs):
-        t0 = time.perf_counter()
-        out = train_one(spec, f"[{job.batch_id}] {rid}")
+    t_batch = time.perf_counter()
+    stacked = train_stacked(list(job.specs), f"[{job.batch_id}]") if len(job.specs) > 1 else None
+    for j, (rid, run_dir, spec) in enumerate(zip(job.run_ids, job.run_dirs, job.specs)):
+        t0 = t_batch if stacked else time.perf_counter()
+        out = stacked[j] if stacked else train_one(spec, f"[{job.batch_id}] {rid}")
         n_epochs = len(out["history"]["train_loss"])
         atomic_write_npz(run_dir / "params.npz", {k: v.numpy() for k, v in out["params"].items()})
         metrics.write_metrics(run_dir, out["history"], n_epochs)
@@ -186,4 +254,4 @@ def train_batch(job, options) -> None:
             wall_time_s=time.perf_counter() - t0, batch_id=job.batch_id, runs_in_batch=len(job.run_ids),
             provenance=provenance.record({"framework": "torch", "backend": "cpu", "kind": "cpu",
                                           "count": str(torch.get_num_threads())}),
-            extra={"hparams_resolved": resolved_hparams(spec), "task": "add"})
+            extra={"hparams_resolved": resolved_hparams(spec), "task": "add", "stacked": stacked is not None})

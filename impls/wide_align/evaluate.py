@@ -71,6 +71,10 @@ def evaluate_extras(batch_json: str, results_dir: str | None) -> None:
             if len(acc):
                 final["final"]["val_acc"] = float(acc[-1])
                 final["final"]["best_val_acc"] = float(np.nanmax(acc))
+            for metric in ("acc", "loss"):  # streamed datasets have no test split, so reduce_run skipped these
+                series = _series(df, "train", metric)
+                if len(series) and f"train_{metric}" not in final["final"]:
+                    final["final"][f"train_{metric}"] = float(series[-1]) if np.isfinite(series[-1]) else None
             t = _series(df, "time", "epoch")
             if len(t) > 1:
                 final["final"]["time_epoch"] = float(np.nanmean(t[1:]))

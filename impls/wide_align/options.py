@@ -25,9 +25,13 @@ RNN_RULES = {
     "readout": "v, c and s only",
 }
 ARCHS = ("allconv", "rnn")
-DATASETS = ("digits", "fashion_mnist", "mnist", "kmnist", "cifar10", "cifar100")
-#: strides of the paper's nets by depth (spec §2): 7 = CIFAR / ImageNet-like, 3 = KMNIST
+DATASETS = ("digits", "fashion_mnist", "mnist", "kmnist", "cifar10", "cifar100", "imagenet")
+#: datasets streamed from an ImageFolder tree (impls.wide_align.imagenet), never loaded whole
+STREAMED = ("imagenet",)
+#: strides of the paper's nets by depth (spec §2): 7 = CIFAR, 3 = KMNIST
 STRIDES = {7: [1, 1, 1, 2, 1, 2, 1], 3: [1, 2, 2]}
+#: ImageNet's 7-layer net (spec §2): 224 -> 56, 28, 28, 14, 14, 7, 7
+IMAGENET_STRIDES = {7: [4, 2, 1, 2, 1, 2, 1], 3: [1, 2, 2]}
 MODEL_DEFAULTS = {"allconv": {"arch": "allconv", "depth": 3, "width": 8, "norm": "batch", "param": "ntk"},
                   "rnn": {"arch": "rnn", "width": 8}}
 MODEL_CHOICES = {"norm": ("batch", "bn", "none"), "param": ("ntk", "standard"), "depth": (3, 7)}
@@ -43,6 +47,7 @@ HPARAMS = {
     "score_probes": (100, "alignment estimator: probe draws (each a batch of 100 Gaussian tensors)"),
     "add_targets": ("causal", "Add task: 'causal' zero-filled targets or 'released' (B4)"),
     "add_alignada": ("default", "Add task: 'default' keeps v(0)e_tau or 'released' (B5)"),
+    "image_size": (224, "imagenet only: side of the train crop and of the val centre crop (val resizes to 256/224 of it)"),
 }
 CHOICES = {"optimizer": ("sgd", "adam"), "targets": ("shifted", "onehot"), "dfa_feedback": ("full", "pooled"),
            "add_targets": ("causal", "released"), "add_alignada": ("default", "released")}
@@ -62,6 +67,31 @@ def resolved_model(spec: dict) -> dict:
     out = dict(MODEL_DEFAULTS.get(spec["model"]["arch"], {}))
     out.update(spec["model"])
     return out
+
+
+def strides(spec: dict) -> list[int]:
+    """The conv strides of a feed-forward spec: ImageNet's stem stride 4 at depth 7, else STRIDES."""
+    depth = resolved_model(spec)["depth"]
+    return (IMAGENET_STRIDES if spec["dataset"] in STREAMED else STRIDES)[depth]
+
+
+def _validate_streamed(spec: dict, hp: dict) -> None:
+    """ImageNet specs: the official val split, no subsets, no alignment snapshots, feed-forward only."""
+    name = spec["dataset"]
+    if name not in STREAMED:
+        if "image_size" in spec["hparams"]:
+            raise SpecError(f"run spec: key 'hparams.image_size' applies to dataset(s) {', '.join(STREAMED)} only")
+        return
+    if spec["model"]["arch"] != "allconv":
+        raise SpecError(f"run spec: key 'dataset' is {name!r}, which needs model.arch 'allconv'")
+    for key in ("n_val", "score_epochs"):
+        if key in spec["hparams"]:
+            raise SpecError(f"run spec: key 'hparams.{key}' does not apply to {name!r} "
+                            "(official validation split; no alignment snapshots)")
+    if spec.get("data"):
+        raise SpecError(f"run spec: key 'data.{sorted(spec['data'])[0]}' does not apply to {name!r} (streamed whole)")
+    if not _positive_int(hp["image_size"]) or hp["image_size"] < 8:
+        raise SpecError(f"run spec: key 'hparams.image_size' is {hp['image_size']!r}; expected an integer >= 8")
 
 
 def _positive_int(value) -> bool:
@@ -108,3 +138,4 @@ def validate(spec: dict) -> None:
         raise SpecError("run spec: key 'hparams.score_epochs' lists an epoch after the last one")
     if not _positive_int(hp["n_val"]) or not _positive_int(hp["score_probes"]):
         raise SpecError("run spec: keys 'hparams.n_val' and 'hparams.score_probes' must be positive integers")
+    _validate_streamed(spec, hp)

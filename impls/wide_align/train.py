@@ -18,6 +18,10 @@ Per epoch one permutation, int(N/B) full batches; evaluation in shuffled full ba
 (running, live net before each step), val and test loss/acc, and ``time_epoch`` = seconds of the
 training epoch plus the validation pass (after an untimed warm-up step on a throw-away copy).
 
+ImageNet (``dataset: imagenet``) is streamed instead: impls.wide_align.streaming.StreamingProgram
+(same net, rules and loop; batches from DataLoader workers over an ImageFolder tree; official
+validation split only, no test split).
+
 Alignment snapshots (``hparams.score_epochs``, rule bp): the run also accumulates
 W̃(t) = W(0) − η Σ_steps J₀ᵀ e_BP (the Align-zero direction on the frozen net driven by BP's own
 error) and keeps W(0), and W_BP, W̃ of the hidden conv layers at the listed epochs only, in
@@ -37,7 +41,7 @@ from impls.common.backend import require_torch_platform
 from impls.common.checkpointing import CheckpointClock
 from impls.common.io import atomic_write_json, atomic_write_npz
 from impls.wide_align import models, rules
-from impls.wide_align.options import STRIDES, resolved_hparams, resolved_model
+from impls.wide_align.options import STREAMED, resolved_hparams, resolved_model, strides
 
 if TYPE_CHECKING:  # impls.common.cli needs jsonschema; the benchmark imports Program without it
     from impls.common.cli import BatchJob, TrainOptions
@@ -86,16 +90,26 @@ def targets(labels: torch.Tensor, n_classes: int, kind: str) -> torch.Tensor:
 class Program:
     """Data, stacked state, a train epoch and an evaluation for one batch of runs."""
 
+    #: splits evaluated after every epoch (the first is the validation split)
+    eval_splits = ("val", "test")
+
     def __init__(self, specs: list[dict], data: dict, device: str):
+        x_tr = data["train"][0]
+        self.data = {k: (data[k][0].to(device), data[k][1].to(device)) for k in ("train", "val", "test")}
+        self._setup(specs, x_tr.shape[1], x_tr.shape[2], data["n_classes"], device)
+
+    def split_sizes(self) -> dict[str, int]:
+        return {f"n_{k}": len(self.data[k][0]) for k in ("train", "val", "test")}
+
+    def _setup(self, specs: list[dict], c_in: int, size: int, n_classes: int, device: str) -> None:
+        """Net shape, stacked parameters, optimiser and streams (everything but the data)."""
         spec = specs[0]
         self.spec, self.rule, self.device = spec, spec["rule"], device
         self.hp = resolved_hparams(spec)
         model = resolved_model(spec)
-        x_tr = data["train"][0]
-        self.shape = models.NetShape(x_tr.shape[1], x_tr.shape[2], model["width"], tuple(STRIDES[model["depth"]]),
-                                     data["n_classes"], model["norm"], model["param"])
-        self.data = {k: (data[k][0].to(device), data[k][1].to(device)) for k in ("train", "val", "test")}
-        self.n_classes = data["n_classes"]
+        self.shape = models.NetShape(c_in, size, model["width"], tuple(strides(spec)), n_classes, model["norm"],
+                                     model["param"])
+        self.n_classes = n_classes
         self.batch_size = spec["batch_size"]
         self.seeds = [s["seed"] for s in specs]
         self.lr = torch.tensor([float(s["hparams"]["lr"]) for s in specs], device=device)
@@ -213,9 +227,11 @@ class Program:
 def _log(job, epoch, epochs, history, diverged) -> None:
     val = history["val_acc"][epoch][diverged < 0]
     summary = f"val acc mean {np.nanmean(val):.2f}%" if val.size else "all diverged"
+    train = history["train_loss"][epoch]
+    train = f"{np.nanmean(train):.4g}" if np.isfinite(train).any() else "-"
+    test = f" | test acc {np.nanmean(history['test_acc'][epoch]):.2f}%" if "test_acc" in history else ""
     print(f"[{job.batch_id}] epoch {epoch}/{epochs} | {len(job.run_ids)} runs | train loss "
-          f"{np.nanmean(history['train_loss'][epoch]):.4g} | {summary} | test acc "
-          f"{np.nanmean(history['test_acc'][epoch]):.2f}% | diverged {int((diverged >= 0).sum())} | "
+          f"{train} | {summary}{test} | diverged {int((diverged >= 0).sum())} | "
           f"{np.nanmean(history['time_epoch'][epoch]):.2f} s/epoch", file=sys.stderr, flush=True)
 
 
@@ -232,8 +248,14 @@ def train_batch(job: "BatchJob", options: "TrainOptions") -> None:
     epochs = spec0["epochs"]
     for run_dir, spec in zip(job.run_dirs, job.specs):
         atomic_write_json(run_dir / "spec.json", spec)
-    program = Program(list(job.specs), load_images(spec0, options.datasets_dir), device)
-    history = {k: np.full((epochs + 1, len(job.run_ids)), np.nan) for k in METRICS}
+    if spec0["dataset"] in STREAMED:
+        from impls.wide_align.streaming import StreamingProgram
+
+        program = StreamingProgram(list(job.specs), options.datasets_dir, device)
+    else:
+        program = Program(list(job.specs), load_images(spec0, options.datasets_dir), device)
+    names = [k for k in METRICS if k.split("_")[0] in ("train", "time") + program.eval_splits]
+    history = {k: np.full((epochs + 1, len(job.run_ids)), np.nan) for k in names}
     diverged = np.full(len(job.run_ids), -1, np.int64)
     ckpt_path = job.batch_dir / "checkpoint.pt"
     ckpt = torch_loop.load_checkpoint(ckpt_path, job)
@@ -244,7 +266,7 @@ def train_batch(job: "BatchJob", options: "TrainOptions") -> None:
         print(f"[{job.batch_id}] resumed from checkpoint at epoch {start}", file=sys.stderr, flush=True)
     else:
         start, elapsed = 0, 0.0
-        for split in ("val", "test"):
+        for split in program.eval_splits:
             for k, v in program.evaluate(split).items():
                 history[k][0] = v
         _log(job, 0, epochs, history, diverged)
@@ -256,7 +278,8 @@ def train_batch(job: "BatchJob", options: "TrainOptions") -> None:
         stats = program.train_epoch()
         stats.update(program.evaluate("val"))
         stats["time_epoch"] = np.full(len(job.run_ids), time.perf_counter() - t0)
-        stats.update(program.evaluate("test"))
+        for split in program.eval_splits[1:]:
+            stats.update(program.evaluate(split))
         for k, v in stats.items():
             history[k][epoch] = v
         if epoch in program.hp["score_epochs"]:
@@ -273,9 +296,7 @@ def train_batch(job: "BatchJob", options: "TrainOptions") -> None:
     wall = time.perf_counter() - t_start
     record = provenance.record(torch_loop.device_record(device))
     extra = {"hparams_resolved": program.hp, "model_resolved": resolved_model(spec0),
-             "seeds_in_process": program.seeds, "lrs_in_process": program.lr.tolist(),
-             "n_train": len(program.data["train"][0]), "n_val": len(program.data["val"][0]),
-             "n_test": len(program.data["test"][0])}
+             "seeds_in_process": program.seeds, "lrs_in_process": program.lr.tolist(), **program.split_sizes()}
     for i, (rid, run_dir) in enumerate(zip(job.run_ids, job.run_dirs)):
         arrays = {f"w_{j}": w[i].cpu().numpy() for j, w in enumerate(program.params["w"])}
         arrays.update(v=program.params["v"][i].cpu().numpy(), c=program.params["c"][i].cpu().numpy())
