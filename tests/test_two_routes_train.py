@@ -68,3 +68,26 @@ def test_killed_batch_resumes_to_the_same_metrics(tmp_path, datasets_dir):
 def test_bad_spec_names_its_key(override, key):
     with pytest.raises(SpecError, match=f"'{key}'"):
         _spec(**override)
+
+
+def test_fc_run_with_spec_options_trains_and_records_them(tmp_path, datasets_dir):
+    """The spec's smoke FC 64-32-10 (sigmoid) with AA, a delayed task loss, alternating steps, a scheduled α
+    and the R-only switches: trains through the real entry and lists every option in train.json."""
+    spec = _spec(rule="aa", model={"arch": "fc", "hidden": [32]}, batch_size=16,
+                 hparams={"lr": 0.1, "warmup_epochs": 0.0, "decay_epochs": [], "wd": 1.0e-6, "delay_epochs": 0.5,
+                          "alternate_step_freq": 1, "alpha_schedule_type": "exponential", "alpha_schedule_rate": 0.5,
+                          "activation_forward": True, "activation_backward": True, "center_input": True})
+    rid = specs.run_id(spec)
+    assert _train(_batch(tmp_path, {rid: spec}), datasets_dir).returncode == 0
+    run = tmp_path / "two_routes" / "runs" / rid
+    record = json.loads((run / "train.json").read_text())
+    assert record["status"] == "ok"
+    hp = record["options"]["hparams"]
+    assert hp["delay_epochs"] == 0.5 and hp["alternate_step_freq"] == 1 and hp["activation_forward"] is True
+    assert hp["alpha_schedule_type"] == "exponential" and hp["use_bias_forward"] is False
+    assert record["options"]["model"] == {**record["options"]["model"], "arch": "fc", "hidden": [32]}
+    m = pd.read_csv(run / "metrics.csv")
+    final = m[(m.split == "test") & (m.metric == "acc") & (m.epoch == 2)]["value"].item()
+    assert final > 20.0                                   # learns in 2 epochs (chance = 10 %)
+    assert set(m[(m.split == "align") & m.metric.str.startswith("weight_angle")].metric) == {
+        "weight_angle:dense0", "weight_angle:dense_output"}

@@ -39,11 +39,14 @@ def _value(spec, dotted):
 
 
 def layer_order(name: str):
-    """Network order: stem conv0, blocks by (group, index, conv0 < conv1 < conv2 < proj), classifier last."""
+    """Network order: stem conv0, blocks by (group, index, conv0 < conv1 < conv2 < proj), classifier last;
+    FC nets: dense0, dense1, ..., dense_output."""
     if name == "conv0":
         return (0,)
-    if name == "dense":
+    if name in ("dense", "dense_output"):
         return (2,)
+    if name.startswith("dense") and name[5:].isdigit():
+        return (1, int(name[5:]))
     block, layer = name.split("/", 1)
     group, index = (int(v) for v in block.replace("block_group", "").split("_"))
     return (1, group, index, layer)

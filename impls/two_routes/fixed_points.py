@@ -43,10 +43,13 @@ def span_projector(sigma, tol: float = 1e-6):
     return (vecs * keep) @ vecs.T
 
 
-def simulate(rule: AlignmentRule, kf, kb0, sample, key, steps: int, lr: float, log_every: int, sigma):
+def simulate(rule: AlignmentRule, kf, kb0, sample, key, steps: int, lr: float, log_every: int, sigma,
+             coefficients_at=None):
     """SGD on R over B only. ``sample(key) -> x`` draws one batch. Returns (K_b, logs) where logs has
     ``angle`` ∠(B, Wᵀ) in degrees, ``fp_error`` (on the input span) and ``norm_ratio`` ‖B‖/‖Wᵀ‖,
-    each of shape (steps // log_every + 1,), entry 0 before training."""
+    each of shape (steps // log_every + 1,), entry 0 before training. ``coefficients_at(t)`` (optional)
+    gives {term: coefficient} at update t = 0, 1, ... (the spec's alpha/beta/gamma schedules); the
+    fixed point B* is that of the rule's base coefficients."""
     target = fixed_point(rule, kf, sigma)
     proj = span_projector(sigma)
 
@@ -55,15 +58,20 @@ def simulate(rule: AlignmentRule, kf, kb0, sample, key, steps: int, lr: float, l
         return {"angle": angle_deg(kb, kf), "fp_error": err,
                 "norm_ratio": jnp.linalg.norm(kb) / jnp.linalg.norm(kf)}
 
-    grad = jax.grad(lambda kb, x: rule.regularizer(x, kf, kb))
+    grad = jax.grad(lambda kb, x, t: rule.regularizer(x, kf, kb, scheduled=None if coefficients_at is None
+                                                      else coefficients_at(t)))
 
-    def chunk(kb, k):
-        def step(kb, kk):
-            return kb - lr * grad(kb, sample(kk)), None
-        kb, _ = jax.lax.scan(step, kb, jax.random.split(k, log_every))
+    def chunk(kb, inputs):
+        k, t0 = inputs
+
+        def step(kb, step_inputs):
+            kk, t = step_inputs
+            return kb - lr * grad(kb, sample(kk), t), None
+        kb, _ = jax.lax.scan(step, kb, (jax.random.split(k, log_every), t0 + jnp.arange(log_every)))
         return kb, measure(kb)
 
-    kb, logs = jax.lax.scan(chunk, kb0, jax.random.split(key, steps // log_every))
+    n_chunks = steps // log_every
+    kb, logs = jax.lax.scan(chunk, kb0, (jax.random.split(key, n_chunks), jnp.arange(n_chunks) * log_every))
     first = measure(kb0)
     return kb, {k: jnp.concatenate([first[k][None], v]) for k, v in logs.items()}
 
@@ -86,12 +94,14 @@ def train_fixed_point_batch(job, options_, write_runs) -> None:
 
     from impls.common import datasets
     from impls.two_routes import options
-    from impls.two_routes.rules import make_rule
+    from impls.two_routes.rules import rule_for_spec
 
     spec = job.specs[0]
     hp, cfg = options.hparams(spec), options.model_config(spec)
-    rule = make_rule(spec["rule"], alpha=hp["alpha"], beta=hp["beta"], gamma=hp["gamma"])
+    rule = rule_for_spec(spec["rule"], hp)
     n_in, n_out, epochs, spe = int(cfg["n_in"]), int(cfg["n_out"]), spec["epochs"], hp["steps_per_epoch"]
+    scheduled = any(hp[k] != d for k, d in options.schedule_keys().items())
+    coefficients_at = (lambda t: rule.term_coefficients(t, spe, float(epochs), hp)) if scheduled else None
     t0 = time.perf_counter()
     logs = []
     for s in job.specs:
@@ -109,7 +119,8 @@ def train_fixed_point_batch(job, options_, write_runs) -> None:
             sample, sigma = data_sampler(x[:, np.sort(cols)], s["batch_size"])
         kf = jax.random.normal(k_w, (n_in, n_out)) / np.sqrt(n_in)
         kb0 = jax.random.normal(k_b, (n_in, n_out)) / np.sqrt(n_in)
-        _, log = jax.jit(lambda kf, kb0, k, lr: simulate(rule, kf, kb0, sample, k, epochs * spe, lr, spe, sigma))(
+        _, log = jax.jit(lambda kf, kb0, k, lr: simulate(rule, kf, kb0, sample, k, epochs * spe, lr, spe, sigma,
+                                                                     coefficients_at))(
             kf, kb0, k_run, jnp.float32(s["hparams"]["lr"]))
         logs.append({k: np.asarray(v) for k, v in log.items()})
     history = {f"align_{k}": np.stack([lg[k] for lg in logs], axis=1) for k in logs[0]}

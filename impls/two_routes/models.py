@@ -13,6 +13,10 @@ Architectures (``ResNet``):
   0.9 (v1) / 0.997 (v2), eps 1e-5; ``version=2`` is the pre-activation ResNet-v2.
 - ``stem="cifar"``: the cpu/smoke ResNet-(6n+2): 3×3 stem, 3 stages of n basic blocks, widths w, 2w, 4w.
 Every projection shortcut (1×1 conv + BN) and the classifier also have a backward kernel.
+``FC``: the original code's small fully connected net (spec §4 smoke: FC 64-32-10, sigmoid hidden units).
+Each layer knows the nonlinearity that follows it in the network (``activation``: ReLU after the v1 stem
+and every block conv but the last, as in the original), which R uses only with ``activation_forward`` /
+``activation_backward`` (impls.two_routes.projections).
 Padding is symmetric (k−1)//2 ('same' for stride 1), as PyTorch; the TPU code pads explicitly too.
 """
 from __future__ import annotations
@@ -26,6 +30,7 @@ import jax.numpy as jnp
 
 from impls.two_routes import layers
 from impls.two_routes.primitives import Geometry
+from impls.two_routes.projections import ACTIVATIONS, Projections, RegularizerOptions
 from impls.two_routes.rules import AlignmentRule, input_for_regularizer
 
 CONV_INIT = jax.nn.initializers.variance_scaling(1.0, "fan_in", "truncated_normal")  # TF1 default
@@ -41,10 +46,14 @@ class LayerOptions(NamedTuple):
     measure: bool = False
     input_distribution: str | None = None
     input_stddev: float = 1.0
+    regularizer: RegularizerOptions = RegularizerOptions()
 
 
 class _PGLayer(nn.Module):
-    def _apply(self, x, kf, geo: Geometry, train: bool):
+    """Sows, in training mode, R_l into ``losses`` (weighted by the rule's static coefficients) and each
+    unweighted primitive into ``primitives`` (the trainer weights those by the scheduled coefficients)."""
+
+    def _apply(self, x, kf, geo: Geometry):
         o: LayerOptions = self.opts
         rule = o.rule
         kb = self.param("backward_kernel", self.init_fn, kf.shape) if rule.uses_backward else kf
@@ -63,11 +72,20 @@ class _PGLayer(nn.Module):
             y = layers.pg_dense(x, kf, kb, rule.tie)
         else:
             y = layers.pg_conv(x, kf, kb, geo.stride, geo.padding, rule.tie)
-        if train and rule.terms:
-            key = self.make_rng("noise") if o.input_distribution not in (None, "none") else None
-            xr = input_for_regularizer(jax.lax.stop_gradient(x), key, o.input_distribution, o.input_stddev)
-            self.sow("losses", "R", rule.regularizer(xr, jax.lax.stop_gradient(kf), kb, geo))
-        return y
+        return y, kb
+
+    def _regularize(self, x, kf, kb, geo: Geometry, train: bool, bias=None):
+        o: LayerOptions = self.opts
+        if not (train and o.rule.terms):
+            return
+        key = self.make_rng("noise") if o.input_distribution not in (None, "none") else None
+        xr = input_for_regularizer(jax.lax.stop_gradient(x), key, o.input_distribution, o.input_stddev)
+        bias = None if bias is None else jax.lax.stop_gradient(bias)
+        proj = Projections(xr, jax.lax.stop_gradient(kf), kb, geo, bias, self.activation, o.regularizer)
+        values = o.rule.primitive_values(proj)
+        for term, value in values.items():
+            self.sow("primitives", term, value)
+        self.sow("losses", "R", o.rule.weighted(values))
 
 
 class PGConv(_PGLayer):
@@ -76,23 +94,30 @@ class PGConv(_PGLayer):
     opts: LayerOptions
     strides: int = 1
     init_fn: Any = CONV_INIT
+    activation: str | None = None    # the nonlinearity after this conv in the network (R-only options)
 
     @nn.compact
     def __call__(self, x, train: bool = True):
         kf = self.param("kernel", self.init_fn, (self.kernel_size, self.kernel_size, x.shape[-1], self.features))
-        return self._apply(x, kf, Geometry("conv", self.strides, None), train)
+        geo = Geometry("conv", self.strides, None)
+        y, kb = self._apply(x, kf, geo)
+        self._regularize(x, kf, kb, geo, train)
+        return y
 
 
 class PGDense(_PGLayer):
     features: int
     opts: LayerOptions
     init_fn: Any = FC_INIT[1]
+    activation: str | None = None
 
     @nn.compact
     def __call__(self, x, train: bool = True):
         kf = self.param("kernel", self.init_fn, (x.shape[-1], self.features))
-        b = self.param("bias", nn.initializers.zeros, (self.features,))
-        return self._apply(x, kf, Geometry("dense"), train) + b
+        b = self.param("bias", nn.initializers.zeros, (self.features,))   # before K_b: keeps the init stream
+        y, kb = self._apply(x, kf, Geometry("dense"))
+        self._regularize(x, kf, kb, Geometry("dense"), train, bias=b)
+        return y + b
 
 
 class Block(nn.Module):
@@ -118,8 +143,8 @@ class Block(nn.Module):
                 shortcut = self.bn(name="proj_bn")(conv(out_features, 1, strides=self.strides, name="proj")(x, train))
             h = x
             for i, (k, f, s) in enumerate(shapes):
-                h = conv(f, k, strides=s, name=f"conv{i}")(h, train)
                 last = i == len(shapes) - 1
+                h = conv(f, k, strides=s, name=f"conv{i}", activation=None if last else "relu")(h, train)
                 h = self.bn(name=f"bn{i}", scale_init=nn.initializers.zeros if last else nn.initializers.ones)(h)
                 if not last:
                     h = nn.relu(h)
@@ -130,7 +155,7 @@ class Block(nn.Module):
         for i, (k, f, s) in enumerate(shapes):
             if i:
                 h = nn.relu(self.bn(name=f"bn{i}")(h))
-            h = conv(f, k, strides=s, name=f"conv{i}")(h, train)
+            h = conv(f, k, strides=s, name=f"conv{i}", activation="relu" if i < len(shapes) - 1 else None)(h, train)
         return h + shortcut
 
 
@@ -148,13 +173,14 @@ class ResNet(nn.Module):
         momentum = 0.9 if self.version == 1 else 0.997
         bn = partial(nn.BatchNorm, use_running_average=not train, momentum=momentum, epsilon=1e-5)
         conv = partial(PGConv, opts=self.opts)
+        stem_act = "relu" if self.version == 1 else None     # v1: BN + ReLU follow the stem conv
         if self.stem == "imagenet":
-            x = conv(self.width, 7, strides=2, name="conv0")(x, train)
+            x = conv(self.width, 7, strides=2, name="conv0", activation=stem_act)(x, train)
             if self.version == 1:
                 x = nn.relu(bn(name="bn0")(x))
             x = nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
         else:
-            x = conv(self.width, 3, name="conv0")(x, train)
+            x = conv(self.width, 3, name="conv0", activation=stem_act)(x, train)
             if self.version == 1:
                 x = nn.relu(bn(name="bn0")(x))
         for g, n in enumerate(self.stage_sizes):
@@ -168,8 +194,31 @@ class ResNet(nn.Module):
         return PGDense(self.num_classes, self.opts, init_fn=FC_INIT[self.version], name="dense")(x, train)
 
 
-def build(model_cfg: dict, num_classes: int, opts: LayerOptions) -> ResNet:
-    """The ResNet a spec's ``model`` block names: {arch: resnet, depth, version, stem, width}."""
+class FC(nn.Module):
+    """The original code's small fully connected net (spec §4 smoke: FC 64-32-10): flattened input,
+    hidden PGDense layers with ``activation`` (sigmoid in the original), a linear PGDense classifier
+    ``dense_output``; every layer has a backward kernel; kernels Glorot-uniform (TF's dense default)."""
+
+    hidden: tuple
+    num_classes: int
+    opts: LayerOptions
+    activation: str = "sigmoid"
+
+    @nn.compact
+    def __call__(self, x, train: bool = True):
+        x = x.reshape((x.shape[0], -1))
+        init = jax.nn.initializers.glorot_uniform()
+        for i, units in enumerate(self.hidden):
+            x = PGDense(units, self.opts, init_fn=init, activation=self.activation, name=f"dense{i}")(x, train)
+            x = ACTIVATIONS[self.activation](x)
+        return PGDense(self.num_classes, self.opts, init_fn=init, name="dense_output")(x, train)
+
+
+def build(model_cfg: dict, num_classes: int, opts: LayerOptions) -> nn.Module:
+    """The net a spec's ``model`` block names: {arch: resnet, depth, version, stem, width} or
+    {arch: fc, hidden, activation}."""
+    if model_cfg.get("arch") == "fc":
+        return FC(tuple(int(h) for h in model_cfg["hidden"]), num_classes, opts, model_cfg["activation"])
     depth, stem = int(model_cfg["depth"]), model_cfg["stem"]
     if stem == "cifar":
         if (depth - 2) % 6:

@@ -19,7 +19,27 @@ RULES = {
     "kp": "Kolen-Pollack: B gets W's task gradient, R = α·decay (1e-3)",
     "kp_equal_leak": "Kolen-Pollack with matched leaks (α = 5e-5)",
 }
-ARCHS = ("resnet", "linear")
+#: rule -> its named coefficients (the keys of rules.AlignmentRule.coefficients; tested to agree)
+RULE_COEFFICIENTS = {"bp": (), "fa": (), "wm": ("alpha", "beta"), "ia": ("alpha", "beta", "gamma"),
+                     "sa": ("alpha", "beta"), "aa": ("alpha", "beta"), "kp": ("alpha",), "kp_equal_leak": ("alpha",)}
+COEFFICIENTS = ("alpha", "beta", "gamma")
+#: per-coefficient schedule (impls.two_routes.schedules): suffix -> default (the original code's flag defaults)
+SCHEDULE_FIELDS = {
+    "start": 0.0,             # fraction of training where the coefficient becomes non-zero
+    "stop": 1.0,              # fraction of training after which it is zero again
+    "cycle": None,            # period (epochs) of a triangular cycle; None = no cycle
+    "schedule_rate": 0.0,     # growth (> 0) or decay (< 0) rate in the non-zero regime
+    "schedule_type": "none",  # none | linear | exponential
+}
+SCHEDULE_TYPES = ("none", "linear", "exponential")
+
+
+def schedule_keys() -> dict:
+    """hparams keys of every coefficient schedule with their defaults: alpha_start, ..., gamma_schedule_type."""
+    return {f"{c}_{f}": d for c in COEFFICIENTS for f, d in SCHEDULE_FIELDS.items()}
+
+
+ARCHS = ("resnet", "linear", "fc")
 DATASETS = ("digits", "fashion_mnist", "imagenet")
 MODEL_DEFAULTS = {
     "depth": 8,          # resnet: 6n+2 (stem cifar) or 18/34/50/101/152 (stem imagenet)
@@ -29,7 +49,17 @@ MODEL_DEFAULTS = {
     "n_in": 64,          # linear (fixed-point) layer only
     "n_out": 32,
     "image_size": 224,   # imagenet only: 224 (v1; the original ran v2 at 299)
+    "hidden": [32],      # fc only: hidden widths (the spec's smoke FC 64-32-10)
+    "activation": "sigmoid",  # fc only: hidden nonlinearity (sigmoid | tanh | relu; the original's default sigmoid)
 }
+#: R-only switches of spec §2.5 (impls.two_routes.projections), all off = the original at its flag defaults
+#: except use_bias_*, whose original default is True (papers/two_routes/README.md, deviations)
+REGULARIZER_FLAGS = ("activation_forward", "activation_backward", "use_bias_forward", "use_bias_backward",
+                     "center_input", "normalize_input", "batch_center_backward_input", "batch_center_forward_output",
+                     "center_forward_output", "normalize_forward_output", "center_backward_output",
+                     "normalize_backward_output")
+#: IA switches of spec §2.5 (impls.two_routes.rules.information_alignment)
+IA_FLAGS = ("reconstruction_amp", "reconstruction_reversal", "use_sparse")
 HPARAM_DEFAULTS = {
     "lr": 0.1,                    # peak learning rate (paper: 0.1 at batch 256 [recalled, unverified])
     "momentum": 0.9,              # Nesterov, fixed in the original code
@@ -46,6 +76,14 @@ HPARAM_DEFAULTS = {
     "metric_every": 1,            # alignment metrics every N epochs (and at epoch 0)
     "inputs": "white",            # linear only: white | data
     "steps_per_epoch": 50,        # linear only: B-only SGD steps per logged "epoch"
+    # rate schedule (impls.two_routes.schedules): L = ρ_task·(CE + L2) + ρ_align·ΣR
+    "delay_epochs": None,         # ρ_task = 0 for this many epochs (B pre-aligns); lr schedule shifted by it
+    "alternate_step_freq": None,  # k: one alignment-only step after every k task-only steps; lr milestones ×(k+1)
+    "constant_rate": True,        # False: both rates ×1, 0.1, 0.01, 0.001 from epochs 5, 30, 60, 80
+    # per-coefficient schedules: {alpha,beta,gamma}_{start,stop,cycle,schedule_rate,schedule_type}
+    **schedule_keys(),
+    **{flag: False for flag in REGULARIZER_FLAGS},
+    **{flag: False for flag in IA_FLAGS},
 }
 
 
@@ -54,11 +92,19 @@ def _allowed(key, value, allowed):
 
 
 def model_config(spec: dict) -> dict:
-    return {**MODEL_DEFAULTS, **{k: v for k, v in spec["model"].items() if k != "arch"}}
+    return {**MODEL_DEFAULTS, **spec["model"]}
 
 
 def hparams(spec: dict) -> dict:
     return {**HPARAM_DEFAULTS, **spec["hparams"]}
+
+
+def recorded(spec: dict) -> dict:
+    """The effective value of every option added for spec §2.5 (schedules, rates, R-only and IA switches),
+    for train.json; the model block with its defaults filled in."""
+    hp = hparams(spec)
+    keys = ["delay_epochs", "alternate_step_freq", "constant_rate", *schedule_keys(), *REGULARIZER_FLAGS, *IA_FLAGS]
+    return {"hparams": {k: hp[k] for k in keys}, "model": model_config(spec)}
 
 
 def validate(spec: dict) -> None:
@@ -85,6 +131,12 @@ def validate(spec: dict) -> None:
         if not ok:
             raise SpecError(f"run spec: key 'model.depth' is {depth!r}; stem {cfg['stem']} needs "
                             + ("6n+2 (8, 14, 20, ...)" if cfg["stem"] == "cifar" else "18, 34, 50, 101 or 152"))
+    elif model["arch"] == "fc":
+        if (not isinstance(cfg["hidden"], list) or not cfg["hidden"]
+                or not all(isinstance(h, int) and h > 0 for h in cfg["hidden"])):
+            raise SpecError(f"run spec: key 'model.hidden' is {cfg['hidden']!r}; expected a list of positive integers")
+        if cfg["activation"] not in ("sigmoid", "tanh", "relu"):
+            raise _allowed("model.activation", cfg["activation"], ("sigmoid", "tanh", "relu"))
     elif spec["rule"] not in ("wm", "ia", "sa", "aa"):
         raise SpecError(f"run spec: key 'rule' is {spec['rule']!r}; model.arch 'linear' (B-only fixed-point "
                         f"dynamics) needs wm, ia, sa or aa")
@@ -109,3 +161,51 @@ def validate(spec: dict) -> None:
     for key in ("metric_every", "steps_per_epoch"):
         if not isinstance(hp[key], int) or hp[key] < 1:
             raise SpecError(f"run spec: key 'hparams.{key}' is {hp[key]!r}; expected a positive integer")
+    _validate_schedules(spec["rule"], hp)
+    _validate_rates_and_switches(spec, hp)
+
+
+def _validate_schedules(rule: str, hp: dict) -> None:
+    for c in COEFFICIENTS:
+        for end in ("start", "stop"):
+            v = hp[f"{c}_{end}"]
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0.0 <= v <= 1.0:
+                raise SpecError(f"run spec: key 'hparams.{c}_{end}' is {v!r}; expected a fraction of training in [0, 1]")
+        if hp[f"{c}_start"] > hp[f"{c}_stop"]:
+            raise SpecError(f"run spec: key 'hparams.{c}_start' is {hp[f'{c}_start']!r}; expected at most "
+                            f"hparams.{c}_stop ({hp[f'{c}_stop']!r})")
+        cycle = hp[f"{c}_cycle"]
+        if cycle is not None and (not isinstance(cycle, (int, float)) or isinstance(cycle, bool) or cycle <= 0):
+            raise SpecError(f"run spec: key 'hparams.{c}_cycle' is {cycle!r}; expected null or a positive number of epochs")
+        rate = hp[f"{c}_schedule_rate"]
+        if not isinstance(rate, (int, float)) or isinstance(rate, bool):
+            raise SpecError(f"run spec: key 'hparams.{c}_schedule_rate' is {rate!r}; expected a number")
+        if hp[f"{c}_schedule_type"] not in SCHEDULE_TYPES:
+            raise _allowed(f"hparams.{c}_schedule_type", hp[f"{c}_schedule_type"], SCHEDULE_TYPES)
+    used = [k for k in schedule_keys() if k in hp and hp[k] != schedule_keys()[k]]
+    if used:
+        own = RULE_COEFFICIENTS[rule]
+        for key in used:
+            if key.split("_")[0] not in own:
+                raise SpecError(f"run spec: key 'hparams.{key}' schedules a coefficient rule {rule!r} does not have; "
+                                f"its coefficients: {', '.join(own) or 'none'}")
+
+
+def _validate_rates_and_switches(spec: dict, hp: dict) -> None:
+    delay, k = hp["delay_epochs"], hp["alternate_step_freq"]
+    if delay is not None and (not isinstance(delay, (int, float)) or isinstance(delay, bool) or delay < 0):
+        raise SpecError(f"run spec: key 'hparams.delay_epochs' is {delay!r}; expected null or a non-negative number")
+    if k is not None and (not isinstance(k, int) or isinstance(k, bool) or k < 1):
+        raise SpecError(f"run spec: key 'hparams.alternate_step_freq' is {k!r}; expected null or an integer >= 1")
+    for flag in ("constant_rate",) + REGULARIZER_FLAGS + IA_FLAGS:
+        if not isinstance(hp[flag], bool):
+            raise _allowed(f"hparams.{flag}", hp[flag], (False, True))
+    for flag in IA_FLAGS:
+        if hp[flag] and spec["rule"] != "ia":
+            raise SpecError(f"run spec: key 'hparams.{flag}' is True; it is an information-alignment switch "
+                            f"(rule 'ia'), not for rule {spec['rule']!r}")
+    if spec["model"]["arch"] == "linear":
+        for flag in ("delay_epochs", "alternate_step_freq", "constant_rate") + REGULARIZER_FLAGS + IA_FLAGS:
+            if hp[flag] != HPARAM_DEFAULTS[flag]:
+                raise SpecError(f"run spec: key 'hparams.{flag}' is {hp[flag]!r}; model.arch 'linear' (B-only "
+                                f"fixed-point dynamics, no task loss) takes only the coefficient schedules")

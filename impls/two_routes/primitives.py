@@ -14,7 +14,9 @@ sum over every other axis (units, or H × W × channels). No ½ factors.
 
 Conv versions: Wx -> conv(x, K_f), Bᵀx -> conv(x, K_b), BWx -> convᵀ(conv(x, K_f), K_b),
 WᵀBᵀx -> convᵀ(conv(x, K_b), K_f), with the layer's stride and padding. Callers hold x and K_f
-fixed (``stop_gradient``) so a primitive trains only K_b (spec §2.2).
+fixed (``stop_gradient``) so a primitive trains only K_b (spec §2.2). ``*_of`` versions read a
+:class:`~impls.two_routes.projections.Projections`, where the R-only options (bias, activation,
+standardisation) replace Wx, Bᵀx, BWx, WᵀBᵀx by p_f, p_b, r_f, r_b.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from typing import NamedTuple
 import jax.numpy as jnp
 
 from impls.two_routes.layers import conv, conv_transpose_like
+from impls.two_routes.projections import Projections
 
 
 class Geometry(NamedTuple):
@@ -49,34 +52,58 @@ def _E(t):
     return jnp.sum(t) / t.shape[0]
 
 
+# Primitives of the quantities in impls.two_routes.projections (the options of spec §2.5 live there).
+
+def decay_of(p: Projections):
+    return jnp.sum(p.kf * p.kf) + jnp.sum(p.kb * p.kb)
+
+
+def sparse_of(p: Projections):
+    return _E(p.forward ** 2) + _E(p.backward ** 2)
+
+
+def amp_of(p: Projections, reconstruction: bool = False):
+    """−E[p_f·p_b]; ``reconstruction`` (IA switch ``reconstruction_amp``): −E[x·r_f]."""
+    if reconstruction:
+        return -_E(p.x * p.forward_reconstruction)
+    return -_E(p.forward * p.backward)
+
+
+def null_of(p: Projections, reversal: bool = False):
+    """E‖r_f‖² (+ E‖r_b‖² with ``reversal``)."""
+    out = _E(p.forward_reconstruction ** 2)
+    if reversal:
+        out = out + _E(p.backward_reconstruction ** 2)
+    return out
+
+
+def self_of(p: Projections):
+    return -jnp.sum(p.kf * p.kb)
+
+
+# The same primitives of (x, K_f, K_b) with every option off.
+
 def decay(x, kf, kb, geo: Geometry = DENSE):
-    del x, geo
-    return jnp.sum(kf * kf) + jnp.sum(kb * kb)
+    return decay_of(Projections(x, kf, kb, geo))
 
 
 def sparse(x, kf, kb, geo: Geometry = DENSE):
-    return _E(geo.fwd(x, kf) ** 2) + _E(geo.fwd(x, kb) ** 2)
+    return sparse_of(Projections(x, kf, kb, geo))
 
 
 def amp(x, kf, kb, geo: Geometry = DENSE, reconstruction: bool = False):
     """−E[(Wx)·(Bᵀx)]; ``reconstruction`` (IA switch ``reconstruction_amp``): −E[x·(BWx)] (same value)."""
-    if reconstruction:
-        return -_E(x * geo.bwd(geo.fwd(x, kf), kb, x.shape))
-    return -_E(geo.fwd(x, kf) * geo.fwd(x, kb))
+    return amp_of(Projections(x, kf, kb, geo), reconstruction)
 
 
 def null(x, kf, kb, geo: Geometry = DENSE, reversal: bool = False):
     """E‖BWx‖² (+ E‖WᵀBᵀx‖² with ``reversal``, the IA switch ``reconstruction_reversal``; off by default)."""
-    out = _E(geo.bwd(geo.fwd(x, kf), kb, x.shape) ** 2)
-    if reversal:
-        out = out + _E(geo.bwd(geo.fwd(x, kb), kf, x.shape) ** 2)
-    return out
+    return null_of(Projections(x, kf, kb, geo), reversal)
 
 
 def self_(x, kf, kb, geo: Geometry = DENSE):
     """−tr(BW) = −⟨W, Bᵀ⟩ = −Σ K_f ⊙ K_b (the only non-local primitive)."""
-    del x, geo
-    return -jnp.sum(kf * kb)
+    return self_of(Projections(x, kf, kb, geo))
 
 
 PRIMITIVES = {"decay": decay, "sparse": sparse, "amp": amp, "null": null, "self": self_}

@@ -13,7 +13,10 @@ the pseudogradient δr xᵀ. B_l is trained by a local scalar R_l(W_l, B_l) buil
 A rule is an :class:`AlignmentRule`: its primitive coefficients, whether B receives W's task
 gradient (``tie``), whether the backward pass uses B at all (``uses_backward``) and its locality.
 Rules are built by the factories below (defaults = the original code's flag defaults) and named in
-``RULES``; ``make_rule(name, alpha=, beta=, gamma=)`` overrides coefficients.
+``RULES``; ``make_rule(name, alpha=, beta=, gamma=)`` overrides coefficients, ``rule_for_spec`` also sets the
+IA switches. ``primitive_values`` evaluates the terms on a layer's
+:class:`~impls.two_routes.projections.Projections` (where the R-only options act); ``term_coefficients`` gives
+the coefficients at update t under the spec's schedules (impls.two_routes.schedules).
 """
 from __future__ import annotations
 
@@ -23,6 +26,8 @@ import jax
 import jax.numpy as jnp
 
 from impls.two_routes import primitives as P
+from impls.two_routes.projections import Projections
+from impls.two_routes.schedules import coefficient_value
 
 
 class AlignmentRule(NamedTuple):
@@ -38,18 +43,40 @@ class AlignmentRule(NamedTuple):
     reversal: bool = False
     reconstruction_amp: bool = False
 
-    def regularizer(self, x, kf, kb, geo: P.Geometry = P.DENSE):
-        """R_l(x, W, B) = Σ_terms coefficient · primitive; 0 for BP and FA."""
-        total = jnp.zeros((), jnp.float32)
-        for term, coef in self.terms.items():
+    def primitive_values(self, proj: Projections) -> dict:
+        """{term: unweighted primitive value} of this rule's terms for one layer's projections."""
+        out = {}
+        for term in self.terms:
             if term == "null":
-                value = P.null(x, kf, kb, geo, reversal=self.reversal)
+                out[term] = P.null_of(proj, reversal=self.reversal)
             elif term == "amp":
-                value = P.amp(x, kf, kb, geo, reconstruction=self.reconstruction_amp)
+                out[term] = P.amp_of(proj, reconstruction=self.reconstruction_amp)
             else:
-                value = P.PRIMITIVES[term](x, kf, kb, geo)
+                out[term] = PRIMITIVES_OF[term](proj)
+        return out
+
+    def weighted(self, values: dict, scheduled: dict | None = None):
+        """Σ_terms coefficient · value; ``scheduled`` (term -> scalar coefficient at this step) overrides ``terms``."""
+        total = jnp.zeros((), jnp.float32)
+        for term, value in values.items():
+            coef = self.terms[term] if scheduled is None else scheduled[term]
             total = total + coef * value
         return total
+
+    def regularizer(self, x, kf, kb, geo: P.Geometry = P.DENSE, scheduled: dict | None = None):
+        """R_l(x, W, B) = Σ_terms coefficient · primitive (every R-only option off); 0 for BP and FA."""
+        return self.weighted(self.primitive_values(Projections(x, kf, kb, geo)), scheduled)
+
+    def term_coefficients(self, t, steps_per_epoch: int, train_epochs: float, hp: dict) -> dict:
+        """{term: coefficient at update t} under the spec's alpha/beta/gamma schedules (impls.two_routes.schedules)."""
+        epoch = jnp.asarray(t, jnp.float32) / steps_per_epoch
+        by_term = {term: jnp.asarray(c, jnp.float32) for term, c in self.terms.items()}
+        for name, term in self.coefficients.items():
+            by_term[term] = coefficient_value(self.terms[term], epoch, train_epochs, hp, name)
+        return by_term
+
+
+PRIMITIVES_OF = {"decay": P.decay_of, "sparse": P.sparse_of, "amp": P.amp_of, "null": P.null_of, "self": P.self_of}
 
 
 def backprop() -> AlignmentRule:
@@ -72,14 +99,19 @@ def weight_mirror(alpha: float = 1e-3, beta: float = 1e-3) -> AlignmentRule:
 
 
 def information_alignment(alpha: float = 2e-3, beta: float = 1e-3, gamma: float = 1e-3,
-                          reversal: bool = False, reconstruction_amp: bool = False) -> AlignmentRule:
+                          reversal: bool = False, reconstruction_amp: bool = False,
+                          use_sparse: bool = False) -> AlignmentRule:
     """IA: R = α·amp + β·null + γ·decay.
 
     ΔB = −η(−αΣWᵀ + 2βBWΣWᵀ + 2γB); fixed point B* = (α/2β)ΣWᵀ(WΣWᵀ + (γ/β)I)⁻¹; at α = 2β and white
     inputs the ridge pseudo-inverse Wᵀ(WWᵀ + γ/(βσ²) I)⁻¹ (B is a linear decoder of x from Wx).
+    Switches (spec §2.5, all off): ``reversal`` (``reconstruction_reversal``) adds E‖WᵀBᵀx‖² to null;
+    ``reconstruction_amp`` uses amp = −E[x·(BWx)]; ``use_sparse`` puts γ on sparse instead of decay
+    (ΔB's 2γB becomes 2γΣB).
     """
-    return AlignmentRule("ia", {"amp": alpha, "null": beta, "decay": gamma}, locality="local",
-                         coefficients={"alpha": "amp", "beta": "null", "gamma": "decay"},
+    third = "sparse" if use_sparse else "decay"
+    return AlignmentRule("ia", {"amp": alpha, "null": beta, third: gamma}, locality="local",
+                         coefficients={"alpha": "amp", "beta": "null", "gamma": third},
                          reversal=reversal, reconstruction_amp=reconstruction_amp)
 
 
@@ -120,6 +152,18 @@ RULES: dict[str, Callable[..., AlignmentRule]] = {
 def make_rule(name: str, **coefficients) -> AlignmentRule:
     """The rule ``name`` with coefficients (alpha/beta/gamma) overriding the defaults (None = default)."""
     return RULES[name](**{k: float(v) for k, v in coefficients.items() if v is not None})
+
+
+def rule_for_spec(name: str, hp: dict) -> AlignmentRule:
+    """The rule a run spec names, with its hparams alpha/beta/gamma and (IA) the switches
+    reconstruction_reversal, reconstruction_amp, use_sparse."""
+    rule = make_rule(name, alpha=hp.get("alpha"), beta=hp.get("beta"), gamma=hp.get("gamma"))
+    if name == "ia":
+        coefs = {k: float(hp[k]) for k in ("alpha", "beta", "gamma") if hp.get(k) is not None}
+        rule = information_alignment(**coefs, reversal=bool(hp.get("reconstruction_reversal", False)),
+                                     reconstruction_amp=bool(hp.get("reconstruction_amp", False)),
+                                     use_sparse=bool(hp.get("use_sparse", False)))
+    return rule
 
 
 def input_for_regularizer(x, key, distribution: str | None, stddev: float):

@@ -6,8 +6,10 @@ optimiser states are stacked on a leading run axis, one step is ``jax.vmap``-ed 
 is one compiled ``lax.scan`` over device-resident data (digits, Fashion-MNIST). ImageNet specs are
 streamed instead (impls.two_routes.imagenet) and train one run per process, data-parallel over devices.
 
-Per step (ALGO LOGIC): L = CE + Σ_l R_l (loss and alignment rates 1); gradients of L by the layers'
-pseudogradients (W) and R (B); + wd·W on forward kernels and the FC bias; Nesterov momentum 0.9 with
+Per step (ALGO LOGIC): L = ρ_task·(CE + L2) + ρ_align·Σ_l R_l (both rates 1 unless ``delay_epochs``,
+``alternate_step_freq`` or ``constant_rate`` say otherwise; R's coefficients follow their schedules:
+impls.two_routes.schedules); gradients of L by the layers' pseudogradients (W) and R (B); + ρ_task·wd·W on
+forward kernels and the FC bias; Nesterov momentum 0.9 with
 linear warm-up and ×0.1 steps; NoisyOptimizer adds lr_t·ξ, ξ ~ N(0, v), to B (or to everything).
 
 Every ``metric_every`` epochs (and at epoch 0) per-layer angles are measured on a fixed training batch
@@ -30,9 +32,10 @@ from impls.common import datasets, metrics, provenance
 from impls.common.checkpointing import CheckpointClock
 from impls.common.cli import BatchJob, TrainOptions
 from impls.common.io import atomic_write_json, atomic_write_npz, load_npz
-from impls.two_routes import models, options
+from impls.two_routes import models, options, schedules
 from impls.two_routes.layers import angle_from_stats
-from impls.two_routes.rules import make_rule
+from impls.two_routes.projections import RegularizerOptions
+from impls.two_routes.rules import rule_for_spec
 
 EVAL_CHUNK = 500
 DIVERGED_LOSS = 1.0e4
@@ -63,11 +66,14 @@ def load_arrays(spec: dict, datasets_dir) -> dict:
 # ----------------------------------------------------------------------------- pieces shared with imagenet
 
 def lr_shape(t, steps_per_epoch: int, hp: dict):
-    """Multiplier of the peak lr at global step t: linear warm-up from 0, then ×0.1 at each decay epoch."""
-    e = t / steps_per_epoch
-    warm = hp["warmup_epochs"]
+    """Multiplier of the peak lr at global step t: linear warm-up from 0, then ×0.1 at each decay epoch;
+    the epoch is shifted by ``delay_epochs`` and every milestone stretched ×(k+1) by ``alternate_step_freq``
+    (impls.two_routes.schedules)."""
+    e, stretch = schedules.lr_epoch_and_stretch(t, steps_per_epoch, hp)
+    warm = hp["warmup_epochs"] * stretch
     ramp = jnp.where(warm > 0, jnp.minimum(e / jnp.maximum(warm, 1e-9), 1.0), 1.0)
-    drops = sum((e >= float(d)).astype(jnp.float32) for d in hp["decay_epochs"]) if hp["decay_epochs"] else 0.0
+    drops = (sum((e >= float(d) * stretch).astype(jnp.float32) for d in hp["decay_epochs"])
+             if hp["decay_epochs"] else 0.0)
     return ramp * 0.1 ** drops
 
 
@@ -90,41 +96,55 @@ class Trainer:
 
     def __init__(self, spec: dict, n_classes: int, steps_per_epoch: int):
         self.hp = options.hparams(spec)
-        self.rule = make_rule(spec["rule"], alpha=self.hp["alpha"], beta=self.hp["beta"], gamma=self.hp["gamma"])
+        self.rule = rule_for_spec(spec["rule"], self.hp)
         dist = None if self.hp["input_distribution"] == "none" else self.hp["input_distribution"]
         mcfg = options.model_config(spec)
-        self.model = models.build(mcfg, n_classes, models.LayerOptions(self.rule, False, dist, self.hp["input_stddev"]))
+        reg = RegularizerOptions(**{k: bool(self.hp[k]) for k in options.REGULARIZER_FLAGS})
+        self.model = models.build(mcfg, n_classes, models.LayerOptions(self.rule, False, dist, self.hp["input_stddev"],
+                                                                      reg))
         self.probe_model = models.build(mcfg, n_classes, models.LayerOptions(self.rule, True, dist,
-                                                                            self.hp["input_stddev"]))
+                                                                            self.hp["input_stddev"], reg))
         self.n_classes = n_classes
         self.steps_per_epoch = steps_per_epoch
+        self.train_epochs = float(spec.get("epochs", 1))
+        defaults = options.schedule_keys()
+        self.scheduled = any(self.hp[k] != d for k, d in defaults.items())   # static: else R is summed as sown
         self.tx = optax.trace(decay=self.hp["momentum"], nesterov=True)
 
     def init(self, key, x):
         var = self.model.init({"params": key}, x[:1], train=False)
         params = var["params"]
         opt = {"fwd": self.tx.init(params), "bwd": self.tx.init(params)}
-        return {"params": params, "batch_stats": var["batch_stats"], "opt": opt}
+        return {"params": params, "batch_stats": var.get("batch_stats", {}), "opt": opt}   # FC: no BN
 
     def probes(self, key, x):
         return self.probe_model.init({"params": key}, x[:1], train=False)["probes"]
 
-    def loss(self, params, batch_stats, x, labels, key):
+    def loss(self, params, batch_stats, x, labels, key, t=0, rates=(1.0, 1.0)):
+        """ρ_task·CE + ρ_align·Σ_l R_l at update t, R's coefficients scheduled (impls.two_routes.schedules)."""
+        collection = "primitives" if self.scheduled else "losses"
         out, mut = self.model.apply({"params": params, "batch_stats": batch_stats}, x, train=True,
-                                    mutable=["batch_stats", "losses"], rngs={"noise": key})
+                                    mutable=["batch_stats", collection], rngs={"noise": key})
         ce = optax.softmax_cross_entropy_with_integer_labels(out, labels).mean()
-        reg = sum(jax.tree_util.tree_leaves(mut.get("losses", {})), jnp.zeros(()))
-        return ce + reg, (ce, reg, out, mut["batch_stats"])
+        if self.scheduled:
+            coefs = self.rule.term_coefficients(t, self.steps_per_epoch, self.train_epochs, self.hp)
+            reg = self.rule.weighted(_sum_by_term(mut.get("primitives", {})), coefs) if self.rule.terms else 0.0
+            reg = jnp.asarray(reg, jnp.float32)
+        else:
+            reg = sum(jax.tree_util.tree_leaves(mut.get("losses", {})), jnp.zeros(()))
+        return rates[0] * ce + rates[1] * reg, (ce, reg, out, mut.get("batch_stats", {}))
 
     def step(self, state, lr, t, key, x, labels):
         """One update of one run; returns (state, {loss, R, acc})."""
         hp = self.hp
         k_r, k_noise = jax.random.split(key)
+        rho_task, rho_align = schedules.rates(t, self.steps_per_epoch, hp)
         grads, (ce, reg, out, new_stats) = jax.grad(self.loss, has_aux=True)(
-            state["params"], state["batch_stats"], x, labels, k_r)
+            state["params"], state["batch_stats"], x, labels, k_r, t, (rho_task, rho_align))
         params = state["params"]
         dmask, bmask = decay_mask(params), backward_mask(params)
-        grads = jax.tree_util.tree_map(lambda g, p, m: g + hp["wd"] * p if m else g, grads, params, dmask)
+        wd = rho_task * hp["wd"]                          # L2 is part of the task loss (spec §2.2)
+        grads = jax.tree_util.tree_map(lambda g, p, m: g + wd * p if m else g, grads, params, dmask)
         lr_t = lr * lr_shape(t, self.steps_per_epoch, hp)
         fwd_dir, opt_f = self.tx.update(grads, state["opt"]["fwd"])
         opt_b = state["opt"]["bwd"]
@@ -168,6 +188,15 @@ class Trainer:
 
     def evaluate_chunk(self, params, batch_stats, x):
         return self.model.apply({"params": params, "batch_stats": batch_stats}, x, train=False)
+
+
+def _sum_by_term(primitives) -> dict:
+    """{term: Σ over layers} of the ``primitives`` collection ({layer...: {term: (value,)}})."""
+    out = {}
+    for path, v in jax.tree_util.tree_flatten_with_path(primitives)[0]:
+        term = [p.key for p in path if hasattr(p, "key")][-1]
+        out[term] = out.get(term, 0.0) + v
+    return out
 
 
 def topk_correct(logits, labels, k):
@@ -303,7 +332,7 @@ def _write_runs(job, history, diverged, last_epoch, wall, extra, params=None):
         metrics.write_metrics(run_dir, {k: v[:, i] for k, v in history.items()}, last + 1)
         metrics.write_train_record(run_dir, run_id=rid, diverged_epoch=d if d >= 0 else None, epochs_completed=last,
                                    wall_time_s=wall, batch_id=job.batch_id, runs_in_batch=len(job.run_ids),
-                                   provenance=record, extra=extra)
+                                   provenance=record, extra={**extra, "options": options.recorded(job.specs[i])})
 
 
 def train_batch(job: BatchJob, options_: TrainOptions) -> None:
