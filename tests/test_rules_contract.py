@@ -66,6 +66,16 @@ def _bpfree(name, key, batchnorm=False, activation="tanh", task="classification"
     return bpfree_rule(name, cfg, model_state), params, x, y
 
 
+def _bpfree_conv(name, key, trained=True):
+    # the D = 6 inputs seen as a 2x3 grey image; conv 2c3 ('same') -> 2x3x2 -> FC 4 -> C
+    from impls.bpfree import conv
+    cfg = bp_models.Config(D, (4,), C, output="sigmoid_bce", conv=conv.parse("2c3"), conv_trained=trained,
+                           image_shape=(2, 3, 1))
+    params, model_state = bp_models.init(key, cfg)
+    x, y = _data(jax.random.fold_in(key, 1))
+    return bpfree_rule(name, cfg, model_state), params, x, y
+
+
 # every registered rule of every JAX paper (nodepert rules that differ only in their optimiser
 # share an estimator and appear once)
 _estimator = getattr(np_options, "estimator_name", lambda rule: rule)
@@ -81,6 +91,8 @@ RULES = {
        for r in ("dfa", "drtp", "cce", "fa")},
     **{f"bpfree.{r}.reconstruction": partial(_bpfree, r, task="reconstruction", batchnorm=True)
        for r in ("dfa", "mse")},
+    **{f"bpfree.{r}.conv": partial(_bpfree_conv, r) for r in ("bp", "fa", "dfa", "drtp")},
+    **{f"bpfree.{r}.conv_frozen": partial(_bpfree_conv, r, trained=False) for r in ("fa", "drtp")},
 }
 
 

@@ -1,1 +1,2 @@
-"""bpfree: DFA, DRTP, local losses and BP for fully connected nets (spec ../shared/papers/bpfree.md)."""
+"""bpfree: DFA, DRTP, local losses, FA and BP for fully connected nets and the source papers' conv nets
+(spec ../shared/papers/bpfree.md)."""

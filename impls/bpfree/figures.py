@@ -34,11 +34,15 @@ from impls.common.specs import get_dotted
 
 LAST_WINDOW = 10
 #: spec keys written as columns of every bpfree table (defaults filled in)
-DESCRIBED = ["rule", "seed", "hparams.lr", "hparams.optimizer", *(f"model.{k}" for k in options.MODEL_DEFAULTS)]
+DESCRIBED = ["rule", "seed", "dataset", "epochs", "hparams.lr", "hparams.optimizer", "model.arch",
+             *(f"model.{k}" for k in options.MODEL_DEFAULTS)]
 
 
 def format_level(value):
-    """Hashable, readable factor levels: [500, 500, 500] -> '500x3', [500, 1000] -> '500-1000'."""
+    """Hashable, readable factor levels: [500, 500, 500] -> '500x3', [500, 1000] -> '500-1000';
+    an empty string (an MLP's ``conv``) -> 'none' (a CSV round trip would make it NaN, which groupby drops)."""
+    if isinstance(value, str) and not value:
+        return "none"
     if isinstance(value, list):
         if value and all(isinstance(v, int) for v in value):
             return f"{value[0]}x{len(value)}" if len(set(value)) == 1 and len(value) > 1 else "-".join(map(str, value))

@@ -5,6 +5,7 @@ Caller: ``impls.common.specs.validate_spec`` for every bpfree spec. Defaults (``
 """
 from __future__ import annotations
 
+from impls.bpfree import conv as convlib
 from impls.common.errors import SpecError
 
 #: learning rules (spec §2.3 table; FA from §2.4). Update equations: impls/rules/*.py, impls/bpfree/rules.py
@@ -16,12 +17,13 @@ RULES = {
     "mse": "local loss: squared error of g(h_l B_l) per hidden layer (g = tanh | sigmoid)",
     "fa": "feedback alignment: fixed random B_l in place of W_lᵀ in the backward pass (impls.rules.fa)",
 }
-ARCHS = ("mlp",)
+ARCHS = ("mlp", "conv")      # conv: model.conv stack (impls.bpfree.conv) in front of model.hidden
 TASKS = ("classification", "reconstruction")
 ACTIVATIONS = ("tanh", "relu", "lrelu", "sigmoid", "swish")
 FEEDBACK_INITS = ("ortho", "lecun", "uniform", "kaiming_uniform")
 WEIGHT_INITS = ("ortho", "zero_hidden", "aligned")
-SCALERS = ("standard", "minmax", "zscore")
+SCALERS = ("standard", "minmax", "zscore", "zscore_channel")
+UNBOUNDED_SCALERS = ("zscore", "zscore_channel")
 OUTPUTS = ("softmax_cce", "sigmoid_bce")
 OPTIMIZERS = ("adam", "rmsprop", "nag", "sgd")
 DATASETS = ("digits", "fashion_mnist", "mnist", "kmnist", "cifar10", "cifar100")
@@ -37,10 +39,14 @@ MODEL_DEFAULTS = {
     "dropout": 0.0,              # on each hidden output (after the local signal is taken)
     "input_dropout": 0.0,        # on the input (Nøkland's MNIST dropout variant uses 0.1)
     "feedback_init": "ortho",    # B_l: ortho | lecun | uniform (Nøkland) | kaiming_uniform (Frenkel)
-    "weight_init": "ortho",      # ortho (Pathak) | zero_hidden (zero hidden kernels, as dfa-torch for tanh/sigmoid)
+    "weight_init": "ortho",      # ortho (Pathak) | zero_hidden (zero hidden and trained conv kernels, as dfa-torch
+                                 #   for tanh/sigmoid)
                                  # | aligned (Pathak's aligned_init constant: W_l = B_{l-1} B_lᵀ for l >= 2, W_out = B_L)
-    "scaler": "standard",        # standard: x -> 2x/max - 1 (Pathak); minmax: x/max; zscore: global mean/std
+    "scaler": "standard",        # standard: x -> 2x/max - 1 (Pathak); minmax: x/max; zscore: global mean/std;
+                                 # zscore_channel: mean/std per colour channel (Frenkel's CIFAR-10)
     "output": "softmax_cce",     # classification head: softmax + CCE (Pathak) | sigmoid + BCE (Nøkland, Frenkel)
+    "conv": "",                  # arch conv: conv stack in the papers' notation, e.g. "32c5-2p" (impls.bpfree.conv)
+    "conv_trained": True,        # arch conv: false = conv kernels fixed at initialisation (Frenkel's "random" rows)
 }
 HPARAM_DEFAULTS = {
     "lr": 1.0e-4,
@@ -52,7 +58,13 @@ HPARAM_DEFAULTS = {
     "brightness": 0.0,           # max δ of per-example random brightness, clipped to the scaler range (README figures: 0.2)
     "early_stop_patience": None, # None: train every epoch; k: stop a run after k epochs without an improvement of the
     "early_stop_min_delta": 0.0, #   training error (%) by more than min_delta (Keras EarlyStopping; notebook stage 1)
+    "lr_halving": False,         # true: halve the lr after every epoch whose training error did not fall (Nøkland's
+                                 #   dfa-torch; impls.bpfree.schedules)
+    "stop_train_error": None,    # None: off; k: stop a run once its training error (%) is <= k (dfa-torch: 0.01)
 }
+#: what a conv net (arch conv) cannot be combined with: the trackers, aligned init and BN are defined
+#: for the fully connected layers of Pathak's nets only
+CONV_UNSUPPORTED = "model.batchnorm, model.weight_init 'aligned' and hparams.trackers"
 
 
 def _allowed(key: str, value, allowed) -> SpecError:
@@ -83,8 +95,11 @@ def validate(spec: dict) -> None:
                         f"{', '.join(sorted(set(MODEL_DEFAULTS) | {'arch'}))}")
     cfg = model_config(spec)
     hidden = cfg["hidden"]
-    if not isinstance(hidden, list) or not hidden or not all(isinstance(h, int) and h > 0 for h in hidden):
-        raise SpecError(f"run spec: key 'model.hidden' is {hidden!r}; expected a non-empty list of positive integers")
+    if not isinstance(hidden, list) or not all(isinstance(h, int) and h > 0 for h in hidden) or (
+            not hidden and model["arch"] != "conv"):
+        raise SpecError(f"run spec: key 'model.hidden' is {hidden!r}; expected a non-empty list of positive integers "
+                        "(may be empty for arch conv)")
+    _validate_conv(model["arch"], cfg, hparams(spec))
     for key, allowed in (("task", TASKS), ("activation", ACTIVATIONS), ("feedback_init", FEEDBACK_INITS),
                          ("weight_init", WEIGHT_INITS), ("scaler", SCALERS), ("output", OUTPUTS)):
         if cfg[key] not in allowed:
@@ -105,8 +120,8 @@ def validate(spec: dict) -> None:
         if rule == "cce":
             raise SpecError("run spec: rule 'cce' cannot train model.task 'reconstruction' (its local classifier "
                             "needs class labels); use mse")
-        if cfg["scaler"] == "zscore":
-            raise SpecError("run spec: key 'model.scaler' is 'zscore'; reconstruction needs a bounded target "
+        if cfg["scaler"] in UNBOUNDED_SCALERS:
+            raise SpecError(f"run spec: key 'model.scaler' is {cfg['scaler']!r}; reconstruction needs a bounded target "
                             "('standard' for a tanh output or 'minmax' for a sigmoid output)")
     extra = set(spec["hparams"]) - set(HPARAM_DEFAULTS)
     if extra:
@@ -129,6 +144,16 @@ def validate(spec: dict) -> None:
     if not isinstance(hp["early_stop_min_delta"], (int, float)) or hp["early_stop_min_delta"] < 0:
         raise SpecError(f"run spec: key 'hparams.early_stop_min_delta' is {hp['early_stop_min_delta']!r}; "
                         "expected a non-negative number")
+    if not isinstance(hp["lr_halving"], bool):
+        raise SpecError(f"run spec: key 'hparams.lr_halving' is {hp['lr_halving']!r}; expected true or false")
+    threshold = hp["stop_train_error"]
+    if threshold is not None and (not isinstance(threshold, (int, float)) or isinstance(threshold, bool)
+                                  or not 0 <= threshold < 100):
+        raise SpecError(f"run spec: key 'hparams.stop_train_error' is {threshold!r}; expected null (off) or a "
+                        "training error in percent, 0 <= k < 100")
+    if cfg["task"] == "reconstruction" and (hp["lr_halving"] or threshold is not None):
+        raise SpecError("run spec: keys 'hparams.lr_halving' / 'hparams.stop_train_error' monitor the training "
+                        "error, which model.task 'reconstruction' does not have")
     if patience is not None and cfg["task"] == "reconstruction":
         raise SpecError("run spec: key 'hparams.early_stop_patience' monitors the training error, which "
                         "model.task 'reconstruction' does not have")
@@ -136,9 +161,34 @@ def validate(spec: dict) -> None:
     if buffer is not None and (not isinstance(buffer, int) or isinstance(buffer, bool) or buffer < 1):
         raise SpecError(f"run spec: key 'hparams.shuffle_buffer' is {buffer!r}; expected null (full shuffle) "
                         "or a positive integer")
-    if hp["brightness"] and cfg["scaler"] == "zscore":
+    if hp["brightness"] and cfg["scaler"] in UNBOUNDED_SCALERS:
         raise SpecError("run spec: key 'hparams.brightness' needs a bounded pixel range to clip to; "
-                        "model.scaler 'zscore' has none (use 'standard' or 'minmax')")
+                        f"model.scaler {cfg['scaler']!r} has none (use 'standard' or 'minmax')")
+
+
+def _validate_conv(arch: str, cfg: dict, hp: dict) -> None:
+    if not isinstance(cfg["conv"], str):
+        raise SpecError(f"run spec: key 'model.conv' is {cfg['conv']!r}; expected a string such as '32c5-2p'")
+    if not isinstance(cfg["conv_trained"], bool):
+        raise SpecError(f"run spec: key 'model.conv_trained' is {cfg['conv_trained']!r}; expected true or false")
+    if arch != "conv":
+        if cfg["conv"] or cfg["conv_trained"] is not True:
+            raise SpecError("run spec: keys 'model.conv' / 'model.conv_trained' need model.arch 'conv'")
+        return
+    try:
+        layers = convlib.parse(cfg["conv"])
+    except ValueError as err:
+        raise SpecError(f"run spec: key 'model.conv' is {cfg['conv']!r}: {err}") from err
+    if not any(isinstance(layer, convlib.ConvLayer) for layer in layers):
+        raise SpecError(f"run spec: key 'model.conv' is {cfg['conv']!r}; arch 'conv' needs at least one "
+                        "convolution (<filters>c<kernel>)")
+    if cfg["task"] != "classification":
+        raise SpecError("run spec: model.arch 'conv' supports model.task 'classification' only")
+    if cfg["batchnorm"] or cfg["weight_init"] == "aligned" or hp["trackers"]:
+        raise SpecError(f"run spec: model.arch 'conv' cannot be combined with {CONV_UNSUPPORTED}")
+    if cfg["weight_init"] == "zero_hidden" and not cfg["conv_trained"]:
+        raise SpecError("run spec: key 'model.weight_init' = 'zero_hidden' with model.conv_trained false would "
+                        "fix the conv kernels at zero; use 'ortho'")
 
 
 def trackers(spec: dict) -> tuple[str, ...]:

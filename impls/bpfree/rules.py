@@ -16,6 +16,9 @@ batch statistics; x_{l−1} held constant). The output layer gets the exact grad
 | fa    | — (B_l replaces W_lᵀ layer by layer)          |                               | impls.rules.fa      |
 
 g = tanh if the scaler is ``standard`` else sigmoid; for reconstruction y is the flattened input.
+Conv nets (``arch: conv``): every trained conv layer is one more "hidden layer" here, its h_l the
+full flattened conv output (before pooling) and B_l of shape (H_l·W_l·F_l, K)
+(:func:`impls.bpfree.models.feedback_sizes`); FA uses :func:`impls.bpfree.conv.fa_conv`.
 Every rule's ``estimate`` returns aux with ``loss`` (global, batch mean), ``z`` and ``hs`` (for
 accuracy and trackers) and ``model_state`` (new BN running statistics).
 """
@@ -59,9 +62,25 @@ def local_losses(name: str, cfg: models.Config, hs, z, y, feedback) -> list:
     return [fn(h @ B, y).mean() for h, B in zip(hs, feedback)]
 
 
+#: rules whose local loss is also recorded on the test set (spec §5: "also on test batches except DFA":
+#: DFA's ℓ_l needs the batch's output error e, the others only the target)
+TEST_LOCAL_LOSS_RULES = ("drtp", "cce", "mse")
+
+
+def local_losses_per_example(name: str, cfg: models.Config, hs, y, feedback) -> list:
+    """ℓ_{l,n} of each example for each hidden layer, (N,) each: drtp ⟨y_n, h_{l,n} B_l⟩, cce/mse the
+    local objective of h_{l,n} B_l; their mean over a batch is :func:`local_losses`. Not defined for DFA."""
+    if name not in TEST_LOCAL_LOSS_RULES:
+        raise ValueError(f"per-example local losses exist for {TEST_LOCAL_LOSS_RULES}, not {name!r}")
+    if name == "drtp":
+        return [jnp.sum(y * (h @ B), axis=-1) for h, B in zip(hs, feedback)]
+    fn = local_target_fn(name, cfg)
+    return [fn(h @ B, y) for h, B in zip(hs, feedback)]
+
+
 def local_loss_rule(name: str, cfg: models.Config, model_state, feedback_init: str) -> LearningRule:
     """LL-cce / LL-mse: descend L (output layer) + Σ_l ℓ_l (each hidden layer, local mode)."""
-    shapes = [(n, cfg.out_dim) for n in cfg.hidden]
+    shapes = [(n, cfg.out_dim) for n in models.feedback_sizes(cfg)]
     fn = local_target_fn(name, cfg)
 
     def init(params, key=None):
@@ -105,11 +124,11 @@ def make_rule(name: str, cfg: models.Config, model_state, feedback_init: str = "
     if name == "bp":
         return backprop_rule(cfg, model_state)
     if name == "dfa":
-        return direct_feedback_alignment(partial(_forward, cfg, model_state, "local"), loss_fn, cfg.hidden,
-                                         cfg.out_dim, feedback_init)
+        return direct_feedback_alignment(partial(_forward, cfg, model_state, "local"), loss_fn,
+                                         models.feedback_sizes(cfg), cfg.out_dim, feedback_init)
     if name == "drtp":
-        return direct_random_target_projection(partial(_forward, cfg, model_state, "local"), loss_fn, cfg.hidden,
-                                               cfg.out_dim, feedback_init)
+        return direct_random_target_projection(partial(_forward, cfg, model_state, "local"), loss_fn,
+                                               models.feedback_sizes(cfg), cfg.out_dim, feedback_init)
     if name in ("cce", "mse"):
         return local_loss_rule(name, cfg, model_state, feedback_init)
     if name == "fa":

@@ -16,7 +16,11 @@ learning rate (``batch_over``). One process trains them together:
 - a run whose training or test loss turns non-finite or exceeds ``DIVERGED_LOSS`` is recorded as diverged;
 - with ``early_stop_patience`` a run stops (its state frozen, its metrics ending there) once its
   training error has not improved by more than ``early_stop_min_delta`` for that many epochs
-  (``early_stop_epochs``; the notebook's stage-1 Keras EarlyStopping).
+  (``early_stop_epochs``; the notebook's stage-1 Keras EarlyStopping), and with ``stop_train_error``
+  once its training error is at or below that threshold (Nøkland's dfa-torch stop);
+- with ``lr_halving`` each run's learning rate is halved after every epoch whose training error did
+  not fall (Nøkland's dfa-torch; ``impls.bpfree.schedules``), recorded as the metric ``train_lr``.
+  Both are pure functions of the metric history, so a resumed job recomputes them.
 
 Seeds: base = PRNGKey(seed); weights fold_in(base, 0) (so every rule starts from the same
 weights for a seed), feedback matrices fold_in(base, 1), dropout fold_in(base, 2) per step,
@@ -33,8 +37,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from impls.bpfree import models, options, pipeline
-from impls.bpfree.rules import local_losses, make_rule
+from impls.bpfree import models, options, pipeline, schedules
+from impls.bpfree.rules import TEST_LOCAL_LOSS_RULES, local_losses, local_losses_per_example, make_rule
 from impls.common import datasets, metrics, provenance
 from impls.common.checkpointing import KILL_AFTER_EPOCH_ENV, CheckpointClock  # noqa: F401
 from impls.common.cli import BatchJob, TrainOptions
@@ -55,9 +59,14 @@ DIVERGED_LOSS = 1.0e4
 
 def scale_inputs(x_train: np.ndarray, x_test: np.ndarray, scaler: str, dataset: str):
     """Flattened float32 inputs. standard: 2x/max − 1 ∈ [−1, 1] (Pathak's (x − 127.5)/127.5);
-    minmax: x/max ∈ [0, 1]; zscore: global mean/std of the training set."""
+    minmax: x/max ∈ [0, 1]; zscore: global mean/std of the training set; zscore_channel: mean/std
+    per colour channel of the training set (grey images: one channel)."""
     if scaler == "zscore":
         return datasets.standardize(x_train, x_test, "global")
+    if scaler == "zscore_channel":
+        grey = x_train.ndim == 3
+        x_train, x_test = (x[..., None] if grey else x for x in (x_train, x_test))
+        return tuple(x.reshape(len(x), -1) for x in datasets.standardize(x_train, x_test, "per_channel"))
     top = PIXEL_MAX.get(dataset, 255.0)
     out = []
     for x in (x_train, x_test):
@@ -73,7 +82,8 @@ def load_arrays(spec: dict, datasets_dir) -> dict:
     if len(x_train) < spec["batch_size"]:
         raise ValueError(f"batch_size {spec['batch_size']} exceeds the {len(x_train)} training examples")
     return {"x_train": x_train, "y_train": ds.y_train.astype(np.int32), "x_test": x_test,
-            "y_test": ds.y_test.astype(np.int32), "n_classes": ds.num_classes}
+            "y_test": ds.y_test.astype(np.int32), "n_classes": ds.num_classes,
+            "image_shape": tuple(ds.x_train.shape[1:])}
 
 
 # ----------------------------------------------------------------------------- program
@@ -116,7 +126,8 @@ class BatchProgram:
         self.rule_name = spec["rule"]
         self.hp = options.hparams(spec)
         self.feedback_init = options.model_config(spec)["feedback_init"]
-        self.cfg = models.config_from_spec(spec, arrays["x_train"].shape[1], arrays["n_classes"])
+        self.cfg = models.config_from_spec(spec, arrays["x_train"].shape[1], arrays["n_classes"],
+                                           arrays.get("image_shape", ()))
         self.recon = self.cfg.task == "reconstruction"
         self.trackers = options.trackers(spec)
         self.n_classes = arrays["n_classes"]
@@ -141,7 +152,15 @@ class BatchProgram:
         names = ["train_loss", "test_loss"]
         if not self.recon:
             names += ["train_acc", "test_acc", "train_error", "test_error"]
-        return names + [f"train_{k}" for k in self.tracker_names()]
+        if self.hp["lr_halving"]:
+            names.append("train_lr")
+        return names + [f"train_{k}" for k in self.tracker_names()] + self.test_tracker_names()
+
+    def test_tracker_names(self) -> list[str]:
+        """``test_localloss_l<i>``: ℓ_l/N on the full test set, eval mode (spec §5; not for DFA)."""
+        if "local_loss" not in self.trackers or self.rule_name not in TEST_LOCAL_LOSS_RULES:
+            return []
+        return [f"test_localloss_l{i}" for i in range(1, len(self.cfg.hidden) + 1)]
 
     def tracker_names(self) -> list[str]:
         L = len(self.cfg.hidden)
@@ -179,7 +198,7 @@ class BatchProgram:
         rule = make_rule(self.rule_name, cfg, model_state, self.feedback_init)
         grads, rule_state, aux = rule.estimate(params, rule_state, x, y, key)
         if hp["wd"]:   # wd·Σ½‖W‖² over kernels (spec §2.3)
-            grads = _add_wd(grads, params, hp["wd"])
+            grads = _add_wd(grads, params, hp["wd"], cfg.conv_trained)
         out = {"loss": aux["loss"]}
         if not self.recon:
             out["acc"] = 100.0 * jnp.mean(jnp.argmax(aux["z"], -1) == labels)
@@ -197,7 +216,7 @@ class BatchProgram:
             true = jax.grad(lambda p: models.loss(
                 models.apply(p, model_state, x, key, cfg, train=True, mode="bp")[0], y, cfg))(params)
             if self.hp["wd"]:
-                true = _add_wd(true, params, self.hp["wd"])
+                true = _add_wd(true, params, self.hp["wd"], cfg.conv_trained)
             for h, g, t in zip(hid, grads["hidden"], true["hidden"]):
                 out[f"bpcosine_{h}"] = _cos(g["w"], t["w"])
         if "weight_alignment" in names:   # correct definitions (spec §5, §6.1)
@@ -260,10 +279,29 @@ class BatchProgram:
 
             correct, loss = jax.lax.map(chunk_stats, (xc, yc, mask))
             out[f"{split}_loss"] = loss.sum(0) / n
+            if split == "test" and self.test_tracker_names():
+                out.update(self._test_local_losses(state, xc, yc, mask, n))
             if not self.recon:
                 out[f"{split}_acc"] = 100.0 * correct.sum(0) / n
                 out[f"{split}_error"] = 100.0 - out[f"{split}_acc"]
         return out
+
+    def _test_local_losses(self, state, xc, yc, mask, n) -> dict:
+        """Σ_n ℓ_{l,n} / n over the test set, with the eval-mode h_l (BN running statistics, no dropout)."""
+        cfg = self.cfg
+
+        def chunk_sums(args):
+            x, labels, m = args
+
+            def one_run(p, s, B):
+                _, hs, _ = models.apply(p, s, x, None, cfg, train=False)
+                per = local_losses_per_example(self.rule_name, cfg, hs, self.target(x, labels), B)
+                return jnp.stack([(v * m).sum() for v in per])
+
+            return jax.vmap(one_run)(state["params"], state["model"], tuple(state["rule"].B))
+
+        sums = jax.lax.map(chunk_sums, (xc, yc, mask)).sum(0) / n          # (runs, layers)
+        return {name: sums[:, i] for i, name in enumerate(self.test_tracker_names())}
 
     def reconstructions(self, state) -> np.ndarray:
         z = jax.vmap(lambda p, s: models.apply(p, s, self.x_samples, None, self.cfg, train=False)[0])(
@@ -293,6 +331,21 @@ def early_stop_epochs(train_error: np.ndarray, patience: int | None, min_delta: 
     return stopped
 
 
+def stop_epochs(train_error: np.ndarray, hp: dict) -> np.ndarray:
+    """Epoch at which each run stops (−1: still running): the earliest of the Keras early stop and
+    the training-error threshold stop, both pure functions of the history."""
+    return schedules.first_stop(
+        early_stop_epochs(train_error, hp["early_stop_patience"], hp["early_stop_min_delta"]),
+        schedules.threshold_stop_epochs(train_error, hp["stop_train_error"]))
+
+
+def with_learning_rates(state, lrs: np.ndarray):
+    """``state`` with each run's optimiser learning rate set to ``lrs`` (R,)."""
+    opt = state["opt"]
+    hyper = {**opt.hyperparams, "learning_rate": jnp.asarray(lrs, opt.hyperparams["learning_rate"].dtype)}
+    return {**state, "opt": opt._replace(hyperparams=hyper)}
+
+
 def _keep_stopped(new_state, old_state, stopped: np.ndarray):
     """Runs already stopped keep their old state (parameters, optimiser, BN statistics)."""
     frozen = jnp.asarray(stopped >= 0)
@@ -310,11 +363,16 @@ def aligned_weights(params, B):
     return {"hidden": hidden, "out": {**params["out"], "w": B[-1]}}
 
 
-def _add_wd(grads, params, wd):
+def _add_wd(grads, params, wd, conv_trained: bool = True):
+    """Adds wd·W to every kernel's update (frozen conv kernels excepted)."""
     def add(g, p):
         return {**g, "w": g["w"] + wd * p["w"]}
-    return {"hidden": [add(g, p) for g, p in zip(grads["hidden"], params["hidden"])],
-            "out": add(grads["out"], params["out"])}
+    out = {"hidden": [add(g, p) for g, p in zip(grads["hidden"], params["hidden"])],
+           "out": add(grads["out"], params["out"])}
+    if "conv" in grads:
+        out["conv"] = ([add(g, p) for g, p in zip(grads["conv"], params["conv"])] if conv_trained
+                       else grads["conv"])
+    return out
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -381,18 +439,21 @@ def train_batch(job: BatchJob, options_: TrainOptions) -> None:
     hp = program.hp
     stopped = np.full(len(seeds), -1, np.int64)
     if not program.recon:
-        stopped = early_stop_epochs(history["train_error"][:start + 1], hp["early_stop_patience"],
-                                    hp["early_stop_min_delta"])
+        stopped = stop_epochs(history["train_error"][:start + 1], hp)
     epoch = start
     for epoch in range(start + 1, epochs + 1):
         t0 = time.perf_counter()
+        if hp["lr_halving"]:   # Nøkland: lr₀ · 2^(−k), k = epochs so far whose training error did not fall
+            epoch_lrs = lrs * schedules.lr_factor(history["train_error"][:epoch], True)
+            state = with_learning_rates(state, epoch_lrs)
+            history["train_lr"][epoch] = epoch_lrs
         before = jax.tree_util.tree_map(jnp.copy, state) if (stopped >= 0).any() else None
         state, running = program.train_epoch(state, keys, epoch - 1)
         if before is not None:
             state = _keep_stopped(state, before, stopped)
         test = program.evaluate(state)
         for k in names:
-            if k == "train_error":
+            if k in ("train_error", "train_lr"):
                 continue
             if k.startswith("test_"):
                 history[k][epoch] = np.asarray(test[k])
@@ -404,8 +465,7 @@ def train_batch(job: BatchJob, options_: TrainOptions) -> None:
         bad = ~np.isfinite(losses).all(0) | (np.nan_to_num(losses, nan=np.inf) > DIVERGED_LOSS).any(0)
         diverged[(diverged < 0) & bad] = epoch
         if not program.recon:
-            now = early_stop_epochs(history["train_error"][:epoch + 1], hp["early_stop_patience"],
-                                    hp["early_stop_min_delta"])
+            now = stop_epochs(history["train_error"][:epoch + 1], hp)
             stopped = np.where((stopped < 0) & (diverged < 0), now, stopped)
         _log(job, epoch, epochs, history, diverged, 1.0 / max(time.perf_counter() - t0, 1e-9), program.recon)
         done = epoch == epochs or bool(((diverged >= 0) | (stopped >= 0)).all())
