@@ -34,8 +34,8 @@ from impls.common.specs import get_dotted
 
 LAST_WINDOW = 10
 #: spec keys written as columns of every bpfree table (defaults filled in)
-DESCRIBED = ["rule", "seed", "dataset", "epochs", "hparams.lr", "hparams.optimizer", "model.arch",
-             *(f"model.{k}" for k in options.MODEL_DEFAULTS)]
+DESCRIBED = ["rule", "seed", "dataset", "epochs", "hparams.lr", "hparams.optimizer", "hparams.adversarial_eps",
+             "model.arch", *(f"model.{k}" for k in options.MODEL_DEFAULTS)]
 
 
 def format_level(value):

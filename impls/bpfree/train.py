@@ -18,6 +18,7 @@ learning rate (``batch_over``). One process trains them together:
   training error has not improved by more than ``early_stop_min_delta`` for that many epochs
   (``early_stop_epochs``; the notebook's stage-1 Keras EarlyStopping), and with ``stop_train_error``
   once its training error is at or below that threshold (Nøkland's dfa-torch stop);
+- ``adversarial_eps`` > 0: each update is ½ clean + ½ on the batch's FGSM examples (``impls.bpfree.adversarial``);
 - with ``lr_halving`` each run's learning rate is halved after every epoch whose training error did
   not fall (Nøkland's dfa-torch; ``impls.bpfree.schedules``), recorded as the metric ``train_lr``.
   Both are pure functions of the metric history, so a resumed job recomputes them.
@@ -37,7 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from impls.bpfree import models, options, pipeline, schedules
+from impls.bpfree import adversarial, models, options, pipeline, schedules
 from impls.bpfree.rules import TEST_LOCAL_LOSS_RULES, local_losses, local_losses_per_example, make_rule
 from impls.common import datasets, metrics, provenance
 from impls.common.checkpointing import KILL_AFTER_EPOCH_ENV, CheckpointClock  # noqa: F401
@@ -140,8 +141,8 @@ class BatchProgram:
                           "test": _pad_chunks(arrays["x_test"], arrays["y_test"], EVAL_CHUNK)}
         self.x_samples = jnp.asarray(arrays["x_test"][:N_SAMPLES])
         self.optimizer = make_optimizer(self.hp)
-        scaler = options.model_config(spec)["scaler"]
-        self.brightness_range = pipeline.SCALER_RANGE.get(scaler)
+        self.scaler = options.model_config(spec)["scaler"]
+        self.brightness_range = pipeline.SCALER_RANGE.get(self.scaler)
         self.train_epoch = jax.jit(self._train_epoch, donate_argnums=(0,))
         self.evaluate = jax.jit(self._evaluate)
 
@@ -197,6 +198,11 @@ class BatchProgram:
         y = self.target(x, labels)
         rule = make_rule(self.rule_name, cfg, model_state, self.feedback_init)
         grads, rule_state, aux = rule.estimate(params, rule_state, x, y, key)
+        if hp["adversarial_eps"]:   # Nøkland's adversarial training: ½ clean + ½ FGSM update
+            x_adv = adversarial.fgsm(params, model_state, x, y, key, cfg, hp["adversarial_eps"], self.scaler)
+            adv_key = jax.random.fold_in(key, adversarial.ADV_KEY)
+            adv_grads, _, _ = rule.estimate(params, rule_state, x_adv, y, adv_key)
+            grads = adversarial.mix(grads, adv_grads)
         if hp["wd"]:   # wd·Σ½‖W‖² over kernels (spec §2.3)
             grads = _add_wd(grads, params, hp["wd"], cfg.conv_trained)
         out = {"loss": aux["loss"]}
