@@ -1,21 +1,29 @@
 """Training throughput (images/s) of a ResNet per two_routes rule, relative to BP, on the current JAX backend.
 
     python benchmarks/bench_two_routes.py [--depth 18] [--width 8] [--size 32] [--batch 32] [--steps 20]
+    python benchmarks/bench_two_routes.py --cpu-grid [--depth 8] [--width 8] [--runs 1 2] [--steps 8] [--vmap]
 
-One jitted update (impls.two_routes.train.Trainer.step: forward, pseudogradient backward, the rule's
+Default: one jitted update (impls.two_routes.train.Trainer.step: forward, pseudogradient backward, the rule's
 regulariser and its gradient, weight decay, Nesterov) is compiled per rule, warmed up twice, then timed over
-``--steps`` steps (median of 3 repeats). Prints a markdown table; numbers depend on the host and its load.
+``--steps`` steps (median of 3 repeats), ImageNet stem, 3 channels.
+
+``--cpu-grid``: the shapes of the cpu grid of papers/two_routes/paper.yaml (CIFAR stem, v1, 32×32×1, batch 128)
+through the program a train job runs (impls.two_routes.train.BatchProgram.train_epoch: one ``lax.scan`` over
+``--steps`` steps of a batch of ``--runs`` runs on random data), compiled and run once, then timed over 2 epochs
+(best of 2); images/s counts every run's images. ``--vmap`` vmaps the runs (the accelerator path) instead of
+looping over them (the CPU default). Prints a markdown table; numbers depend on the host and its load.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from impls.two_routes.train import Trainer
+from impls.two_routes.train import BatchProgram, Trainer
 
 RULES = ["bp", "fa", "sa", "kp", "aa", "wm", "ia"]
 
@@ -25,6 +33,13 @@ def spec_for(rule, args):
             "batch_size": args.batch, "scale": "smoke",
             "model": {"arch": "resnet", "stem": "imagenet", "depth": args.depth, "width": args.width},
             "hparams": {"lr": 0.1, "warmup_epochs": 0.0, "decay_epochs": []}}
+
+
+def cpu_grid_spec(rule, args):
+    return {"paper": "two_routes", "rule": rule, "dataset": "fashion_mnist", "seed": 0, "epochs": 5,
+            "batch_size": 128, "scale": "cpu",
+            "model": {"arch": "resnet", "stem": "cifar", "depth": args.depth, "width": args.width, "version": 1},
+            "hparams": {"lr": 0.1, "warmup_epochs": 1.0, "decay_epochs": [2.5, 3.75]}}
 
 
 def bench(rule, args):
@@ -49,18 +64,60 @@ def bench(rule, args):
     return float(np.median(rates)), compile_s
 
 
+def bench_epoch(rule, runs, args):
+    """images/s (all runs) of BatchProgram.train_epoch and the seconds of its first call (compile + 1 epoch)."""
+    rng = np.random.default_rng(0)
+    n = 128 * args.steps
+    arrays = {"x_train": rng.normal(size=(n, 32, 32, 1)).astype(np.float32),
+              "y_train": rng.integers(0, 10, n).astype(np.int32),
+              "x_test": rng.normal(size=(10, 32, 32, 1)).astype(np.float32),
+              "y_test": rng.integers(0, 10, 10).astype(np.int32), "n_classes": 10}
+    program = BatchProgram(cpu_grid_spec(rule, args), arrays, sequential_runs=False if args.vmap else None)
+    state, keys = program.init(list(range(runs)), [0.1] * runs)
+    t0 = time.perf_counter()
+    state, out = program.train_epoch(state, keys, 0)
+    jax.block_until_ready(out)
+    first = time.perf_counter() - t0
+    rates = []
+    for epoch in (1, 2):
+        t0 = time.perf_counter()
+        state, out = program.train_epoch(state, keys, epoch)
+        jax.block_until_ready(out)
+        rates.append(runs * n / (time.perf_counter() - t0))
+    return max(rates), first
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--depth", type=int, default=18)
+    p.add_argument("--depth", type=int, default=None, help="default 18 (8 with --cpu-grid)")
     p.add_argument("--width", type=int, default=8)
     p.add_argument("--size", type=int, default=32)
     p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--rules", nargs="*", default=RULES)
+    p.add_argument("--steps", type=int, default=None, help="timed steps (default 20; 8 per epoch with --cpu-grid)")
+    p.add_argument("--rules", nargs="*", default=None, help="default: all (bp fa sa kp with --cpu-grid)")
+    p.add_argument("--cpu-grid", action="store_true", help="cpu-grid shapes through BatchProgram.train_epoch")
+    p.add_argument("--runs", type=int, nargs="*", default=[1, 2], help="--cpu-grid: runs per batch")
+    p.add_argument("--vmap", action="store_true", help="--cpu-grid: vmap the runs instead of looping over them")
     args = p.parse_args()
+    if args.cpu_grid:
+        args.depth, args.steps = args.depth or 8, args.steps or 8
+        rules = args.rules or ["bp", "fa", "sa", "kp"]
+        print(f"ResNet-{args.depth} (CIFAR stem, v1, width {args.width}), 32x32x1, batch 128, {args.steps} "
+              f"steps/epoch, runs {'vmapped' if args.vmap else 'per backend default'}, backend "
+              f"{jax.default_backend()}, load average {os.getloadavg()[0]:.1f}")
+        print("| rule | runs | images/s (all runs) | images/s per run | compile + 1st epoch (s) |\n"
+              "|---|---|---|---|---|")
+        for r in rules:
+            for runs in args.runs:
+                rate, first = bench_epoch(r, runs, args)
+                print(f"| {r} | {runs} | {rate:.0f} | {rate / runs:.0f} | {first:.1f} |", flush=True)
+        print(f"load average at the end {os.getloadavg()[0]:.1f}")
+        return
+    args.depth, args.steps = args.depth or 18, args.steps or 20
+    rules = args.rules or RULES
     print(f"ResNet-{args.depth} (ImageNet stem, width {args.width}), {args.size}x{args.size}x3, batch {args.batch}, "
           f"backend {jax.default_backend()} ({jax.devices()[0].device_kind}), {args.steps} steps x 3 repeats")
-    results = {r: bench(r, args) for r in args.rules}
+    results = {r: bench(r, args) for r in rules}
     base = results.get("bp", (None,))[0]
     print("| rule | images/s | relative to BP | compile (s) |\n|---|---|---|---|")
     for r, (rate, comp) in results.items():

@@ -91,3 +91,31 @@ def test_fc_run_with_spec_options_trains_and_records_them(tmp_path, datasets_dir
     assert final > 20.0                                   # learns in 2 epochs (chance = 10 %)
     assert set(m[(m.split == "align") & m.metric.str.startswith("weight_angle")].metric) == {
         "weight_angle:dense0", "weight_angle:dense_output"}
+
+
+def test_runs_looped_on_cpu_equal_each_run_alone_and_the_vmapped_batch(datasets_dir):
+    """On CPU a batch loops over its runs (train.over_runs, lax.map) instead of vmapping them: each run of a batch
+    of two equals the run trained alone, and the vmapped program agrees to float32 rounding."""
+    import jax
+    import numpy as np
+
+    from impls.two_routes.train import BatchProgram, load_arrays
+
+    spec = _spec(epochs=1)
+    arrays = load_arrays(spec, datasets_dir)
+
+    def train(seeds, sequential):
+        prog = BatchProgram(spec, arrays, sequential_runs=sequential)
+        state, keys = prog.init(seeds, [0.1] * len(seeds))
+        state, out = prog.train_epoch(state, keys, 0)
+        out = {**out, **prog.evaluate(state), **prog.measure(state, keys)}
+        return [np.asarray(v) for v in jax.tree_util.tree_leaves((state, out))]
+
+    looped, vmapped = train([0, 1], True), train([0, 1], False)
+    alone = [train([s], True) for s in (0, 1)]
+    for i, leaf in enumerate(looped):
+        for r in (0, 1):
+            np.testing.assert_allclose(leaf[r], alone[r][i][0], rtol=1e-6, atol=1e-6)
+        scale = max(float(np.nanmax(np.abs(leaf))), 1.0)
+        np.testing.assert_allclose(leaf, vmapped[i], rtol=1e-3, atol=1e-3 * scale)
+    assert not np.array_equal(looped[0][0], looped[0][1])        # the seeds differ

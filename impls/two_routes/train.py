@@ -2,8 +2,9 @@
 
 All runs of a batch share rule, model, dataset, epochs and batch size; they differ in seed and peak
 learning rate (``batch_over``), so one process trains them together: parameters, BN statistics and
-optimiser states are stacked on a leading run axis, one step is ``jax.vmap``-ed over it and an epoch
-is one compiled ``lax.scan`` over device-resident data (digits, Fashion-MNIST). ImageNet specs are
+optimiser states are stacked on a leading run axis, one step is ``jax.vmap``-ed over it (on CPU: a ``lax.map``
+over the runs, see ``over_runs``) and an epoch is one compiled ``lax.scan`` over device-resident data (digits,
+Fashion-MNIST). ImageNet specs are
 streamed instead (impls.two_routes.imagenet) and train one run per process, data-parallel over devices.
 
 Per step (ALGO LOGIC): L = ρ_task·(CE + L2) + ρ_align·Σ_l R_l (both rates 1 unless ``delay_epochs``,
@@ -237,8 +238,27 @@ def cheap_jit(fn):
     return call
 
 
+def over_runs(fn, in_axes, sequential: bool):
+    """``jax.vmap(fn, in_axes)`` over the leading run axis (every axis 0 or None), or, if ``sequential``, the same
+    as a ``lax.map`` over the runs: each run then computes exactly what it computes alone. XLA:CPU runs the
+    grouped convolutions that vmap makes of per-run kernels several times slower than a loop over runs
+    (ResNet-8 w8, batch 128, 2 runs: 460 vs 1,100 images/s), so the CPU backend maps (papers/two_routes/README.md)."""
+    if not sequential:
+        return jax.vmap(fn, in_axes=in_axes)
+
+    def mapped(*args):
+        def one(batched):
+            it = iter(batched)
+            return fn(*[a if ax is None else next(it) for a, ax in zip(args, in_axes)])
+        return jax.lax.map(one, [a for a, ax in zip(args, in_axes) if ax is not None])
+
+    return mapped
+
+
 class BatchProgram:
-    def __init__(self, spec: dict, arrays: dict):
+    def __init__(self, spec: dict, arrays: dict, sequential_runs: bool | None = None):
+        """``sequential_runs``: loop over the runs of the batch instead of vmapping them (default: on CPU)."""
+        self.sequential = jax.default_backend() == "cpu" if sequential_runs is None else bool(sequential_runs)
         self.batch_size = spec["batch_size"]
         self.n_train = len(arrays["x_train"])
         if self.n_train < self.batch_size:
@@ -268,7 +288,7 @@ class BatchProgram:
             return jax.random.permutation(jax.random.fold_in(k, epoch), self.n_train)[:spe * bs].reshape(spe, bs)
 
         idx = jnp.swapaxes(jax.vmap(order)(keys["shuffle"]), 0, 1)
-        step = jax.vmap(self.trainer.step, in_axes=(0, 0, None, 0, 0, 0))
+        step = over_runs(self.trainer.step, (0, 0, None, 0, 0, 0), self.sequential)
 
         def body(st, inputs):
             t, ix = inputs
@@ -284,7 +304,8 @@ class BatchProgram:
 
         def chunk(args):
             x, labels, m = args
-            z = jax.vmap(lambda p, s: self.trainer.evaluate_chunk(p, s, x))(state["params"], state["batch_stats"])
+            z = over_runs(lambda p, s: self.trainer.evaluate_chunk(p, s, x), (0, 0), self.sequential)(
+                state["params"], state["batch_stats"])
             loss = optax.softmax_cross_entropy_with_integer_labels(z, labels[None])
             return ((topk_correct(z, labels[None], 1) * m).sum(-1), (topk_correct(z, labels[None], 5) * m).sum(-1),
                     (loss * m).sum(-1))
@@ -293,8 +314,8 @@ class BatchProgram:
         return {"test_acc": 100.0 * c1.sum(0) / n, "test_top5": 100.0 * c5.sum(0) / n, "test_loss": loss.sum(0) / n}
 
     def _measure(self, state, keys):
-        return jax.vmap(lambda p, s, k: self.trainer.alignment(p, s, self.probes, self.probe_x, self.probe_y, k))(
-            state["params"], state["batch_stats"], keys["noise"])
+        return over_runs(lambda p, s, k: self.trainer.alignment(p, s, self.probes, self.probe_x, self.probe_y, k),
+                         (0, 0, 0), self.sequential)(state["params"], state["batch_stats"], keys["noise"])
 
 
 # ----------------------------------------------------------------------------- checkpoints
