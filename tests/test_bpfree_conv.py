@@ -11,7 +11,7 @@ from impls.bpfree.rules import make_rule
 from impls.bpfree.train import scale_inputs
 from impls.common import specs as speclib
 from impls.common.errors import SpecError
-from impls.rules.dfa import FeedbackState
+from tests.test_bpfree_rules import _grads
 
 jax.config.update("jax_default_matmul_precision", "highest")
 leaves = jax.tree_util.tree_leaves
@@ -28,11 +28,6 @@ def _setup(stack="3c3", hidden=(), image=(5, 5, 2), c=3, n=4, trained=True, seed
     y = jax.nn.one_hot(jax.random.randint(ky, (n,), 0, c), c)
     return cfg, params, state, x, y
 
-
-def _grads(name, cfg, params, state, x, y, feedback=None):
-    rule = make_rule(name, cfg, state)
-    rstate = rule.init(params) if feedback is None else FeedbackState(B=tuple(feedback))
-    return rule.estimate(params, rstate, x, y, None)[0]
 
 
 def test_paper_stacks_have_the_papers_shapes():
