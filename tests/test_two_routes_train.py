@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -119,3 +120,14 @@ def test_runs_looped_on_cpu_equal_each_run_alone_and_the_vmapped_batch(datasets_
         scale = max(float(np.nanmax(np.abs(leaf))), 1.0)
         np.testing.assert_allclose(leaf, vmapped[i], rtol=1e-3, atol=1e-3 * scale)
     assert not np.array_equal(looped[0][0], looped[0][1])        # the seeds differ
+
+
+def test_a_non_finite_backward_objective_counts_as_divergence():
+    """IA at cpu scale: B overflowed to NaN kernels while batch norm kept the loss at chance (2.30)."""
+    from impls.two_routes.train import DIVERGED_LOSS, diverged_at
+
+    nan = float("nan")
+    history = {"train_loss": np.array([[nan] * 4, [2.3, 2.3, nan, 2.3]]),
+               "test_loss": np.array([[2.3] * 4, [2.3, 2.3, 2.3, 10 * DIVERGED_LOSS]]),
+               "train_R": np.array([[nan] * 4, [0.0, nan, 0.0, 0.0]])}
+    assert diverged_at(history, 1).tolist() == [False, True, True, True]

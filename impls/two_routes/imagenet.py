@@ -211,10 +211,9 @@ def train_imagenet_batch(job, options_, write_runs, workers: int | None = None) 
             evaluate(epoch)
             if epoch % hp["metric_every"] == 0 or epoch == epochs:
                 align(epoch, xa, ya)
-            loss = history["train_loss"][epoch, 0]
             print(f"[{sub.batch_id}] epoch {epoch}/{epochs} | top-1 {history['test_acc'][epoch, 0]:.2f} | "
                   f"{len(jax.local_devices())} devices", file=sys.stderr, flush=True)
-            if not np.isfinite(loss) or loss > T.DIVERGED_LOSS:
+            if T.diverged_at(history, epoch)[0]:
                 diverged[0] = epoch
                 break
             if epoch < epochs and clock.due():

@@ -320,6 +320,15 @@ class BatchProgram:
 
 # ----------------------------------------------------------------------------- checkpoints
 
+def diverged_at(history: dict, epoch: int) -> np.ndarray:
+    """Per run: did this epoch leave it unusable? A non-finite or exploded (> DIVERGED_LOSS) train or
+    test loss, or a non-finite train_R: backward weights can overflow (IA at cpu scale: B ~ 1e30, then
+    NaN kernels) while batch norm keeps the cross-entropy at a finite chance level."""
+    losses = np.stack([history["train_loss"][epoch], history["test_loss"][epoch]])
+    bad = ~np.isfinite(losses).all(0) | (np.nan_to_num(losses, nan=np.inf) > DIVERGED_LOSS).any(0)
+    return bad | ~np.isfinite(history["train_R"][epoch])
+
+
 def save_checkpoint(path, job, epoch, state, history, diverged, elapsed):
     arrays = {"epoch": np.asarray(epoch), "run_ids": np.asarray(job.run_ids), "diverged_epoch": diverged,
               "elapsed_s": np.asarray(elapsed)}
@@ -398,9 +407,7 @@ def train_batch(job: BatchJob, options_: TrainOptions) -> None:
             out |= {f"align_{k}": v for k, v in program.measure(state, keys).items()}
         for k, v in out.items():
             history[k][epoch] = np.asarray(v)
-        losses = np.stack([history["train_loss"][epoch], history["test_loss"][epoch]])
-        bad = ~np.isfinite(losses).all(0) | (np.nan_to_num(losses, nan=np.inf) > DIVERGED_LOSS).any(0)
-        diverged[(diverged < 0) & bad] = epoch
+        diverged[(diverged < 0) & diverged_at(history, epoch)] = epoch
         ok = diverged < 0
         acc = np.median(history["test_acc"][epoch][ok]) if ok.any() else float("nan")
         print(f"[{job.batch_id}] epoch {epoch}/{epochs} | {n} runs | test_acc median {acc:.4g} | diverged "
