@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
+from impls.common import torch_loop  # noqa: E402
 from impls.wide_align import models, rules  # noqa: E402
 
 TF1_REFERENCE_S = {  # issue 7: original TF1 code, 2-core CPU, one epoch + validation pass
@@ -78,6 +79,8 @@ def time_rule(rule, width, device, n_train=55_000, n_val=5_000, batch=100, max_s
 
 def timing(args):
     torch.set_num_threads(args.threads)
+    if args.device == "cpu":
+        torch_loop.keep_freed_memory()  # as impls.wide_align.train does
     rows = []
     for width in args.widths:
         for rule in args.rules:

@@ -187,13 +187,18 @@ def test_add_released_alignada_differs_on_u_w_b_only():
     assert all(rel[n] > 0.1 for n in ("u", "W", "b")) and all(rel[n] < 1e-5 for n in ("v", "c", "s")), rel
 
 
-def test_batch_axis_norm_backward_equals_autograd_through_mean_and_var():
-    z = torch.randn(7, 3, 4, 4, dtype=torch.float64, requires_grad=True)
-    g = torch.randn(7, 3, 4, 4, dtype=torch.float64)
-    fused = torch.autograd.grad((models.BatchAxisNorm.apply(z) * g).sum(), z)[0]
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_batch_axis_norm_equals_the_formula_and_its_autograd(channels_last):
+    """Mean and biased variance over the batch axis only, per (channel, row, col), in either layout."""
+    z = torch.randn(7, 3, 4, 5, dtype=torch.float64)
+    if channels_last:
+        z = z.contiguous(memory_format=torch.channels_last)
+    z.requires_grad_(True)
+    g = torch.randn(7, 3, 4, 5, dtype=torch.float64)
+    fused = torch.autograd.grad((models.batch_axis_norm(z) * g).sum(), z)[0]
     zz = z.detach().clone().requires_grad_(True)
     ref_y = (zz - zz.mean(0, keepdim=True)) / torch.sqrt(zz.var(0, unbiased=False, keepdim=True) + models.EPS)
     ref = torch.autograd.grad((ref_y * g).sum(), zz)[0]
     assert torch.allclose(fused, ref, atol=1e-10)
-    assert torch.allclose(models.BatchAxisNorm.apply(z), ref_y, atol=1e-12)
-    assert torch.autograd.gradcheck(models.BatchAxisNorm.apply, (z,))
+    assert torch.allclose(models.batch_axis_norm(z), ref_y, atol=1e-12)
+    assert torch.autograd.gradcheck(models.batch_axis_norm, (z,))

@@ -238,6 +238,8 @@ def _log(job, epoch, epochs, history, diverged) -> None:
 def train_batch(job: "BatchJob", options: "TrainOptions") -> None:
     """Train every run of ``job``; write spec.json, metrics.csv, params.npz, train.json per run."""
     device = require_torch_platform(options.platform)
+    if device == "cpu":
+        torch_loop.keep_freed_memory()
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     spec0 = job.specs[0]
