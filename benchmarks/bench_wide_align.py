@@ -9,7 +9,9 @@ timing: the 3-layer net (strides 1,2,2) on 55,000 28x28x1 images at batch 100 pl
 the setting of the issue's TF1 reference (original code on a 2-core CPU: BP 5.6 / 38.7 s at width 8 / 64;
 Align-ada 6.1 / 46.5, Align-zero 5.8 / 45.6, FA 5.9 / 42.7, DFA 14.0 / 46.2). Images are random (the time does
 not depend on the values). ``--max-steps`` times only the first k training steps and extrapolates linearly to
-the epoch (column ``extrapolated``); the reference column is the issue's, measured elsewhere, not side by side.
+the epoch (column ``extrapolated``). The "TF1 issue" column is the issue's, measured elsewhere; for a side-by-side
+comparison run ``bench_wide_align_original.py --out FILE`` (the original code, on this machine) and pass
+``--original FILE``.
 
 sweep: trains rules x widths x lrs on a cached dataset with the real train loop (impls.wide_align.train.Program:
 validation = first 5,000 training images, official test set apart), BP runs also accumulating the NTK
@@ -91,12 +93,19 @@ def timing(args):
                    "extrapolated": extra, "tf1_reference_s": ref}
             rows.append(row)
             print(json.dumps(row), flush=True)
+    measured = {}
+    if args.original:  # rows of bench_wide_align_original.py --out, run on this machine
+        measured = {(o["rule"], o["width"]): o["epoch_plus_val_s"] for o in json.loads(Path(args.original).read_text())}
+        for r in rows:
+            r["original_here_s"] = measured.get((r["rule"], r["width"]))
     bp = {r["width"]: r["epoch_plus_val_s"] for r in rows if r["rule"] == "bp"}
-    print(f"\n{'rule':10s} {'width':>5s} {'ours s':>9s} {'x BP':>6s} {'TF1 ref s':>9s}")
+    print(f"\n{'rule':10s} {'width':>5s} {'ours s':>9s} {'x BP':>6s} {'original here s':>15s} {'TF1 issue s':>11s}")
     for r in rows:
         ratio = r["epoch_plus_val_s"] / bp[r["width"]] if r["width"] in bp else float("nan")
         ref = "" if r["tf1_reference_s"] is None else f"{r['tf1_reference_s']:.1f}"
-        print(f"{r['rule']:10s} {r['width']:5d} {r['epoch_plus_val_s']:9.2f} {ratio:6.2f} {ref:>9s}"
+        here = measured.get((r["rule"], r["width"]))
+        here = "" if here is None else f"{here:.2f}"
+        print(f"{r['rule']:10s} {r['width']:5d} {r['epoch_plus_val_s']:9.2f} {ratio:6.2f} {here:>15s} {ref:>11s}"
               f"{'  (extrapolated)' if r['extrapolated'] else ''}")
     if args.out:
         Path(args.out).write_text(json.dumps(rows, indent=1))
@@ -150,6 +159,8 @@ def main():
     p.add_argument("--widths", type=int, nargs="+", default=[8, 64])
     p.add_argument("--rules", nargs="+", default=["bp", "alignada", "alignzero", "fa", "dfa"])
     p.add_argument("--max-steps", type=int, default=None)
+    p.add_argument("--original", default=None,
+                   help="JSON written by bench_wide_align_original.py --out on this machine: adds its times as a column")
     p.add_argument("--npz", default="resources/datasets/fashion_mnist.npz")
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--lrs", type=float, nargs="+", default=[5.0, 1.0])

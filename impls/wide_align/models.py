@@ -216,6 +216,8 @@ def forward(params: dict, x: torch.Tensor, shape: NetShape, *, feedback: dict | 
             z = FeedbackConv.apply(a_in, wf, b.reshape(-1), fb, stride, r, pad)
         else:
             z = F.conv2d(a_in, wf, b.reshape(-1), stride=stride, groups=r, padding=pad)
+        # a 1-channel input is ambiguous, and PyTorch then returns NCHW: make the layer's output channels-last
+        z = z.contiguous(memory_format=torch.channels_last)
         h = normalise(z, shape.norm, running, l, training)
         a = torch.relu(h)
         hs.append(h)

@@ -93,7 +93,8 @@ def dfa_signal(b_l: torch.Tensor, e: torch.Tensor, act_shape, mode: str) -> torc
         s = s.reshape(r, bsz, rc // r, h, w)
     else:
         s = (s / (h * w)).reshape(r, bsz, rc // r, 1, 1).expand(r, bsz, rc // r, h, w)
-    return s.transpose(0, 1).reshape(bsz, rc, h, w)
+    # channels-last like the activations it multiplies (mixed layouts take PyTorch's slow strided paths)
+    return s.transpose(0, 1).reshape(bsz, rc, h, w).contiguous(memory_format=torch.channels_last)
 
 
 def directions(rule: str, params: dict, params0: dict | None, feedback: dict | None, x, y,
