@@ -37,7 +37,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from impls.common import datasets  # noqa: E402
-from impls.nodepert.train import BatchProgram, load_arrays  # noqa: E402
+from impls.nodepert.compiled import CompiledBatch as BatchProgram, load_arrays  # noqa: E402
 
 DATA_DIR = ROOT / "benchmarks" / "out" / "datasets"
 TIMES: list[list[float]] = []

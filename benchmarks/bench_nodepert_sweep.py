@@ -35,7 +35,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from impls.common import datasets, plan as planlib  # noqa: E402
-from impls.nodepert.train import BatchProgram, load_arrays  # noqa: E402
+from impls.nodepert.compiled import CompiledBatch as BatchProgram, load_arrays  # noqa: E402
 
 
 def dataset_dir(name: str) -> Path:

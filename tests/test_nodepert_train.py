@@ -15,7 +15,7 @@ from impls.common import specs as speclib
 from impls.common.aggregate import write_figure_table
 from impls.common.io import read_json
 from impls.common.plotting import plot_figure
-from impls.nodepert.train import KILL_AFTER_EPOCH_ENV
+from impls.common.checkpointing import KILL_AFTER_EPOCH_ENV
 
 
 def make_specs(rule="np", lrs=(0.05, 0.1), seeds=(0,), epochs=3, activation="relu"):

@@ -11,7 +11,7 @@ from impls.common.errors import SpecError
 from impls.nodepert import models
 from impls.nodepert.options import hidden_sizes
 from impls.nodepert.rules import estimate_with_noise, make_rule
-from impls.nodepert.train import make_optimizer
+from impls.nodepert.compiled import make_optimizer
 
 
 def _forward(params, x, noise, linear=False):

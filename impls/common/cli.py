@@ -1,25 +1,47 @@
 """``python -m impls.<paper> train|evaluate BATCH_JSON``: the one entry every impl shares.
 
 Caller: the ``train`` and ``evaluate`` rules (workflow/rules/train.smk), tests, users.
+A paper's ``__main__`` is one ``main(Impl(...))`` call.
+
 A batch file (written by the ``batch_spec`` rule) lists run ids and their specs. ``train``
-validates every spec, checks the accelerator, skips runs already trained, hands the rest to
-the impl's ``train_batch`` in one process, and writes ``trained.json`` beside the batch file.
-``evaluate`` reduces each run to ``final.json`` and writes ``evaluated.json``.
+validates every spec, refuses a batch whose runs differ outside the paper's ``batch_over``,
+checks the accelerator, skips runs already trained, hands the rest to the common driver
+(``impls.common.driver``) with the paper's program in one process, and writes ``trained.json``
+beside the batch file. ``evaluate`` reduces each run (``metrics.reduce_run``), lets the paper
+add its analyses (the ``Impl.evaluate`` hook: line search, replay, alignment scores ...), writes
+each ``final.json`` once, then ``evaluated.json``.
 Bad input exits with status 2 and one line on stderr naming what is wrong.
 """
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from impls.common import metrics, provenance
 from impls.common import specs as speclib
 from impls.common.backend import PLATFORMS, BackendMismatch, require_jax_platform, require_torch_platform
+from impls.common.checkpoint import CheckpointMismatch
 from impls.common.errors import SpecError
 from impls.common.io import atomic_write_json, read_json
+
+
+@dataclass(frozen=True)
+class Impl:
+    """A paper's entry: its framework and where its pieces live, as ``"module:name"`` strings that
+    are imported only when used (``evaluate`` never loads JAX or PyTorch unless the hook needs it).
+
+    - ``program``: ``make_program(job, options) -> driver.BatchProgram`` for a batch of runs;
+    - ``evaluate``: optional ``hook(job, finals, options)`` that adds the paper's analyses to each
+      run's final.json content (``finals[run_id]``) before it is written.
+    """
+
+    framework: str
+    program: str
+    evaluate: str | None = None
 
 
 @dataclass(frozen=True)
@@ -41,7 +63,40 @@ class BatchJob:
     run_dirs: tuple[Path, ...]
 
 
-def load_batch(batch_json: Path, results_dir: Path) -> BatchJob:
+def resolve(dotted: str) -> Callable:
+    """``"impls.nodepert.train:make_program"`` -> the object."""
+    module, _, name = dotted.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _flat(spec: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(spec, dict):
+        return {prefix: spec}
+    out: dict[str, Any] = {}
+    for key, value in spec.items():
+        out.update(_flat(value, f"{prefix}.{key}" if prefix else key))
+    return out
+
+
+def check_batch_over(batch_json: Path, paper: str, run_ids, specs, batch_over: list[str]) -> None:
+    """Refuse a batch whose runs differ in a key outside ``batch_over``: the program would train
+    every run with the first run's value of that key."""
+    first = {k: v for k, v in _flat(specs[0]).items() if not _within(k, batch_over)}
+    for rid, spec in zip(run_ids[1:], specs[1:]):
+        other = {k: v for k, v in _flat(spec).items() if not _within(k, batch_over)}
+        for key in sorted(set(first) | set(other)):
+            if first.get(key) != other.get(key):
+                raise SpecError(
+                    f"{batch_json}: runs {run_ids[0]!r} and {rid!r} differ in '{key}' ({first.get(key)!r} vs "
+                    f"{other.get(key)!r}), which is not in papers/{paper}/paper.yaml's batch_over {batch_over}; "
+                    f"a batch may only differ in those keys")
+
+
+def _within(key: str, batch_over: list[str]) -> bool:
+    return any(key == k or key.startswith(k + ".") for k in batch_over)
+
+
+def load_batch(batch_json: Path, results_dir: Path, batch_over: list[str] | None = None) -> BatchJob:
     doc = read_json(batch_json)
     run_ids, specs = [], []
     for rid, spec in doc["runs"].items():
@@ -49,8 +104,12 @@ def load_batch(batch_json: Path, results_dir: Path) -> BatchJob:
         if speclib.run_id(spec) != rid:
             raise SpecError(f"{batch_json}: run {rid!r} does not match its spec (id {speclib.run_id(spec)!r}); "
                             f"delete the batch file so the workflow rewrites it")
+        if spec["paper"] != doc["paper"]:
+            raise SpecError(f"{batch_json}: run {rid!r} has key 'paper' {spec['paper']!r}, the batch is {doc['paper']!r}")
         run_ids.append(rid)
         specs.append(spec)
+    if batch_over is not None and run_ids:
+        check_batch_over(batch_json, doc["paper"], run_ids, specs, batch_over)
     return BatchJob(doc["paper"], doc["batch_id"], Path(batch_json).parent, tuple(run_ids), tuple(specs),
                     tuple(results_dir / "runs" / rid for rid in run_ids))
 
@@ -69,23 +128,37 @@ def pending(job: BatchJob) -> BatchJob:
                     tuple(job.specs[i] for i in keep), tuple(job.run_dirs[i] for i in keep))
 
 
-def _train(args, train_batch: Callable[[BatchJob, TrainOptions], None]) -> None:
-    job = load_batch(args.batch_json, args.results_dir)
-    if args.framework == "jax":
+def paper_batch_over(paper: str) -> list[str]:
+    from impls.common.plan import load_paper
+
+    return list(load_paper(speclib.REPO_ROOT, paper)["batch_over"])
+
+
+def _train(args, impl: Impl) -> None:
+    from impls.common import driver
+
+    doc = read_json(args.batch_json)
+    job = load_batch(args.batch_json, args.results_dir, paper_batch_over(doc["paper"]))
+    if impl.framework == "jax":
         require_jax_platform(args.platform)
     else:
         require_torch_platform(args.platform)
     todo = pending(job)
     print(f"[{job.batch_id}] {len(job.run_ids)} runs, {len(todo.run_ids)} to train", file=sys.stderr, flush=True)
     if todo.run_ids:
-        train_batch(todo, TrainOptions(args.datasets_dir, args.checkpoint_minutes, args.platform))
+        driver.train(todo, TrainOptions(args.datasets_dir, args.checkpoint_minutes, args.platform),
+                     resolve(impl.program))
     statuses = {rid: read_json(d / "train.json")["status"] for rid, d in zip(job.run_ids, job.run_dirs)}
     atomic_write_json(job.batch_dir / "trained.json", {"batch_id": job.batch_id, "runs": statuses})
 
 
-def _evaluate(args) -> None:
+def _evaluate(args, impl: Impl) -> None:
     job = load_batch(args.batch_json, args.results_dir)
-    finals = {rid: metrics.write_final(d) for rid, d in zip(job.run_ids, job.run_dirs)}
+    finals = {rid: metrics.reduce_run(d) for rid, d in zip(job.run_ids, job.run_dirs)}
+    if impl.evaluate:
+        resolve(impl.evaluate)(job, finals, TrainOptions(args.datasets_dir, 0.0, args.platform))
+    for rid, run_dir in zip(job.run_ids, job.run_dirs):
+        atomic_write_json(run_dir / "final.json", finals[rid])
     atomic_write_json(job.batch_dir / "evaluated.json", {
         "batch_id": job.batch_id,
         "runs": {rid: {"status": f["status"], "final_acc": f["final"].get("final_acc")} for rid, f in finals.items()},
@@ -93,7 +166,7 @@ def _evaluate(args) -> None:
     })
 
 
-def main(train_batch: Callable[[BatchJob, TrainOptions], None], framework: str, argv=None) -> int:
+def main(impl: Impl, argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m impls.<paper>", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for name in ("train", "evaluate"):
@@ -104,15 +177,14 @@ def main(train_batch: Callable[[BatchJob, TrainOptions], None], framework: str, 
         p.add_argument("--platform", choices=PLATFORMS, default="auto")
         p.add_argument("--checkpoint-minutes", type=float, default=10.0)
     args = parser.parse_args(argv)
-    args.framework = framework
     if args.results_dir is None:
         args.results_dir = args.batch_json.resolve().parents[2]
     try:
         if args.command == "train":
-            _train(args, train_batch)
+            _train(args, impl)
         else:
-            _evaluate(args)
-    except (SpecError, BackendMismatch, FileNotFoundError) as err:
+            _evaluate(args, impl)
+    except (SpecError, BackendMismatch, CheckpointMismatch, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except Exception as err:  # datasets.DatasetUnavailable has its own message

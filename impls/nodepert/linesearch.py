@@ -79,7 +79,7 @@ def run_analysis(spec: dict, run_dir, datasets_dir) -> dict:
 
     from impls.common.io import atomic_write_text
     from impls.nodepert.options import LINESEARCH_LOG10_RANGE, hidden_sizes
-    from impls.nodepert.train import load_arrays
+    from impls.nodepert.compiled import load_arrays
 
     arrays = load_arrays(spec, datasets_dir)
     hp = spec["hparams"]

@@ -1,7 +1,7 @@
 """Per-minibatch replay around a crash (spec §3 "crash_dynamics", figure F8 of Mehta et al., "On the
 limitations of perturbation based methods for training deep networks").
 
-Training (impls.nodepert.train) keeps each run's parameters every ``hparams.snapshot_every``
+Training (impls.nodepert.train, through ``keep_snapshots``) keeps each run's parameters every ``hparams.snapshot_every``
 epochs in ``runs/<id>/replay_start.npz`` until the run first crashes (spec §5: test accuracy more
 than 25 points below its running maximum), and never later than epoch E − ``replay_epochs``; so
 the file holds the last snapshot before the first crash, or (no crash) one ``replay_epochs`` before
@@ -107,7 +107,7 @@ def replay_steps(params, lr: float, rule, x_batches, y_batches, x_full, y_full, 
 def replay_epoch_fn(program, x_full, y_full, x_test, y_test, activation: str = "relu"):
     """``(params, states, noise_keys, epochs) -> (params, states, logs)``: one epoch of every run of a
     batch, each lane at its own epoch ``epochs[i]`` (0-based), with the training step of
-    ``impls.nodepert.train.BatchProgram`` (same vmapped estimate, optimiser and noise keys
+    ``impls.nodepert.compiled.CompiledBatch`` (same vmapped estimate, optimiser and noise keys
     fold_in(key_i, epochs[i]·steps + j)), logging ``diagnostics`` after every update."""
     import optax
 
@@ -141,6 +141,25 @@ def save_snapshot(path: Path, params_leaves: list[np.ndarray], epoch: int) -> No
     atomic_write_npz(path, {"epoch": np.asarray(epoch), **{f"leaf_{j}": a for j, a in enumerate(params_leaves)}})
 
 
+def keep_snapshots(run_dirs, spec: dict, epoch: int, params, test_acc: np.ndarray) -> None:
+    """Crash-dynamics runs (``hparams.snapshot_every``): after epoch ``epoch``, overwrite each run's
+    ``replay_start.npz`` with its parameters when ``epoch`` is a multiple of ``snapshot_every``, at
+    most E − ``replay_epochs``, and the run has not crashed yet (``test_acc``: (epoch + 1, runs)), so
+    the file ends as the last snapshot before the first crash. Deterministic, so a resumed job
+    rewrites the same files."""
+    from impls.nodepert import crash
+
+    hp = spec["hparams"]
+    every = hp.get("snapshot_every")
+    if not every or epoch % every or epoch > spec["epochs"] - hp["replay_epochs"]:
+        return
+    leaves = jax.tree_util.tree_leaves(params)
+    for i, run_dir in enumerate(run_dirs):
+        if crash.classify(test_acc[: epoch + 1, i], spec["epochs"])["crash_class"] == "crash":
+            continue
+        save_snapshot(run_dir / SNAPSHOT_FILE, [np.asarray(x[i]) for x in leaves], epoch)
+
+
 def replay_window(start: int, crash_epoch: int | None, replay_epochs: int, epochs: int) -> tuple[int, int]:
     """(first, last) epoch replayed: from start + 1 through max(start + replay_epochs, crash) ≤ E."""
     last = start + replay_epochs if crash_epoch is None else max(start + replay_epochs, crash_epoch)
@@ -157,12 +176,12 @@ def run_replay_batch(runs: dict, runs_dir: Path, datasets_dir: Path) -> dict:
     from impls.common.io import atomic_write_text
     from impls.common.metrics import read_metrics
     from impls.nodepert import crash
-    from impls.nodepert.train import BatchProgram, load_arrays
+    from impls.nodepert.compiled import CompiledBatch, load_arrays
 
     rids, specs = list(runs), list(runs.values())
     spec0 = specs[0]
     arrays = load_arrays(spec0, datasets_dir)
-    program = BatchProgram(spec0, arrays)
+    program = CompiledBatch(spec0, arrays)
     params, states, noise_keys = program.init(np.array([s["seed"] for s in specs]),
                                               np.array([s["hparams"]["lr"] for s in specs], np.float32))
     snaps = [np.load(runs_dir / rid / SNAPSHOT_FILE) for rid in rids]

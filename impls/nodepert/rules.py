@@ -19,7 +19,7 @@ order in σ: E[g] = ∇_θ (1/B) Σ_i L_i.
 g_{W_l} = (δL/σ²) ξ_l (mean_i h̃_{l−1,i})ᵀ, g_{b_l} = (δL/σ²) ξ_l.
 
 ``sgd``: the exact minibatch gradient of the same loss (``impls.rules.backprop``).
-All rules feed an optax optimiser (``impls.nodepert.train.make_optimizer``): the paper uses
+All rules feed an optax optimiser (``impls.nodepert.compiled.make_optimizer``): the paper uses
 plain SGD (θ ← θ − lr·g); the ``*_wd`` and ``*_adam`` rules share these estimators and differ
 only in the optimiser.
 """
@@ -101,7 +101,7 @@ def make_rule(name: str, hparams: dict, activation: str = "relu") -> LearningRul
     """The gradient estimator of the rule a run spec names (see ``impls.nodepert.options.RULES``).
 
     ``np_adam``/``np_wd`` use the ``np`` estimator, ``sgd_adam``/``sgd_wd`` the exact gradient;
-    their optimiser is ``impls.nodepert.train.make_optimizer``'s business.
+    their optimiser is ``impls.nodepert.compiled.make_optimizer``'s business.
     """
     base = estimator_name(name)
     if base == "sgd":
