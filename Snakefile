@@ -18,11 +18,8 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/figures.smk"
-include: "workflow/rules/nodepert.smk"
-include: "workflow/rules/bpfree.smk"
-include: "workflow/rules/pepita.smk"
+include: "workflow/rules/targets.smk"
 include: "workflow/rules/two_routes.smk"
-include: "workflow/rules/wide_align.smk"
 
 
 rule all:

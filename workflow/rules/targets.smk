@@ -1,0 +1,32 @@
+# The named targets, generated from papers/<paper>/paper.yaml through PLAN (nothing restated here):
+#   fig_<paper>_* / tab_<paper>_*   one rule per figure or table of every configured paper:
+#                                   results/<paper>/<target>.{csv,png,pdf}
+#   <paper>_all                     every figure and table of that paper at the configured scale
+# A paper that is not in config['papers'] has no targets. The generic rules (data, train, figures)
+# build the files.
+
+# paper-wide targets that were named after the paper before <paper>_all became the rule
+PAPER_TARGET_NAMES = {"bpfree": "bpfree", "two_routes": "two_routes"}
+
+
+def paper_target(paper):
+    """Name of the rule that builds every figure and table of `paper`."""
+    return PAPER_TARGET_NAMES.get(paper, f"{paper}_all")
+
+
+for _paper in PLAN.papers:
+    for _target in PLAN.targets(_paper):
+
+        rule:
+            name:
+                _target
+            input:
+                figure_outputs(_target),
+            localrule: True
+
+    rule:
+        name:
+            paper_target(_paper)
+        input:
+            paper_figure_outputs(_paper),
+        localrule: True
