@@ -19,7 +19,6 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/targets.smk"
-include: "workflow/rules/two_routes.smk"
 
 
 rule all:

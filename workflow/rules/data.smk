@@ -1,11 +1,18 @@
-# dataset -> resources/datasets/<name>.npz (+ .json with source and sha256).
+# dataset -> resources/datasets/<name>.npz (+ .json with source and sha256), for every paper.
 # A localrule: it may need the internet, which compute nodes often lack.
+# It claims only the names impls.common.datasets can build, so a paper's own rule may write other
+# files under resources/datasets without competing with it. `imagenet` is streamed: its .npz is an
+# index of the ImageFolder tree at $CREDITBENCH_IMAGENET_DIR (default /data/imagenet), no pixels;
+# two_routes and wide_align both read it.
+from impls.common.datasets import DATASET_NAMES, STREAMED_DATASETS
 
 
 rule dataset:
     output:
         npz=f"{DATASETS}/{{dataset}}.npz",
         meta=f"{DATASETS}/{{dataset}}.json",
+    wildcard_constraints:
+        dataset="|".join(DATASET_NAMES + STREAMED_DATASETS),
     localrule: True
     log:
         "logs/dataset/{dataset}.log",
