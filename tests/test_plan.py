@@ -111,3 +111,9 @@ def test_bad_paper_yaml_names_file_figure_and_key(tmp_path):
         planlib.build_plan({**CONFIG, "papers": ["nodepert"]}, tmp_path)
     msg = str(err.value)
     assert "papers/nodepert/paper.yaml" in msg and "fig_nodepert_lr" in msg and "key 'rule' is 'backprop'" in msg
+
+
+def test_paper_targets_keep_their_names():
+    """`snakemake <paper target>` names are in READMEs and benchmarks: the two older ones stay."""
+    assert [planlib.paper_target(p) for p in ("nodepert", "bpfree", "pepita", "two_routes", "wide_align", "toy")] == [
+        "nodepert_all", "bpfree", "pepita_all", "two_routes", "wide_align_all", "toy_all"]

@@ -66,6 +66,15 @@ class Plan:
         return [t for t, f in self.figures.items() if paper is None or f.paper == paper]
 
 
+#: paper-wide targets named after the paper itself (they predate the ``<paper>_all`` convention)
+PAPER_TARGET_NAMES = {"bpfree": "bpfree", "two_routes": "two_routes"}
+
+
+def paper_target(paper: str) -> str:
+    """Name of the Snakemake target that builds every figure and table of ``paper``."""
+    return PAPER_TARGET_NAMES.get(paper, f"{paper}_all")
+
+
 def load_yaml(path: Path) -> Any:
     with open(path, encoding="utf-8") as handle:
         return yaml.safe_load(handle)

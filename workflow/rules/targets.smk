@@ -2,16 +2,10 @@
 #   fig_<paper>_* / tab_<paper>_*   one rule per figure or table of every configured paper:
 #                                   results/<paper>/<target>.{csv,png,pdf}
 #   <paper>_all                     every figure and table of that paper at the configured scale
+#                                   (bpfree and two_routes: named after the paper, impls.common.plan.paper_target)
 # A paper that is not in config['papers'] has no targets. The generic rules (data, train, figures)
 # build the files.
-
-# paper-wide targets that were named after the paper before <paper>_all became the rule
-PAPER_TARGET_NAMES = {"bpfree": "bpfree", "two_routes": "two_routes"}
-
-
-def paper_target(paper):
-    """Name of the rule that builds every figure and table of `paper`."""
-    return PAPER_TARGET_NAMES.get(paper, f"{paper}_all")
+from impls.common.plan import paper_target
 
 
 for _paper in PLAN.papers:
