@@ -49,49 +49,59 @@ def validate(spec):
 '''
 
 TRAIN = '''
-"""Softmax regression with plain SGD, in numpy: the run contract and nothing else."""
-import time
-
+"""Softmax regression with plain SGD, in numpy: a program for the common driver and nothing else."""
 import numpy as np
 
-from impls.common import datasets, metrics, provenance
-from impls.common.io import atomic_write_json
+from impls.common import datasets
+from impls.common.driver import BatchProgram
 
 
-def train_batch(job, options):
-    for run_id, spec, run_dir in zip(job.run_ids, job.specs, job.run_dirs):
-        atomic_write_json(run_dir / "spec.json", spec)
+class Program(BatchProgram):
+    metric_names = ["train_acc", "test_acc"]
+    divergence_losses = ()
+
+    def __init__(self, job, options):
+        spec = job.specs[0]
         ds = datasets.load_dataset(options.datasets_dir / f"{spec['dataset']}.npz")
-        x, xt = datasets.standardize(ds.x_train, ds.x_test, "global")
-        rng = np.random.default_rng(spec["seed"])
-        w = rng.normal(0, 0.01, (x.shape[1], 10))
-        onehot = np.eye(10)[ds.y_train]
-        hist = {k: np.zeros(spec["epochs"] + 1) for k in ("train_acc", "test_acc")}
-        start = time.perf_counter()
-        for epoch in range(spec["epochs"] + 1):
-            if epoch:
-                for i in range(0, len(x) - spec["batch_size"] + 1, spec["batch_size"]):
-                    xb, yb = x[i:i + spec["batch_size"]], onehot[i:i + spec["batch_size"]]
-                    p = np.exp(xb @ w - (xb @ w).max(1, keepdims=True))
-                    p /= p.sum(1, keepdims=True)
-                    w -= spec["hparams"]["lr"] * xb.T @ (p - yb) / len(xb)
-            hist["train_acc"][epoch] = 100 * np.mean((x @ w).argmax(1) == ds.y_train)
-            hist["test_acc"][epoch] = 100 * np.mean((xt @ w).argmax(1) == ds.y_test)
-        metrics.write_metrics(run_dir, hist, spec["epochs"] + 1)
-        metrics.write_train_record(run_dir, run_id=run_id, diverged_epoch=None, epochs_completed=spec["epochs"],
-                                   wall_time_s=time.perf_counter() - start, batch_id=job.batch_id,
-                                   runs_in_batch=len(job.run_ids),
-                                   provenance=provenance.record({"framework": "numpy", "backend": "cpu"}))
+        self.x, self.xt = datasets.standardize(ds.x_train, ds.x_test, "global")
+        self.y, self.yt, self.batch_size = ds.y_train, ds.y_test, spec["batch_size"]
+        self.lrs = np.array([s["hparams"]["lr"] for s in job.specs])
+        self.w = np.stack([np.random.default_rng(s["seed"]).normal(0, 0.01, (self.x.shape[1], 10)) for s in job.specs])
+
+    def evaluate(self):
+        return {"train_acc": 100 * np.mean((self.x @ self.w).argmax(-1) == self.y, axis=-1),
+                "test_acc": 100 * np.mean((self.xt @ self.w).argmax(-1) == self.yt, axis=-1)}
+
+    def train_epoch(self, progress):
+        onehot, b = np.eye(10)[self.y], self.batch_size
+        for i in range(0, len(self.x) - b + 1, b):
+            xb, yb = self.x[i:i + b], onehot[i:i + b]
+            z = xb @ self.w
+            p = np.exp(z - z.max(-1, keepdims=True))
+            p /= p.sum(-1, keepdims=True)
+            self.w -= self.lrs[:, None, None] * np.einsum("bi,rbk->rik", xb, p - yb) / len(xb)
+        return self.evaluate()
+
+    def state(self):
+        return {"w": self.w}
+
+    def load_state(self, state):
+        self.w = state["w"]
+
+    def run_files(self, i):
+        return {"params.npz": {"w": self.w[i]}}
+
+    def device(self):
+        return {"framework": "numpy", "backend": "cpu"}
 '''
 
 MAIN = '''
 import sys
 
-from impls.common.cli import main
-from impls.toy.train import train_batch
+from impls.common.cli import Impl, main
 
 if __name__ == "__main__":
-    sys.exit(main(train_batch, framework="jax"))
+    sys.exit(main(Impl(framework="jax", program="impls.toy.train:Program")))
 '''
 
 def snapshot(root, *parts):

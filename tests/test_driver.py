@@ -1,0 +1,202 @@
+"""The common training driver, its checkpoint format and the batch rules of the train entry.
+
+The driver is exercised with a tiny numpy program (no JAX, no PyTorch): every paper's program
+goes through the same loop, so what holds here holds for all of them.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from impls.common import checkpoint, driver
+from impls.common import specs as speclib
+from impls.common.cli import BatchJob, TrainOptions, load_batch
+from impls.common.errors import SpecError
+from impls.common.io import read_json
+from impls.common.metrics import read_metrics
+from tests.test_nodepert_train import impl, make_specs, write_batch
+
+
+class CountingProgram(driver.BatchProgram):
+    """Run i's "loss" after epoch e is losses[i][e]; its test accuracy is 10·e."""
+
+    metric_names = ["train_loss", "test_loss", "test_acc"]
+
+    def __init__(self, losses, stop_at_acc=None):
+        self.losses = np.asarray(losses, float)
+        self.stop_at_acc = stop_at_acc
+        self.w = np.zeros((len(losses), 3))
+        self.trained = []
+
+    def evaluate(self):
+        return {"train_loss": self.losses[:, 0], "test_loss": self.losses[:, 0], "test_acc": np.zeros(len(self.w))}
+
+    def train_epoch(self, progress):
+        self.trained.append(progress.epoch)
+        self.w += 1
+        e = progress.epoch
+        return {"train_loss": self.losses[:, e], "test_loss": self.losses[:, e],
+                "test_acc": np.full(len(self.w), 10.0 * e)}
+
+    def stopped(self, progress):
+        if self.stop_at_acc is None:
+            return super().stopped(progress)
+        return progress.history["test_acc"][progress.epoch] >= self.stop_at_acc
+
+    def state(self):
+        return {"w": self.w, "nested": [None, {"k": np.arange(3)}]}
+
+    def load_state(self, state):
+        self.w = state["w"]
+
+    def run_files(self, i):
+        return {"params.npz": {"w": self.w[i]}}
+
+    def device(self):
+        return {"framework": "numpy", "backend": "cpu"}
+
+
+def _job(tmp_path, n_runs, epochs) -> BatchJob:
+    ids = tuple(f"r{i}" for i in range(n_runs))
+    specs = tuple({"epochs": epochs, "seed": i} for i in range(n_runs))
+    batch_dir = tmp_path / "batches" / "b"
+    batch_dir.mkdir(parents=True)
+    return BatchJob("toy", "b", batch_dir, ids, specs, tuple(tmp_path / "runs" / r for r in ids))
+
+
+def test_records_diverged_and_stopped_runs_up_to_their_last_epoch(tmp_path):
+    losses = [[1, 1, 1, 1, 1], [1, 1, np.nan, 1, 1], [1, 1, 1, 1, 1]]
+    job = _job(tmp_path, 3, epochs=4)
+    program = CountingProgram(losses, stop_at_acc=30.0)
+    driver.train(job, TrainOptions(tmp_path, 10.0, "cpu"), lambda j, o: program)
+    records = [read_json(d / "train.json") for d in job.run_dirs]
+    assert [r["status"] for r in records] == ["ok", "diverged", "ok"]
+    assert records[1]["diverged_epoch"] == 2 and records[1]["epochs_completed"] == 2
+    # runs 0 and 2 stop early at epoch 3 (test accuracy 30): every run has ended, the loop stops
+    assert program.trained == [1, 2, 3] and records[0]["epochs_completed"] == 3
+    assert read_metrics(job.run_dirs[1])["epoch"].max() == 2
+    assert read_metrics(job.run_dirs[0])["epoch"].max() == 3
+    assert np.load(job.run_dirs[0] / "params.npz")["w"].tolist() == [3, 3, 3]
+    assert read_json(job.run_dirs[0] / "spec.json") == job.specs[0]
+    assert not (job.batch_dir / driver.CHECKPOINT_FILE).exists()
+
+
+def test_checkpoint_round_trip_keeps_the_structure(tmp_path):
+    state = {"params": [{"w": np.ones((2, 3), np.float32), "b": np.zeros(2)}], "carry": None,
+             "gens": [np.arange(4, dtype=np.uint8)]}
+    path = tmp_path / "checkpoint.npz"
+    history = {"test_acc": np.arange(6.0).reshape(3, 2)}
+    checkpoint.save(path, checkpoint.Snapshot(2, ["a", "b"], 1.5, history, np.array([-1, 2]), np.array([-1, -1]),
+                                              state))
+    back = checkpoint.load(path, ["a", "b"], ["test_acc"], state)
+    assert back.epoch == 2 and back.elapsed_s == 1.5 and back.diverged.tolist() == [-1, 2]
+    assert back.state["carry"] is None and back.state["params"][0]["w"].dtype == np.float32
+    np.testing.assert_array_equal(back.state["params"][0]["w"], state["params"][0]["w"])
+    np.testing.assert_array_equal(back.history["test_acc"], history["test_acc"])
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda s: {**s, "params": [{"w": np.ones((2, 4), np.float32), "b": np.zeros(2)}]},
+     "state/params/0/w has shape [2, 3] in the file but [2, 4] here"),
+    (lambda s: {**s, "params": [{"w": np.ones((2, 3), np.float64), "b": np.zeros(2)}]}, "dtype float32"),
+    (lambda s: {**s, "extra": np.zeros(1)}, "state lacks keys ['extra']"),
+    (lambda s: {k: v for k, v in s.items() if k != "carry"}, "keys ['carry'] that this program lacks"),
+    (lambda s: {**s, "params": []}, "state/params has 1 entries in the file but 0 here"),
+])
+def test_a_checkpoint_of_another_program_is_refused_by_name(tmp_path, change, words):
+    state = {"params": [{"w": np.ones((2, 3), np.float32), "b": np.zeros(2)}], "carry": None}
+    path = tmp_path / "checkpoint.npz"
+    checkpoint.save(path, checkpoint.Snapshot(1, ["a"], 0.0, {"x": np.zeros((2, 1))}, np.array([-1]),
+                                              np.array([-1]), state))
+    with pytest.raises(checkpoint.CheckpointMismatch) as err:
+        checkpoint.load(path, ["a"], ["x"], change(state))
+    assert str(path) in str(err.value) and words in str(err.value)
+    with pytest.raises(checkpoint.CheckpointMismatch, match="it holds runs"):
+        checkpoint.load(path, ["b"], ["x"], state)
+    with pytest.raises(checkpoint.CheckpointMismatch, match="records metrics"):
+        checkpoint.load(path, ["a"], ["y"], state)
+
+
+def test_resume_continues_from_the_checkpoint(tmp_path, monkeypatch):
+    """A job stopped after epoch 2 resumes at epoch 3 with the saved state, history and statuses."""
+    losses = [[1, 1, 1, 1, 1], [1, np.inf, 1, 1, 1]]
+    whole = _job(tmp_path / "whole", 2, epochs=4)
+    driver.train(whole, TrainOptions(tmp_path, 10.0, "cpu"), lambda j, o: CountingProgram(losses))
+
+    cut = _job(tmp_path / "cut", 2, epochs=4)
+    first = CountingProgram(losses)
+    saved = []
+
+    def stop_after_second_save(self, epoch):
+        saved.append(epoch)
+        if epoch == 2:
+            raise KeyboardInterrupt  # what a kill looks like from the loop's point of view
+
+    monkeypatch.setattr(driver.CheckpointClock, "saved", stop_after_second_save)
+    with pytest.raises(KeyboardInterrupt):
+        driver.train(cut, TrainOptions(tmp_path, 0.0, "cpu"), lambda j, o: first)
+    monkeypatch.undo()
+    assert (cut.batch_dir / driver.CHECKPOINT_FILE).exists() and not (cut.run_dirs[0] / "train.json").exists()
+    second = CountingProgram(losses)
+    driver.train(cut, TrainOptions(tmp_path, 10.0, "cpu"), lambda j, o: second)
+    assert second.trained == [3, 4]
+    for a, b in zip(whole.run_dirs, cut.run_dirs):
+        assert (a / "metrics.csv").read_bytes() == (b / "metrics.csv").read_bytes()
+        assert np.array_equal(np.load(a / "params.npz")["w"], np.load(b / "params.npz")["w"])
+        ra, rb = read_json(a / "train.json"), read_json(b / "train.json")
+        assert (ra["status"], ra["diverged_epoch"], ra["epochs_completed"]) == (
+            rb["status"], rb["diverged_epoch"], rb["epochs_completed"])
+
+
+def test_a_program_metric_outside_its_names_is_an_error(tmp_path):
+    class Sloppy(CountingProgram):
+        def train_epoch(self, progress):
+            return {**super().train_epoch(progress), "typo_acc": np.zeros(1)}
+
+    with pytest.raises(KeyError, match="typo_acc"):
+        driver.train(_job(tmp_path, 1, 2), TrainOptions(tmp_path, 10.0, "cpu"), lambda j, o: Sloppy([[1, 1, 1]]))
+
+
+def test_a_batch_differing_outside_batch_over_is_refused(tmp_path, datasets_dir):
+    runs = make_specs(lrs=(0.05,))
+    (rid, spec), = runs.items()
+    other = speclib.validate_spec({**spec, "hparams": {**spec["hparams"], "sigma": 1e-3}})
+    runs[speclib.run_id(other)] = other
+    batch = write_batch(tmp_path / "results", runs)
+    done = impl("train", batch, datasets_dir)
+    assert done.returncode == 2
+    line = done.stderr.strip().splitlines()[-1]
+    assert "differ in 'hparams.sigma' (0.0001 vs 0.001)" in line and "batch_over ['seed', 'hparams.lr']" in line
+    assert not (tmp_path / "results" / "nodepert" / "runs").exists()
+
+
+def test_batch_over_keys_may_differ(tmp_path):
+    runs = make_specs(lrs=(0.05, 0.1), seeds=(0, 1))
+    batch = write_batch(tmp_path / "results", runs)
+    job = load_batch(batch, tmp_path / "results" / "nodepert", ["seed", "hparams.lr"])
+    assert len(job.run_ids) == 4
+    with pytest.raises(SpecError, match="differ in 'hparams.lr'"):
+        load_batch(batch, tmp_path / "results" / "nodepert", ["seed"])
+
+
+def test_every_paper_entry_is_one_impl_declaration():
+    """No __main__ parses argv: each is one main(Impl(...)) whose program and evaluate hook exist."""
+    import ast
+
+    from impls.common.cli import Impl
+
+    for main_py in sorted(Path(speclib.REPO_ROOT, "impls").glob("*/__main__.py")):
+        text = main_py.read_text()
+        assert "sys.argv" not in text and "argv[" not in text, main_py
+        calls = [n for n in ast.walk(ast.parse(text)) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "Impl"]
+        assert len(calls) == 1, main_py
+        impl = Impl(**{k.arg: ast.literal_eval(k.value) for k in calls[0].keywords})
+        for target in filter(None, (impl.program, impl.evaluate)):
+            module, _, name = target.partition(":")
+            source = Path(speclib.REPO_ROOT, *module.split(".")).with_suffix(".py").read_text()
+            assert f"class {name}" in source or f"def {name}" in source, (main_py, target)
+    impls = {p.parent.name for p in Path(speclib.REPO_ROOT, "impls").glob("*/__main__.py")}
+    assert {"nodepert", "bpfree", "pepita", "two_routes", "wide_align"} <= impls
