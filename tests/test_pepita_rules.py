@@ -11,7 +11,8 @@ from impls.pepita import models, rules
 from impls.pepita.figures import fit_slowness
 from impls.pepita.options import resolved_hparams
 from impls.pepita.reference import TUTORIAL_CURVE
-from impls.rules_torch import backprop, drtp, feedback_alignment
+from impls.rules_torch import backprop, drtp
+from impls.rules_torch import fa as fa_rule
 
 DT = torch.float64
 
@@ -142,12 +143,12 @@ def test_bp_equals_autograd_and_fa_with_transposed_weights_equals_bp(sizes):
     for mine, ref in zip(bp, _autograd_fc(weights, x, t, masks)):
         torch.testing.assert_close(mine, ref, rtol=1e-12, atol=1e-12)
     feedback = [None] + [w.transpose(-1, -2).clone() for w in weights[1:]]
-    fa, _ = feedback_alignment.pseudo_grads(weights, x, t, feedback, masks)
+    fa, _ = fa_rule.pseudo_grads(weights, x, t, feedback, masks)
     for a, b in zip(fa, bp):
         assert torch.equal(a, b)
     random_fb = [None] + [b[None].expand(2, -1, -1) for b in
-                          feedback_alignment.init_feedback([w[0] for w in weights], torch.Generator().manual_seed(0))[1:]]
-    fa_random, _ = feedback_alignment.pseudo_grads(weights, x, t, random_fb, masks)
+                          fa_rule.init_feedback([w[0] for w in weights], torch.Generator().manual_seed(0))[1:]]
+    fa_random, _ = fa_rule.pseudo_grads(weights, x, t, random_fb, masks)
     assert torch.equal(fa_random[-1], bp[-1]) and not torch.allclose(fa_random[0], bp[0])
 
 
@@ -317,7 +318,7 @@ def test_tanh_variant_bp_equals_autograd_fa_with_transposed_weights_equals_bp_an
     relu_bp, _ = backprop.pseudo_grads(weights, x, t, masks)
     assert not torch.allclose(relu_bp[0], bp[0])
     feedback = [None] + [w.transpose(-1, -2).clone() for w in weights[1:]]
-    fa, _ = feedback_alignment.pseudo_grads(weights, x, t, feedback, masks, activation="tanh")
+    fa, _ = fa_rule.pseudo_grads(weights, x, t, feedback, masks, activation="tanh")
     for a, b in zip(fa, bp):
         assert torch.equal(a, b)
 

@@ -37,7 +37,7 @@ import math
 import torch
 
 from impls.pepita import models
-from impls.rules_torch import backprop, drtp, feedback_alignment, outer_sum
+from impls.rules_torch import backprop, drtp, fa, outer_sum
 
 OPTIMIZER = {("bp", "conv"): "torch_sgd"}  # every other (rule, arch): "eta_inside"
 
@@ -135,7 +135,7 @@ def bp_conv(weights, x, target, shape):
 def init_feedback(rule: str, arch: str, weights, generator, shape: models.ConvShape | None = None):
     """One run's fixed feedback matrices (FA: shapes of W_lᵀ; DRTP: (C, n_l)), or []."""
     if rule == "fa":
-        return feedback_alignment.init_feedback(weights, generator)
+        return fa.init_feedback(weights, generator)
     if rule == "drtp":
         if arch == "fc":
             return drtp.init_feedback(weights, generator)
@@ -156,7 +156,7 @@ def compute_grads(rule, arch, weights, F, feedback, x, target, masks, hp, shape=
         if rule == "bp":
             return backprop.pseudo_grads(weights, x, target, masks, activation)
         if rule == "fa":
-            return feedback_alignment.pseudo_grads(weights, x, target, feedback, masks, activation)
+            return fa.pseudo_grads(weights, x, target, feedback, masks, activation)
         if rule == "drtp":
             return drtp.pseudo_grads(weights, x, target, feedback, masks, activation)
     else:

@@ -1,6 +1,6 @@
 """Learning rules shared by more than one paper, in PyTorch: the twins of ``impls.rules``.
 
-One module per rule (``backprop``, ``feedback_alignment``, ``drtp``), same names as the JAX
+One module per rule (``backprop``, ``fa``, ``dfa``, ``drtp``), same names as the JAX
 package. Every rule works on a *stack* of R independent fully connected networks (one per
 seed), so a batch of runs trains with batched matmuls in one process:
 
