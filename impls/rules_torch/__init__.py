@@ -10,13 +10,23 @@ seed), so a batch of runs trains with batched matmuls in one process:
 - hidden units ReLU (or tanh, ``activation="tanh"``: Frenkel et al.'s DRTP setting), output
   softmax, loss cross-entropy (so δ_L = y − t).
 
-``pseudo_grads(...)`` returns, per layer, G_l = Σ_batch δ_lᵀ h_{l−1} of shape (R, out, in):
-the *sum* over the minibatch, which the caller divides by B (the PEPITA code's convention,
-spec pepita §2.2 step 4). ``mlp_forward`` is shared by every rule.
+Two layers of API per module:
+
+- ``pseudo_grads(...)`` returns, per layer, G_l = Σ_batch δ_lᵀ h_{l−1} of shape (R, out, in):
+  the *sum* over the minibatch, which the caller divides by B (the PEPITA code's convention,
+  spec pepita §2.2 step 4; ``impls.pepita.rules.apply_update`` is such a caller).
+- a :class:`LearningRule` (the contract of the JAX package, ``impls.rules.LearningRule``):
+  ``init(weights, generator) -> state`` draws the fixed feedback matrices (``()`` for BP) and
+  ``estimate(weights, state, x, target, masks=None) -> (grads, state, aux)`` returns the
+  pseudo-gradients as the minibatch *mean* G_l / B, with the weights' shapes, ready for
+  ``torch.optim`` (``set_grads``) or an explicit update W ← W − η G_l / B; ``aux`` holds ``loss``
+  (R,), the mean cross-entropy before the update, and ``y``, the softmax output.
+
+``mlp_forward`` is shared by every rule.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import torch
 
@@ -74,3 +84,44 @@ def hidden_derivative(a: torch.Tensor, mask: torch.Tensor | None, activation: st
         _act(a[..., :0], activation)  # names an unknown activation
         d = (a > 0).to(a.dtype)
     return d if mask is None else d * mask
+
+
+class LearningRule(NamedTuple):
+    """``init(weights, generator) -> state``; ``estimate(weights, state, x, target, masks=None)
+    -> (grads, state, aux)`` with ``grads[l]`` = G_l / B and ``aux`` = {"loss": (R,), "y": (R, B, C)}."""
+
+    init: Callable[..., Any]
+    estimate: Callable[..., tuple[list[torch.Tensor], Any, dict]]
+
+
+def stateless_init(weights, generator: torch.Generator | None = None) -> tuple:
+    """The state of a rule without fixed matrices (BP): ``()``."""
+    del weights, generator
+    return ()
+
+
+def stacked_feedback(init_one_run: Callable, weights: Sequence[torch.Tensor],
+                     generator: torch.Generator) -> list[torch.Tensor | None]:
+    """``init_one_run(one run's weights, generator)`` for each of the R runs in turn, stacked per layer
+    (layers without a matrix stay None)."""
+    runs = [init_one_run([w[r] for w in weights], generator) for r in range(weights[0].shape[0])]
+    return [None if run_mats[0] is None else torch.stack(run_mats) for run_mats in zip(*runs)]
+
+
+def minibatch_mean(grads: Sequence[torch.Tensor], y: torch.Tensor, target: torch.Tensor, state,
+                   hidden_scale: float | None = None) -> tuple[list[torch.Tensor], Any, dict]:
+    """``estimate``'s return value from minibatch-summed G_l: (G_l / B, state, aux).
+
+    ``hidden_scale``, when given, divides the hidden layers' G_l by it instead of by B
+    (DRTP's ``hidden_reduction="sum"``: 1).
+    """
+    batch = target.shape[-2]
+    last = len(grads) - 1
+    scaled = [g / (batch if (l == last or hidden_scale is None) else hidden_scale) for l, g in enumerate(grads)]
+    return scaled, state, {"loss": cross_entropy(y, target).mean(-1), "y": y}
+
+
+def set_grads(weights: Sequence[torch.Tensor], grads: Sequence[torch.Tensor]) -> None:
+    """Hand pseudo-gradients to a ``torch.optim`` optimiser over ``weights`` (``.grad`` of each leaf)."""
+    for w, g in zip(weights, grads):
+        w.grad = g.detach().clone()

@@ -6,8 +6,11 @@ Softmax output with cross-entropy, so the output error is δ_L = y − t; for hi
     G_l = Σ_batch δ_lᵀ h_{l−1}                            (the minibatch-summed gradient)
 
 G_l / B is exactly ∇_{W_l} of the mean cross-entropy (checked against autograd and against
-the JAX rule in tests/test_pepita_rules.py). Reference: Rumelhart, Hinton & Williams (1986),
-Nature 323:533.
+the JAX rule in tests/test_pepita_rules.py and tests/test_rules_parity.py). :func:`backprop` is the
+rule object (``impls.rules_torch.LearningRule``): it returns G_l / B, the gradient of the mean loss.
+
+Reference: D. E. Rumelhart, G. E. Hinton, R. J. Williams, "Learning representations by
+back-propagating errors", Nature 323:533 (1986).
 """
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ from typing import Sequence
 
 import torch
 
-from impls.rules_torch import hidden_derivative, mlp_forward, outer_sum
+from impls.rules_torch import LearningRule, hidden_derivative, minibatch_mean, mlp_forward, outer_sum, stateless_init
 
 
 def backward(weights: Sequence[torch.Tensor], y: torch.Tensor, target: torch.Tensor, hs, pre, masks=None,
@@ -38,3 +41,13 @@ def pseudo_grads(weights, x, target, masks=None, activation: str = "relu"):
     """``(grads, y)``: the exact minibatch-summed CE gradient of every layer, and the output."""
     y, hs, pre = mlp_forward(weights, x, masks, activation=activation)
     return backward(weights, y, target, hs, pre, masks, activation=activation), y
+
+
+def backprop(activation: str = "relu") -> LearningRule:
+    """BP as a rule object: ``estimate`` returns ∇_{W_l} of the minibatch-mean cross-entropy."""
+
+    def estimate(weights, state, x, target, masks=None):
+        grads, y = pseudo_grads(weights, x, target, masks, activation)
+        return minibatch_mean(grads, y, target, state)
+
+    return LearningRule(init=stateless_init, estimate=estimate)

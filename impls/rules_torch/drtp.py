@@ -11,6 +11,15 @@ draws a (C, n_l) tensor: U(±√(6/n_l)). The signal carries no error magnitude,
 units and a large rate the weights can grow without bound; a diverging run is recorded as
 such, not hidden (spec pepita §2.4). ``activation="tanh"`` (f′ = 1 − tanh²) is the bounded-unit
 setting of Frenkel et al. and the spec's ``drtp_tanh`` variant.
+
+:func:`direct_random_target_projection` is the rule object (``impls.rules_torch.LearningRule``).
+Its ``hidden_reduction`` says how the hidden G_l are reduced over the minibatch: ``"mean"``
+(G_l / B like every other layer, the PEPITA code) or ``"sum"`` (G_l itself: δh_l = t B_l per
+example with no 1/B, Frenkel's code and the JAX twin ``impls.rules.drtp``, whose B_l is this
+B_l transposed; tests/test_rules_parity.py). The output layer is always G_L / B.
+
+Reference: C. Frenkel, M. Lefebvre, D. Bol, "Learning Without Feedback: Fixed Random Learning
+Signals Allow for Feedforward Training of Deep Neural Networks", Front. Neurosci. 15:629892 (2021).
 """
 from __future__ import annotations
 
@@ -18,7 +27,7 @@ import math
 
 import torch
 
-from impls.rules_torch import hidden_derivative, mlp_forward, outer_sum
+from impls.rules_torch import LearningRule, hidden_derivative, minibatch_mean, mlp_forward, outer_sum, stacked_feedback
 
 
 def init_feedback(weights, generator: torch.Generator) -> list[torch.Tensor | None]:
@@ -43,3 +52,22 @@ def pseudo_grads(weights, x, target, feedback, masks=None, activation: str = "re
         grads.append(outer_sum(delta, hs[l]))
     grads.append(outer_sum(y - target, hs[last]))
     return grads, y
+
+
+#: ``hidden_reduction`` of :func:`direct_random_target_projection`
+HIDDEN_REDUCTIONS = ("mean", "sum")
+
+
+def direct_random_target_projection(activation: str = "relu", hidden_reduction: str = "mean") -> LearningRule:
+    """DRTP as a rule object; ``init(weights, generator)`` draws :func:`init_feedback` run by run."""
+    if hidden_reduction not in HIDDEN_REDUCTIONS:
+        raise ValueError(f"hidden_reduction {hidden_reduction!r}; allowed: {', '.join(HIDDEN_REDUCTIONS)}")
+
+    def init(weights, generator: torch.Generator):
+        return stacked_feedback(init_feedback, weights, generator)
+
+    def estimate(weights, feedback, x, target, masks=None):
+        grads, y = pseudo_grads(weights, x, target, feedback, masks, activation)
+        return minibatch_mean(grads, y, target, feedback, hidden_scale=1.0 if hidden_reduction == "sum" else None)
+
+    return LearningRule(init=init, estimate=estimate)

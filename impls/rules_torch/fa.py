@@ -8,7 +8,12 @@ instead of the transposed forward weights:
 B_{l+1} has the shape of W_{l+1}ᵀ, i.e. (n_l, n_{l+1}), and is drawn once as
 U(±√(6/n_l)) -- the He-uniform limit of its input size, *without* PEPITA's 0.05 factor
 (the PEPITA code's ``he_uniform`` FA init, spec pepita §2.4). With B_{l+1} = W_{l+1}ᵀ the rule
-is backprop exactly (tested).
+is backprop exactly (tested). :func:`feedback_alignment` is the rule object
+(``impls.rules_torch.LearningRule``); its JAX twin is ``impls.rules.fa`` (whose B_l has the same
+(in, out) layout, tests/test_rules_parity.py).
+
+Reference: T. P. Lillicrap, D. Cownden, D. B. Tweed, C. J. Akerman, "Random synaptic feedback
+weights support error backpropagation for deep learning", Nat. Commun. 7:13276 (2016).
 """
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ import math
 
 import torch
 
-from impls.rules_torch import backprop, mlp_forward
+from impls.rules_torch import LearningRule, backprop, minibatch_mean, mlp_forward, stacked_feedback
 
 
 def init_feedback(weights, generator: torch.Generator) -> list[torch.Tensor | None]:
@@ -36,3 +41,16 @@ def pseudo_grads(weights, x, target, feedback, masks=None, activation: str = "re
     """``(grads, y)`` with the error sent down through ``feedback[l]`` (stacked (R, n_{l}, n_{l+1}))."""
     y, hs, pre = mlp_forward(weights, x, masks, activation=activation)
     return backprop.backward(weights, y, target, hs, pre, masks, feedback=feedback, activation=activation), y
+
+
+def feedback_alignment(activation: str = "relu") -> LearningRule:
+    """FA as a rule object; ``init(weights, generator)`` draws :func:`init_feedback` run by run."""
+
+    def init(weights, generator: torch.Generator):
+        return stacked_feedback(init_feedback, weights, generator)
+
+    def estimate(weights, feedback, x, target, masks=None):
+        grads, y = pseudo_grads(weights, x, target, feedback, masks, activation)
+        return minibatch_mean(grads, y, target, feedback)
+
+    return LearningRule(init=init, estimate=estimate)

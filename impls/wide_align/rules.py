@@ -21,9 +21,13 @@ layer l; the update is ΔW = −η·direction (SGD) or the direction fed to Adam
   hidden layer (the last included), nothing from layer l + 1; it then passes the live ReLU′, Norm
   and input to W_l. 'full': B_l ∈ ℝ^{(H_l W_l C_l)×K}, std 1/√(H_l W_l C_l); 'pooled' (spec B2):
   B_l ∈ ℝ^{C_l×K}, std 1/√C_l, the gradient B_l e/(H_l W_l) at every position. Readout: gradient.
+  The DFA signal and feedback draw live in the shared ``impls.rules_torch.dfa``.
 - ``lastlayer``: hidden layers frozen at initialisation; readout: the gradient.
 
 Optimisers: plain SGD (θ ← θ − η d) or Adam (β 0.9, 0.999, ε 1e-8), η per run.
+
+Reference: A. Boopathy, I. Fiete, "How to Train Your Wide Neural Network Without Backprop: An
+Input-Weight Alignment Perspective", ICML 2022.
 """
 from __future__ import annotations
 
@@ -31,6 +35,7 @@ import math
 
 import torch
 
+from impls.rules_torch import dfa
 from impls.wide_align import models
 
 CHAIN_RULES = ("bp", "fa", "alignprop")
@@ -56,12 +61,8 @@ def init_feedback(rule: str, shape: models.NetShape, params0_one: dict, generato
             v = v / math.sqrt(shape.width)
         return {"w": ws, "v": v.to(dtype)}
     if rule == "dfa":
-        out = []
-        for c, s in shape.layer_outputs():
-            n = c * s * s if dfa_feedback == "full" else c
-            out.append((torch.randn(n, shape.n_classes, generator=generator, dtype=torch.float64)
-                        / math.sqrt(n)).to(dtype))
-        return {"dfa": out}
+        sizes = dfa.conv_feedback_sizes(shape.layer_outputs(), dfa_feedback)
+        return {"dfa": dfa.draw_normal_feedback(sizes, shape.n_classes, generator, dtype)}
     return None
 
 
@@ -84,17 +85,8 @@ def frozen_signals(params0: dict, x, e, shape, want_hidden: bool):
         return _grads((f0 * e).sum(), models.flat(p0))
 
 
-def dfa_signal(b_l: torch.Tensor, e: torch.Tensor, act_shape, mode: str) -> torch.Tensor:
-    """B_l e placed at ReLU(h_l): (B, R·C, H, W) from e (R, B, K) and B_l (R, n, K)."""
-    bsz, rc, h, w = act_shape
-    r = e.shape[0]
-    s = torch.matmul(e, b_l.transpose(-1, -2))  # (R, B, n)
-    if mode == "full":
-        s = s.reshape(r, bsz, rc // r, h, w)
-    else:
-        s = (s / (h * w)).reshape(r, bsz, rc // r, 1, 1).expand(r, bsz, rc // r, h, w)
-    # channels-last like the activations it multiplies (mixed layouts take PyTorch's slow strided paths)
-    return s.transpose(0, 1).reshape(bsz, rc, h, w).contiguous(memory_format=torch.channels_last)
+#: B_l e placed at ReLU(h_l) (the shared DFA's conv signal)
+dfa_signal = dfa.conv_signal
 
 
 def directions(rule: str, params: dict, params0: dict | None, feedback: dict | None, x, y,
@@ -125,8 +117,7 @@ def directions(rule: str, params: dict, params0: dict | None, feedback: dict | N
             deltas = frozen_signals(params0, x, e, shape, want_hidden=True)
             surrogate = surrogate + sum((h * d).sum() for h, d in zip(hs, deltas))
         elif rule == "dfa":
-            surrogate = surrogate + sum((a * dfa_signal(b, e, a.shape, dfa_mode)).sum()
-                                        for a, b in zip(acts, feedback["dfa"]))
+            surrogate = surrogate + dfa.conv_surrogate(acts, feedback["dfa"], e, dfa_mode)
         dirs = _grads(surrogate, leaves)
         if rule == "lastlayer":
             dirs = [torch.zeros_like(d) for d in dirs[:2 * n_layers]] + dirs[2 * n_layers:]
