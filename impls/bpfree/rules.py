@@ -21,6 +21,10 @@ full flattened conv output (before pooling) and B_l of shape (H_l·W_l·F_l, K)
 (:func:`impls.bpfree.models.feedback_sizes`); FA uses :func:`impls.bpfree.conv.fa_conv`.
 Every rule's ``estimate`` returns aux with ``loss`` (global, batch mean), ``z`` and ``hs`` (for
 accuracy and trackers) and ``model_state`` (new BN running statistics).
+
+References: S. Pathak, Backpropagation-Free Algorithms, Volume 1 (github.com/5aurabhpathak/
+backprop-free-algorithms-vol1); A. Nøkland, NeurIPS 2016 (DFA); C. Frenkel, M. Lefebvre, D. Bol,
+Front. Neurosci. 15:629892 (2021) (DRTP); T. P. Lillicrap et al., Nat. Commun. 7:13276 (2016) (FA).
 """
 from __future__ import annotations
 

@@ -17,6 +17,12 @@ With K_b = K_f both layers are exact backprop (tested against ``jax.grad``).
 [⟨a, b⟩, ‖a‖², ‖b‖²] with a = the error the layer sends down (B δ) and b = the error backprop
 would send from the same δ (Wᵀ δ). ``jax.grad`` with respect to the probes thus returns the
 per-layer gradient-angle statistics (spec §6) at the cost of one extra transposed matmul/conv.
+
+With K_b fixed (``tie=False``) the dense layer is feedback alignment, the math of the shared
+:func:`impls.rules.fa.fa_dense` (kept separate here: no bias, the trainable/tied K_b and the probe).
+
+Reference: D. Kunin et al., "Two Routes to Scalable Credit Assignment without Weight Symmetry",
+ICML 2020; FA: T. P. Lillicrap et al., Nat. Commun. 7:13276 (2016).
 """
 from __future__ import annotations
 

@@ -25,6 +25,9 @@ Metric: each epoch, after the updates, the mean loss over 2 test batches and 6 t
 (fresh permutations, in that order as the original); the figure reports the minimum over epochs.
 Runs of a batch (seeds, lrs) train together as one stacked RNN (``train_stacked``: a leading run axis
 on every parameter, per-run η); a batch of one takes ``train_one``, the path the spec §6 check used.
+
+Reference: A. Boopathy, I. Fiete, "How to Train Your Wide Neural Network Without Backprop: An
+Input-Weight Alignment Perspective", ICML 2022 (the Add task of its recurrent experiment).
 """
 from __future__ import annotations
 
