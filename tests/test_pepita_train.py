@@ -13,7 +13,7 @@ import torch
 from impls.common import specs as speclib
 from impls.common.io import atomic_write_json, read_json
 from impls.pepita import rules
-from impls.pepita.train import Program, load_images, lr_at
+from impls.pepita.stacked import StackedBatch, load_images, lr_at
 from impls.rules_torch import backprop, cross_entropy
 from tests.conftest import REPO
 
@@ -75,8 +75,8 @@ def test_a_run_does_not_depend_on_the_other_seeds_of_its_batch(datasets_dir, rul
     spec = digits_spec(rule, arch)
     data = load_images(spec, datasets_dir)
     # float64: DRTP weights grow fast, and float32 matmuls of different batch shapes may round differently
-    together = Program(spec, [0, 1], data, "cpu", torch.float64)
-    alone = Program(spec, [1], data, "cpu", torch.float64)
+    together = StackedBatch(spec, [0, 1], data, "cpu", torch.float64)
+    alone = StackedBatch(spec, [1], data, "cpu", torch.float64)
     with torch.no_grad():
         m2, m1 = together.train_epoch(1), alone.train_epoch(1)
         e2, e1 = together.evaluate(), alone.evaluate()
@@ -89,7 +89,7 @@ def test_a_run_does_not_depend_on_the_other_seeds_of_its_batch(datasets_dir, rul
 
 def test_every_rule_starts_from_the_same_weights_for_a_seed(datasets_dir):
     data = load_images(digits_spec(), datasets_dir)
-    first = [Program(digits_spec(rule), [3], data, "cpu").weights for rule in ("pepita", "bp", "fa", "drtp")]
+    first = [StackedBatch(digits_spec(rule), [3], data, "cpu").weights for rule in ("pepita", "bp", "fa", "drtp")]
     for other in first[1:]:
         assert all(torch.equal(a, b) for a, b in zip(first[0], other))
 
@@ -133,14 +133,14 @@ def test_cli_trains_a_batch_and_a_killed_job_resumes_to_identical_metrics(tmp_pa
     batch_b, results_b, _ = _write_batch(tmp_path / "b", specs)
     killed = _cli("train", batch_b, "--datasets-dir", datasets_dir, "--platform", "cpu", "--checkpoint-minutes", 0,
                   env={"CREDITBENCH_KILL_AFTER_EPOCH": "1"})
-    assert killed.returncode != 0 and (batch_b.parent / "checkpoint.pt").exists()
+    assert killed.returncode != 0 and (batch_b.parent / "checkpoint.npz").exists()
     resumed = _cli("train", batch_b, "--datasets-dir", datasets_dir, "--platform", "cpu", "--checkpoint-minutes", 0)
     assert resumed.returncode == 0 and "resumed from checkpoint at epoch 1" in resumed.stderr
     for rid in ids:
         a = pd.read_csv(results / "runs" / rid / "metrics.csv")
         b = pd.read_csv(results_b / "runs" / rid / "metrics.csv")
         pd.testing.assert_frame_equal(a, b)
-    assert not (batch_b.parent / "checkpoint.pt").exists()
+    assert not (batch_b.parent / "checkpoint.npz").exists()
 
 
 def test_bad_spec_names_the_key():
@@ -183,13 +183,13 @@ def test_every_pepita_target_expands_at_every_scale_with_seeds_batched(scale):
 def test_carry_remainder_adds_the_partial_batch_to_the_next_epochs_first_update(datasets_dir):
     """n = 70, B = 64: epoch 1 applies one update and keeps the 6-sample remainder's G, which
     epoch 2 adds to its first update (numpy main.py); the default applies both batches."""
-    from impls.pepita.train import STREAM_DATA, generator
+    from impls.pepita.stacked import STREAM_DATA, generator
 
     spec = speclib.validate_spec(dict(paper="pepita", rule="bp", model={"arch": "fc", "hidden": [16]},
                                       dataset="digits", hparams={"lr": 0.1, "keep": 1.0, "carry_remainder": True},
                                       seed=0, epochs=2, batch_size=64, scale="smoke", data={"n_train": 70}))
     data = load_images(spec, datasets_dir)
-    prog = Program(spec, [0], data, "cpu", torch.float64)
+    prog = StackedBatch(spec, [0], data, "cpu", torch.float64)
     w0 = [w.clone() for w in prog.weights]
     perm = torch.randperm(70, generator=generator(STREAM_DATA))
     x, t = prog.x_train[perm[None]], prog.y_train[perm[None]]
@@ -201,13 +201,13 @@ def test_carry_remainder_adds_the_partial_batch_to_the_next_epochs_first_update(
         g_rest, _ = rules.compute_grads("bp", "fc", prog.weights, prog.F, [], x[:, 64:], t[:, 64:], None, prog.hp)
         for c, g in zip(prog.carry, g_rest):
             torch.testing.assert_close(c, g, rtol=1e-12, atol=1e-14)
-        restored = Program(spec, [0], data, "cpu", torch.float64)
+        restored = StackedBatch(spec, [0], data, "cpu", torch.float64)
         restored.load_state_dict(prog.state_dict())
         prog.train_epoch(2)
         restored.train_epoch(2)
         assert prog.carry is not None and all(torch.equal(a, b) for a, b in zip(prog.weights, restored.weights))
 
-    default = Program(speclib.validate_spec({**spec, "hparams": {"lr": 0.1, "keep": 1.0}}), [0], data, "cpu",
+    default = StackedBatch(speclib.validate_spec({**spec, "hparams": {"lr": 0.1, "keep": 1.0}}), [0], data, "cpu",
                       torch.float64)
     with torch.no_grad():
         default.train_epoch(1)
@@ -231,3 +231,4 @@ def test_activation_variant_is_validated(rule, activation, message):
         speclib.validate_spec(dict(paper="pepita", rule=rule, model={"arch": "fc", "activation": activation},
                                    dataset="digits", hparams={"lr": 0.1}, seed=0, epochs=1, batch_size=8,
                                    scale="smoke"))
+

@@ -1,15 +1,13 @@
-"""``python -m impls.pepita train|evaluate BATCH_JSON`` (see impls.common.cli)."""
+"""``python -m impls.pepita train|evaluate BATCH_JSON`` (see impls.common.cli).
+
+Training imports torch (``impls.pepita.train.Program`` on the common driver); ``evaluate``
+needs no torch: pepita adds no analyses to final.json.
+"""
 import sys
 
-from impls.common.cli import main
+from impls.common.cli import Impl, main
 
-
-def train_batch(job, options):
-    """Imports torch only when training (``evaluate`` needs no torch)."""
-    from impls.pepita.train import train_batch as train
-
-    return train(job, options)
-
+IMPL = Impl(framework="torch", program="impls.pepita.train:Program")
 
 if __name__ == "__main__":
-    sys.exit(main(train_batch, framework="torch"))
+    sys.exit(main(IMPL))

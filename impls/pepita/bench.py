@@ -1,6 +1,6 @@
 """Throughput of one training epoch (not a test): ``python -m impls.pepita.bench``.
 
-Times ``Program.train_epoch`` on a real dataset for a rule/architecture and a number of
+Times ``StackedBatch.train_epoch`` on a real dataset for a rule/architecture and a number of
 stacked seeds, after one warm-up epoch, and prints one JSON line per configuration with
 seconds per epoch and milliseconds per training sample (per run). The issue's target:
 PEPITA 784-1024-10, batch 64, Fashion-MNIST, under 3 s per epoch on 2 CPU cores (the original
@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from impls.common import specs as speclib
-from impls.pepita.train import Program, load_images
+from impls.pepita.stacked import StackedBatch, load_images
 
 
 def time_epochs(rule: str, arch: str, seeds: int, dataset: str, datasets_dir: Path, epochs: int,
@@ -26,7 +26,7 @@ def time_epochs(rule: str, arch: str, seeds: int, dataset: str, datasets_dir: Pa
                                       hparams={"lr": 0.1 if arch == "fc" else 0.01, **(hparams or {})}, seed=0, epochs=epochs,
                                       batch_size=64 if arch == "fc" else 50, scale="cpu",
                                       **({"data": {"n_train": n_train}} if n_train else {})))
-    program = Program(spec, range(seeds), load_images(spec, datasets_dir), "cpu")
+    program = StackedBatch(spec, range(seeds), load_images(spec, datasets_dir), "cpu")
     with torch.no_grad():
         program.train_epoch(1)  # warm-up
         times = []

@@ -1,290 +1,74 @@
-"""Training a batch of pepita runs: the seeds of one configuration as one stacked network.
+"""The pepita program the common driver trains (impls.common.driver): a batch of seeds, one epoch at a time.
 
-All runs of a batch share rule, model, dataset, hyper-parameters, epochs and batch size and
-differ only in seed (``batch_over: [seed]``). Their weights are stacked along a leading run
-axis R and every step is a handful of batched matmuls over R (``torch.matmul`` broadcasting),
-so one process and one Python loop train every seed.
+The stacked network, its seeded streams, the train epoch and the evaluation are
+``impls.pepita.stacked.StackedBatch``. What this adds for the driver:
 
-Per run r and its seed s, independent ``torch.Generator`` streams give:
-  init (seed s): the forward weights, identical for every rule (so PEPITA, BP, FA, DRTP of
-  one seed start from the same weights); F (s + 1_000_003); feedback matrices (s + 2_000_003);
-  data order, dropout masks and control noise (s + 3_000_017). A run's numbers therefore do not
-  depend on which other runs share its batch.
-
-Per epoch (spec §2.2): η ← max(decay·η, 1e-6) at the start of every epoch listed in
-``decay_epochs`` (0-indexed, as the code's ``if epoch in [60, 90]``); a fresh seeded shuffle;
-minibatches of B with the last partial one kept and still divided by B; the dropout mask is
-drawn once per step and shared by both PEPITA passes. The full test set is evaluated before
-training and after every epoch without dropout; FC runs also log the angle between F and
-(W_L⋯W_1)ᵀ and ‖W_1‖_F (spec §5). Train loss/accuracy are the running values of the
-standard (dropout) pass over the epoch, as the code monitors them.
+- TF32 off on CUDA (spec §6.6: h − h^err is a small difference) and every epoch, epoch 0
+  included, under ``torch.no_grad()``;
+- each epoch's metrics: the running train loss/accuracy of the epoch, then the full test set
+  (and, FC, the alignment angle and ‖W_1‖_F); a non-finite train or test loss marks a run
+  diverged (the driver's default);
+- the state the driver checkpoints (``StackedBatch.state_dict``: tensors, generator states,
+  None), params.npz (``w_0``, ``w_1`` ..., ``F``) and train.json's extra fields:
+  ``hparams_resolved``, ``optimizer``, ``dtype``, ``train_epoch_seconds`` (the train part of
+  each epoch this process ran, evaluation excluded) and ``seeds_in_process``.
 """
 from __future__ import annotations
 
-import sys
 import time
 
-import numpy as np
 import torch
 
-from impls.common import datasets, metrics, provenance
-from impls.common.backend import require_torch_platform
-from impls.common.checkpointing import KILL_AFTER_EPOCH_ENV, CheckpointClock  # noqa: F401
 from impls.common import torch_loop
-from impls.common.cli import BatchJob, TrainOptions
-from impls.common.io import atomic_write_json, atomic_write_npz
-from impls.pepita import models, rules
-from impls.pepita.options import resolved_hparams
+from impls.common.backend import require_torch_platform
+from impls.common.driver import BatchProgram, Progress
+from impls.pepita.stacked import StackedBatch, load_images
 
-EVAL_CHUNK = 1000
-STREAM_F, STREAM_FEEDBACK, STREAM_DATA = 1_000_003, 2_000_003, 3_000_017
-#: pixel maximum used to map images to [0, 1] (digits are stored as 0..16)
-PIXEL_MAX = {"digits": 16.0}
-
-
-def generator(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(int(seed))
-
-
-def load_images(spec: dict, datasets_dir) -> dict:
-    """Float32 images in [0, 1], channel-first (N, c, H, W); int64 labels; number of classes."""
-    ds = datasets.load_dataset(datasets_dir / f"{spec['dataset']}.npz")
-    ds = datasets.subset_for_spec(ds, spec)
-    scale = PIXEL_MAX.get(spec["dataset"], 255.0)
-
-    def prep(x):
-        x = x.astype(np.float32) / scale
-        return x[:, None] if x.ndim == 3 else np.ascontiguousarray(x.transpose(0, 3, 1, 2))
-
-    return {"x_train": torch.from_numpy(prep(ds.x_train)), "y_train": torch.from_numpy(ds.y_train.astype(np.int64)),
-            "x_test": torch.from_numpy(prep(ds.x_test)), "y_test": torch.from_numpy(ds.y_test.astype(np.int64)),
-            "n_classes": ds.num_classes}
-
-
-def lr_at(epoch: int, hp: dict) -> float:
-    """η used during (1-indexed) ``epoch``: decayed at the start of each listed 0-indexed epoch."""
-    lr = float(hp["lr"])
-    for _ in (e for e in sorted(hp["decay_epochs"]) if e <= epoch - 1):
-        lr = max(hp["decay"] * lr, 1e-6)
-    return lr
-
-
-def _stack(per_run: list[list]) -> list:
-    """[[W_0, W_1] per run] -> [stacked W_0, stacked W_1] (None stays None)."""
-    return [None if layer[0] is None else torch.stack(layer) for layer in zip(*per_run)]
-
-
-class Program:
-    """Everything one batch needs: data, stacked state, a train epoch and an evaluation."""
-
-    def __init__(self, spec: dict, seeds, data: dict, device: str, dtype=torch.float32):
-        self.spec, self.rule, self.arch = spec, spec["rule"], spec["model"]["arch"]
-        self.hp = resolved_hparams(spec)
-        self.batch_size = spec["batch_size"]
-        self.device, self.dtype = device, dtype
-        x_train, x_test = data["x_train"], data["x_test"]
-        c_in, height, width = x_train.shape[1:]
-        self.n_classes = data["n_classes"]
-        self.d_in = c_in * height * width
-        model = spec["model"]
-        self.activation = model.get("activation", "relu")  # FC hidden units (tanh: drtp_tanh variant)
-        if self.arch == "fc":
-            self.sizes = [self.d_in, *model.get("hidden", [1024]), self.n_classes]
-            self.shape = None
-            x_train, x_test = x_train.flatten(1), x_test.flatten(1)
-        else:
-            self.shape = models.ConvShape(c_in, height, width, model.get("channels", 32), model.get("kernel", 5),
-                                          model.get("pool", 2), self.n_classes)
-        self.x_train = x_train.to(device, dtype)
-        self.y_train = torch.nn.functional.one_hot(data["y_train"], self.n_classes).to(device, dtype)
-        self.x_test, self.y_test = x_test.to(device, dtype), data["y_test"].to(device)
-        self.optimizer = rules.optimizer_kind(self.rule, self.arch)
-        #: PEPITA FC folds G_l = δᵀh into the velocity (one baddbmm_, G never materialised)
-        self.fused_update = (self.rule == "pepita" and self.arch == "fc" and self.optimizer == "eta_inside"
-                             and not self.hp["carry_remainder"])
-        self.seeds = list(seeds)
-        self.init_state()
-
-    # ------------------------------------------------------------------ state
-    def init_state(self) -> None:
-        w, f, fb = [], [], []
-        for s in self.seeds:
-            ws = (models.init_fc(self.sizes, generator(s), self.dtype) if self.arch == "fc"
-                  else models.init_conv(self.shape, generator(s), self.dtype))
-            w.append(ws)
-            f.append(models.init_F(self.d_in, self.n_classes, self.hp["F_scale"], generator(s + STREAM_F), self.dtype,
-                                   self.hp["F_init"]))
-            fb.append(rules.init_feedback(self.rule, self.arch, ws, generator(s + STREAM_FEEDBACK), self.shape))
-        to = dict(device=self.device)
-        self.weights = [x.to(**to) for x in _stack(w)]
-        self.velocities = [torch.zeros_like(x) for x in self.weights]
-        self.F = torch.stack(f).to(**to)
-        self.feedback = [None if x is None else x.to(**to) for x in _stack(fb)] if fb[0] else []
-        self.generators = [generator(s + STREAM_DATA) for s in self.seeds]
-        self.carry = None  # ``carry_remainder``: the last partial batch's grads, added to the next update
-
-    def state_dict(self) -> dict:
-        return {"weights": self.weights, "velocities": self.velocities, "F": self.F, "feedback": self.feedback,
-                "generators": [g.get_state() for g in self.generators], "carry": self.carry}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.weights = [w.to(self.device) for w in state["weights"]]
-        self.velocities = [v.to(self.device) for v in state["velocities"]]
-        self.F = state["F"].to(self.device)
-        self.feedback = [None if b is None else b.to(self.device) for b in state["feedback"]]
-        for g, s in zip(self.generators, state["generators"]):
-            g.set_state(s)
-        carry = state.get("carry")
-        self.carry = None if carry is None else [c.to(self.device) for c in carry]
-
-    # ------------------------------------------------------------------ training
-    def _per_run(self, fn) -> torch.Tensor:
-        return torch.stack([fn(g) for g in self.generators]).to(self.device, self.dtype)
-
-    def train_epoch(self, epoch: int) -> dict[str, np.ndarray]:
-        """One epoch at η = lr_at(epoch); returns running train loss/accuracy per run."""
-        hp, n, bsz = self.hp, len(self.x_train), self.batch_size
-        lr = lr_at(epoch, hp)
-        perms = torch.stack([torch.randperm(n, generator=g) for g in self.generators]).to(self.device)
-        hidden = self.sizes[1:-1] if self.arch == "fc" else []
-        loss_sum = torch.zeros(len(self.seeds), dtype=torch.float64, device=self.device)
-        correct = torch.zeros_like(loss_sum)
-        for start in range(0, n, bsz):
-            idx = perms[:, start:start + bsz]
-            b = idx.shape[1]
-            x, t = self.x_train[idx], self.y_train[idx]
-            masks = None
-            if hidden and hp["keep"] < 1.0:
-                masks = [self._per_run(lambda g, h=h: (torch.rand(b, h, generator=g) < hp["keep"]).float())
-                         / hp["keep"] for h in hidden]
-            noise = None
-            if self.rule == "pepita" and hp["perturbation"] == "random":
-                noise = self._per_run(lambda g: torch.randn(b, self.d_in, generator=g) if hp["rp_noise"] == "normal"
-                                      else torch.rand(b, self.d_in, generator=g) * 2 - 1)
-            if self.fused_update:
-                factors, y = rules.pepita_fc_factors(self.weights, self.F, x, t, masks, hp, noise)
-                rules.apply_outer_update(self.weights, self.velocities, factors, lr, hp["momentum"], bsz)
-                loss_sum += -(t * torch.log(y.clamp_min(1e-30))).sum((1, 2)).double()
-                correct += (y.argmax(-1) == t.argmax(-1)).sum(1).double()
-                continue
-            grads, y = rules.compute_grads(self.rule, self.arch, self.weights, self.F, self.feedback, x, t,
-                                           masks, hp, self.shape, noise, self.activation)
-            if hp["carry_remainder"]:
-                grads = self._carry(grads, partial=b < bsz)
-            if grads is not None:
-                rules.apply_update(self.optimizer, self.weights, self.velocities, grads, lr, hp["momentum"], bsz)
-            loss_sum += -(t * torch.log(y.clamp_min(1e-30))).sum((1, 2)).double()
-            correct += (y.argmax(-1) == t.argmax(-1)).sum(1).double()
-        return {"train_loss": (loss_sum / n).cpu().numpy(), "train_acc": (100.0 * correct / n).cpu().numpy()}
-
-    def _carry(self, grads, partial: bool):
-        """``carry_remainder`` (numpy main.py): a partial batch's G is kept, not applied, and added
-        to the next step's G (still divided by B); returns the G to apply now, or None."""
-        if self.carry is not None:
-            grads, self.carry = [g + c for g, c in zip(grads, self.carry)], None
-        if partial:
-            self.carry, grads = grads, None
-        return grads
-
-    # ------------------------------------------------------------------ evaluation
-    def evaluate(self) -> dict[str, np.ndarray]:
-        """Test accuracy (%) and cross-entropy per run, no dropout; FC: alignment angle and ‖W_1‖."""
-        r = len(self.seeds)
-        correct = torch.zeros(r, dtype=torch.float64, device=self.device)
-        loss = torch.zeros_like(correct)
-        chunk = EVAL_CHUNK if self.arch == "fc" else 250
-        for start in range(0, len(self.x_test), chunk):
-            x, y = self.x_test[start:start + chunk], self.y_test[start:start + chunk]
-            if self.arch == "fc":
-                out = models.fc_forward(self.weights, x, activation=self.activation)[0]
-            else:
-                out = models.conv_forward(self.weights, x.unsqueeze(0).expand(r, *x.shape), self.shape)[0]
-            correct += (out.argmax(-1) == y).sum(-1).double()
-            loss += -torch.log(out.gather(-1, y.expand(r, -1).unsqueeze(-1)).clamp_min(1e-30)).sum((1, 2)).double()
-        n = len(self.x_test)
-        out = {"test_acc": (100.0 * correct / n).cpu().numpy(), "test_loss": (loss / n).cpu().numpy()}
-        if self.arch == "fc":
-            angle, norm = models.alignment(self.weights, self.F)
-            out.update(weights_angle=angle.cpu().numpy(), weights_w1norm=norm.cpu().numpy())
-        return out
-
-
-METRICS_FC = ("train_acc", "train_loss", "test_acc", "test_loss", "weights_angle", "weights_w1norm")
+METRICS_FC = ["train_acc", "train_loss", "test_acc", "test_loss", "weights_angle", "weights_w1norm"]
 METRICS_CONV = METRICS_FC[:4]
 
 
-def _mean(values: np.ndarray) -> float:
-    finite = values[np.isfinite(values)]
-    return float(finite.mean()) if finite.size else float("nan")
+class Program(BatchProgram):
+    """A batch of pepita runs (``make_program`` for the driver is the class itself)."""
 
+    def __init__(self, job, options, dtype=torch.float32):
+        self.torch_device = require_torch_platform(options.platform)
+        torch.backends.cuda.matmul.allow_tf32 = False  # spec §6.6: h − h^err is a small difference
+        torch.backends.cudnn.allow_tf32 = False
+        spec = job.specs[0]
+        self.seeds = [s["seed"] for s in job.specs]
+        self.batch = StackedBatch(spec, self.seeds, load_images(spec, options.datasets_dir), self.torch_device, dtype)
+        self.metric_names = METRICS_FC if self.batch.arch == "fc" else METRICS_CONV
+        self.epoch_seconds: list[float] = []
 
-def _log(job, epoch, epochs, history, diverged, seconds) -> None:
-    acc = history["test_acc"][epoch]
-    live = acc[diverged < 0]
-    summary = f"test acc mean {np.mean(live):.2f}% max {np.max(live):.2f}%" if live.size else "all diverged"
-    extra = f" | angle {_mean(history['weights_angle'][epoch]):.1f} deg" if "weights_angle" in history else ""
-    print(f"[{job.batch_id}] epoch {epoch}/{epochs} | {len(job.run_ids)} runs | train loss "
-          f"{_mean(history['train_loss'][epoch]):.4g} | {summary}{extra} | diverged {int((diverged >= 0).sum())}"
-          f" | {seconds:.2f} s/epoch", file=sys.stderr, flush=True)
+    def evaluate(self):
+        with torch.no_grad():
+            return self.batch.evaluate()
 
-
-def train_batch(job: BatchJob, options: TrainOptions) -> None:
-    """Train every run of ``job``; write spec.json, metrics.csv, params.npz and train.json per run."""
-    device = require_torch_platform(options.platform)
-    torch.backends.cuda.matmul.allow_tf32 = False  # spec §6.6: h − h^err is a small difference
-    torch.backends.cudnn.allow_tf32 = False
-    spec0 = job.specs[0]
-    epochs = spec0["epochs"]
-    for run_dir, spec in zip(job.run_dirs, job.specs):
-        atomic_write_json(run_dir / "spec.json", spec)
-    program = Program(spec0, [s["seed"] for s in job.specs], load_images(spec0, options.datasets_dir), device)
-    names = METRICS_FC if program.arch == "fc" else METRICS_CONV
-    history = {k: np.full((epochs + 1, len(job.run_ids)), np.nan) for k in names}
-    diverged = np.full(len(job.run_ids), -1, np.int64)
-    ckpt_path = job.batch_dir / "checkpoint.pt"
-    ckpt = torch_loop.load_checkpoint(ckpt_path, job)
-    if ckpt:
-        start, elapsed = ckpt["epoch"], ckpt["elapsed"]
-        program.load_state_dict(ckpt["state"])
-        history, diverged = ckpt["history"], ckpt["diverged"]
-        print(f"[{job.batch_id}] resumed from checkpoint at epoch {start}", file=sys.stderr, flush=True)
-    else:
-        start, elapsed = 0, 0.0
-        for k, v in program.evaluate().items():
-            history[k][0] = v
-        _log(job, 0, epochs, history, diverged, 0.0)
-    t_start, clock = time.perf_counter() - elapsed, CheckpointClock(options.checkpoint_minutes)
-    epoch_seconds = []
-    epoch = start
-    with torch.no_grad():
-        for epoch in range(start + 1, epochs + 1):
+    def train_epoch(self, progress: Progress):
+        with torch.no_grad():
             t0 = time.perf_counter()
-            stats = program.train_epoch(epoch)
-            epoch_seconds.append(time.perf_counter() - t0)
-            stats.update(program.evaluate())
-            for k, v in stats.items():
-                history[k][epoch] = v
-            bad = ~np.isfinite(history["train_loss"][epoch]) | ~np.isfinite(history["test_loss"][epoch])
-            diverged[(diverged < 0) & bad] = epoch
-            _log(job, epoch, epochs, history, diverged, epoch_seconds[-1])
-            done = epoch == epochs or bool((diverged >= 0).all())
-            if not done and clock.due():
-                torch_loop.save_checkpoint(ckpt_path, job, epoch, program, history, diverged, time.perf_counter() - t_start)
-                clock.saved(epoch)
-            if done:
-                break
-    wall = time.perf_counter() - t_start
-    record = provenance.record(torch_loop.device_record(device))
-    extra = {"hparams_resolved": program.hp, "optimizer": program.optimizer, "dtype": str(program.dtype),
-             "train_epoch_seconds": epoch_seconds, "seeds_in_process": [s["seed"] for s in job.specs]}
-    for i, (rid, run_dir) in enumerate(zip(job.run_ids, job.run_dirs)):
-        arrays = {f"w_{j}": w[i].cpu().numpy() for j, w in enumerate(program.weights)}
-        arrays["F"] = program.F[i].cpu().numpy()
-        atomic_write_npz(run_dir / "params.npz", arrays)
-        d = int(diverged[i])
-        last = d if d >= 0 else epoch
-        metrics.write_metrics(run_dir, {k: v[:, i] for k, v in history.items()}, last + 1)
-        metrics.write_train_record(run_dir, run_id=rid, diverged_epoch=d if d >= 0 else None,
-                                   epochs_completed=last, wall_time_s=wall, batch_id=job.batch_id,
-                                   runs_in_batch=len(job.run_ids), provenance=record, extra=extra)
-    ckpt_path.unlink(missing_ok=True)
+            stats = self.batch.train_epoch(progress.epoch)
+            self.epoch_seconds.append(time.perf_counter() - t0)
+            stats.update(self.batch.evaluate())
+        return stats
+
+    def state(self):
+        return self.batch.state_dict()
+
+    def load_state(self, state):
+        self.batch.load_state_dict(state)
+
+    def run_files(self, i):
+        arrays = {f"w_{j}": w[i].cpu().numpy() for j, w in enumerate(self.batch.weights)}
+        arrays["F"] = self.batch.F[i].cpu().numpy()
+        return {"params.npz": arrays}
+
+    def train_record(self, i, progress):
+        b = self.batch
+        return {"hparams_resolved": b.hp, "optimizer": b.optimizer, "dtype": str(b.dtype),
+                "train_epoch_seconds": self.epoch_seconds, "seeds_in_process": self.seeds}
+
+    def device(self):
+        return torch_loop.device_record(self.torch_device)
+
