@@ -232,3 +232,48 @@ def test_activation_variant_is_validated(rule, activation, message):
                                    dataset="digits", hparams={"lr": 0.1}, seed=0, epochs=1, batch_size=8,
                                    scale="smoke"))
 
+
+def test_a_checkpoint_of_another_batch_is_refused_naming_the_file(tmp_path, datasets_dir):
+    """A checkpoint left by a batch of another model size is refused (exit 2, the file named), never loaded."""
+    batch_a, _, _ = _write_batch(tmp_path / "a", [digits_spec(epochs=3)])
+    killed = _cli("train", batch_a, "--datasets-dir", datasets_dir, "--platform", "cpu", "--checkpoint-minutes", 0,
+                  env={"CREDITBENCH_KILL_AFTER_EPOCH": "1"})
+    assert killed.returncode != 0 and (batch_a.parent / "checkpoint.npz").exists()
+    other = speclib.validate_spec({**digits_spec(epochs=3), "model": {"arch": "fc", "hidden": [16]}})
+    batch_b, results_b, ids_b = _write_batch(tmp_path / "b", [other])
+    ckpt_b = batch_b.parent / "checkpoint.npz"
+    ckpt_b.write_bytes((batch_a.parent / "checkpoint.npz").read_bytes())
+    refused = _cli("train", batch_b, "--datasets-dir", datasets_dir, "--platform", "cpu")
+    assert refused.returncode == 2, refused.stderr
+    assert str(ckpt_b) in refused.stderr and "does not match" in refused.stderr
+    assert ckpt_b.exists() and not (results_b / "runs" / ids_b[0] / "train.json").exists()
+
+
+def test_a_checkpoint_of_another_model_size_is_refused_and_a_pending_carry_resumes(tmp_path, datasets_dir):
+    """The state tree's structure depends on the spec only: a pending ``carry_remainder`` G goes through
+    checkpoint.npz and training continues identically; other layer sizes are refused by path and shape."""
+    from impls.common import checkpoint
+
+    spec = speclib.validate_spec(dict(paper="pepita", rule="bp", model={"arch": "fc", "hidden": [16]},
+                                      dataset="digits", hparams={"lr": 0.1, "keep": 1.0, "carry_remainder": True},
+                                      seed=0, epochs=2, batch_size=64, scale="smoke", data={"n_train": 70}))
+    data = load_images(spec, datasets_dir)
+    prog = StackedBatch(spec, [0, 1], data, "cpu")
+    with torch.no_grad():
+        prog.train_epoch(1)
+    assert prog.carry is not None
+    path, names, runs = tmp_path / "checkpoint.npz", ["train_loss"], ["r0", "r1"]
+    checkpoint.save(path, checkpoint.Snapshot(1, runs, 0.0, {"train_loss": np.zeros((3, 2))}, np.full(2, -1),
+                                              np.full(2, -1), prog.state_dict()))
+    restored = StackedBatch(spec, [0, 1], data, "cpu")
+    restored.load_state_dict(checkpoint.load(path, runs, names, restored.state_dict()).state)
+    assert restored.carry is not None and restored.weights[0].dtype == torch.float32
+    with torch.no_grad():
+        prog.train_epoch(2)
+        restored.train_epoch(2)
+    assert all(torch.equal(a, b) for a, b in zip(prog.weights, restored.weights))
+    assert all(torch.equal(a, b) for a, b in zip(prog.velocities, restored.velocities))
+
+    wider = StackedBatch(speclib.validate_spec({**spec, "model": {"arch": "fc", "hidden": [32]}}), [0, 1], data, "cpu")
+    with pytest.raises(checkpoint.CheckpointMismatch, match=r"checkpoint\.npz does not match .*state/weights/0 has shape"):
+        checkpoint.load(path, runs, names, wider.state_dict())
