@@ -2,6 +2,8 @@
 
 Skeleton shared by every impl package: ``options`` (what a spec may name, no torch),
 ``models`` (networks and initialisations), ``rules`` (the PEPITA updates and the dispatch to
-``impls.rules_torch``), ``train`` (the stacked-seed loop), ``figures`` (paper-only tables and
-plots), ``__main__`` (the ``train|evaluate`` entry).
+``impls.rules_torch``), ``stacked`` (the seeds of a batch as one stacked network: a train
+epoch, an evaluation), ``train`` (its program for the common driver ``impls.common.driver``),
+``figures`` (paper-only tables and plots), ``bench`` (epoch throughput), ``__main__`` (the
+``train|evaluate`` entry).
 """

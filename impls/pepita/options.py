@@ -1,6 +1,6 @@
 """What a pepita run spec may name (pure Python: imported when the workflow is parsed).
 
-Caller: ``impls.common.specs.validate_spec`` for every pepita spec, and ``impls.pepita.train``
+Caller: ``impls.common.specs.validate_spec`` for every pepita spec, and ``impls.pepita.stacked``
 (``resolved_hparams`` fills in the defaults below, which are the original code's).
 """
 from __future__ import annotations

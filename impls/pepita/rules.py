@@ -2,7 +2,7 @@
 
 Every function returns ``(grads, y)``: per layer a pseudo-gradient G_l with the shape of the
 stacked weights, summed over the minibatch, and the standard-pass softmax output y. The
-train loop applies one optimiser to all of them (``impls.pepita.train.apply_update``):
+train epoch (``impls.pepita.stacked``) applies one optimiser to all of them (``apply_update``):
 
     eta_inside (PEPITA, FA, DRTP, FC-BP; spec §2.2 step 4):  v ← μ v + η G / B,  W ← W − v
     torch_sgd  (conv BP, as the original uses torch.optim.SGD): v ← μ v + G / B,  W ← W − η v
