@@ -13,7 +13,7 @@ the epoch (column ``extrapolated``). The "TF1 issue" column is the issue's, meas
 comparison run ``bench_wide_align_original.py --out FILE`` (the original code, on this machine) and pass
 ``--original FILE``.
 
-sweep: trains rules x widths x lrs on a cached dataset with the real train loop (impls.wide_align.train.Program:
+sweep: trains rules x widths x lrs on a cached dataset with the real stacked runs (impls.wide_align.stacked.StackedRuns:
 validation = first 5,000 training images, official test set apart), BP runs also accumulating the NTK
 prediction W~ so the alignment score and its shuffled control are printed at the last epoch.
 """
@@ -82,7 +82,7 @@ def time_rule(rule, width, device, n_train=55_000, n_val=5_000, batch=100, max_s
 def timing(args):
     torch.set_num_threads(args.threads)
     if args.device == "cpu":
-        torch_loop.keep_freed_memory()  # as impls.wide_align.train does
+        torch_loop.keep_freed_memory()  # as impls.wide_align.train.make_program does
     rows = []
     for width in args.widths:
         for rule in args.rules:
@@ -113,7 +113,7 @@ def timing(args):
 
 def sweep(args):
     from impls.wide_align import alignment
-    from impls.wide_align.train import Program, load_images
+    from impls.wide_align.stacked import StackedRuns, load_images
 
     torch.set_num_threads(args.threads)
     out = []
@@ -123,7 +123,7 @@ def sweep(args):
                       "dataset": Path(args.npz).stem, "hparams": {"lr": lr, **({"score_epochs": [args.epochs]} if rule == "bp" else {})},
                       "seed": 99, "epochs": args.epochs, "batch_size": 100, "scale": "cpu"} for lr in args.lrs]
             data = load_images(specs[0], Path(args.npz).parent)
-            prog = Program(specs, data, args.device)
+            prog = StackedRuns(specs, data, args.device)
             t0 = time.perf_counter()
             for epoch in range(1, args.epochs + 1):
                 prog.train_epoch()

@@ -195,14 +195,14 @@ def test_imagenet_specs_validate_and_use_the_stride_4_stem():
 
 
 def test_streamed_runs_do_not_depend_on_their_batch_mates(datasets_dir):
-    from impls.wide_align.streaming import StreamingProgram
+    from impls.wide_align.streaming import StreamedRuns
 
     # depth 3: at depth 7 a 32-px input reaches 1x1 maps whose batch-of-5 statistics amplify float32
     # rounding of the grouped conv to ~3e-5 after one epoch (same data); stacking itself is tested on digits
     specs = [imagenet_spec("alignada", seed=s, lr=lr, depth=3) for s, lr in ((99, 0.5), (100, 0.1), (99, 0.1))]
-    both = StreamingProgram(specs, datasets_dir, "cpu", workers=0)
+    both = StreamedRuns(specs, datasets_dir, "cpu", workers=0)
     assert both.stream_of_run == [0, 1, 0] and both.shape.size == 32 and both.shape.n_classes == 3
-    alone = StreamingProgram(specs[1:2], datasets_dir, "cpu", workers=0)
+    alone = StreamedRuns(specs[1:2], datasets_dir, "cpu", workers=0)
     (x_both, y_both), (x_alone, y_alone) = (p._stack(next(zip(*p.train_loaders))) for p in (both, alone))
     assert x_both.shape == (5, 9, 32, 32) and torch.equal(x_both[:, 3:6], x_alone) and torch.equal(y_both[1], y_alone[0])
     assert torch.equal(x_both[:, :3], x_both[:, 6:]) and not torch.equal(x_both[:, :3], x_both[:, 3:6])
@@ -260,7 +260,7 @@ def test_a_killed_streamed_job_resumes_to_identical_metrics(tmp_path, datasets_d
     assert _cli("train", whole, datasets_dir).returncode == 0
     cut, _ = _write_batch(tmp_path / "b" / "wide_align", "b", specs)
     killed = _cli("train", cut, datasets_dir, "--checkpoint-minutes", "0", env={"CREDITBENCH_KILL_AFTER_EPOCH": "1"})
-    assert killed.returncode != 0 and (cut.parent / "checkpoint.pt").exists()
+    assert killed.returncode != 0 and (cut.parent / "checkpoint.npz").exists()
     resumed = _cli("train", cut, datasets_dir, "--checkpoint-minutes", "0")
     assert resumed.returncode == 0 and "resumed from checkpoint at epoch 1" in resumed.stderr, resumed.stderr[-2000:]
     for rid in ids:

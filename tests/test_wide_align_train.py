@@ -13,7 +13,7 @@ import torch
 from impls.common import specs as speclib
 from impls.common.errors import SpecError
 from impls.common.io import atomic_write_json, read_json
-from impls.wide_align.train import Program, load_images
+from impls.wide_align.stacked import StackedRuns, load_images
 from tests.conftest import REPO
 
 torch.set_num_threads(1)
@@ -39,12 +39,12 @@ def test_splits_are_validation_first_then_train_and_the_official_test_set(datase
 def test_a_run_does_not_depend_on_its_batch_mates_and_frozen_copies_never_change(datasets_dir, rule):
     specs = [digits_spec(rule, seed=s, lr=lr) for s, lr in ((99, 1.0), (100, 5.0), (99, 5.0))]
     data = load_images(specs[0], datasets_dir)
-    both = Program(specs, data, "cpu")
+    both = StackedRuns(specs, data, "cpu")
     w0 = [w.clone() for w in both.params0["w"]]
     stats = both.train_epoch()
     assert all(torch.equal(a, b) for a, b in zip(w0, both.params0["w"]))
     assert not torch.equal(both.params["w"][0], w0[0]) or rule == "lastlayer"
-    alone = Program(specs[1:2], data, "cpu")
+    alone = StackedRuns(specs[1:2], data, "cpu")
     stats_alone = alone.train_epoch()
     assert stats["train_loss"][1] == pytest.approx(stats_alone["train_loss"][0], rel=1e-5)
     assert torch.allclose(both.params["w"][1][1], alone.params["w"][1][0], rtol=1e-4, atol=1e-6)
@@ -52,7 +52,7 @@ def test_a_run_does_not_depend_on_its_batch_mates_and_frozen_copies_never_change
 
 def test_every_rule_starts_from_the_same_weights_for_a_seed(datasets_dir):
     data = load_images(digits_spec(), datasets_dir)
-    w = [Program([digits_spec(r)], data, "cpu").params["w"][1] for r in ("bp", "fa", "dfa", "alignada")]
+    w = [StackedRuns([digits_spec(r)], data, "cpu").params["w"][1] for r in ("bp", "fa", "dfa", "alignada")]
     assert all(torch.equal(w[0], x) for x in w[1:])
 
 
@@ -96,7 +96,7 @@ def test_cli_trains_scores_and_a_killed_job_resumes_to_identical_metrics(tmp_pat
     batch_b, results_b, _ = _write_batch(tmp_path / "b", specs)
     killed = _cli("train", batch_b, "--datasets-dir", datasets_dir, "--platform", "cpu", "--checkpoint-minutes", 0,
                   env={"CREDITBENCH_KILL_AFTER_EPOCH": "1"})
-    assert killed.returncode != 0 and (batch_b.parent / "checkpoint.pt").exists()
+    assert killed.returncode != 0 and (batch_b.parent / "checkpoint.npz").exists()
     resumed = _cli("train", batch_b, "--datasets-dir", datasets_dir, "--platform", "cpu", "--checkpoint-minutes", 0)
     assert resumed.returncode == 0 and "resumed from checkpoint at epoch 1" in resumed.stderr
     for rid in ids:
@@ -105,7 +105,7 @@ def test_cli_trains_scores_and_a_killed_job_resumes_to_identical_metrics(tmp_pat
         pd.testing.assert_frame_equal(a, b)
         sa, sb = np.load(results / "runs" / rid / "align_snapshots.npz"), np.load(results_b / "runs" / rid / "align_snapshots.npz")
         assert all(np.array_equal(sa[k], sb[k]) for k in sa.files)
-    assert not (batch_b.parent / "checkpoint.pt").exists()
+    assert not (batch_b.parent / "checkpoint.npz").exists()
 
 
 @pytest.mark.parametrize("hp,message", [({"optimizer": "rmsprop"}, "hparams.optimizer"),

@@ -23,8 +23,15 @@ Rules (update −η·direction, SGD lr 1e-3, batch 50, 6 steps per epoch):
 
 Metric: each epoch, after the updates, the mean loss over 2 test batches and 6 train batches
 (fresh permutations, in that order as the original); the figure reports the minimum over epochs.
-Runs of a batch (seeds, lrs) train together as one stacked RNN (``train_stacked``: a leading run axis
-on every parameter, per-run η); a batch of one takes ``train_one``, the path the spec §6 check used.
+``time_epoch`` = seconds of the epoch's updates and both evaluations. A run diverges at the first
+epoch whose train or test loss is not finite.
+
+``AddProgram`` is the batch for the common driver (impls.common.driver: epoch loop, checkpoint,
+log, run records). Runs of a batch (seeds, lrs) train together as one stacked RNN: a leading run
+axis on every parameter, per-run η. Data, initialisation and batch order are seeded with 99 whatever
+the run's seed (spec §3.1), so the runs share x, W(0) and every permutation; a diverged run's NaNs
+never reach the others (the runs only share x). A batch of one keeps the unstacked arithmetic
+(scalar η, per-batch losses averaged in float64), the path the spec §6 check used.
 
 Reference: A. Boopathy, I. Fiete, "How to Train Your Wide Neural Network Without Backprop: An
 Input-Weight Alignment Perspective", ICML 2022 (the Add task of its recurrent experiment).
@@ -32,14 +39,13 @@ Input-Weight Alignment Perspective", ICML 2022 (the Add task of its recurrent ex
 from __future__ import annotations
 
 import math
-import sys
 import time
 
 import numpy as np
 import torch
 
-from impls.common import metrics, provenance
-from impls.common.io import atomic_write_json, atomic_write_npz
+from impls.common import torch_loop
+from impls.common.driver import BatchProgram, Progress
 from impls.wide_align.options import resolved_hparams, resolved_model
 
 T, N_SEQ, N_TRAIN, BATCH = 100, 400, 300, 50
@@ -143,118 +149,83 @@ def directions(rule: str, p: dict, p0: dict, x, y, alignada_mode: str = "default
         return g, loss.detach()
 
 
-def train_one(spec: dict, log_prefix: str = "", dtype=torch.float32) -> dict:
-    """One run (float32 as the original; float64 only for the stacked-equals-alone test)."""
-    hp, model = resolved_hparams(spec), resolved_model(spec)
-    data = {k: torch.tensor(v, dtype=dtype) for k, v in make_data(hp["add_targets"]).items()}
-    p = init_params(model["width"], dtype)
-    p0 = {k: v.clone() for k, v in p.items()}
-    lr = float(hp["lr"])
-    rng = np.random.RandomState(DATA_SEED)
-    hist = {"train_loss": [np.nan], "test_loss": [np.nan], "time_epoch": [np.nan]}
+class AddProgram(BatchProgram):
+    """A batch of Add-task runs for the driver: one stacked RNN, or one plain RNN for a batch of one.
 
-    def eval_split(split):
-        x, y = data[f"x_{split}"], data[f"y_{split}"]
-        perm = rng.permutation(len(x))
-        with torch.no_grad():
-            losses = [float(loss_fn(forward(p, x[idx], p["s"])[0], y[idx]))
-                      for idx in (perm[i:i + BATCH] for i in range(0, len(x), BATCH))]
-        return float(np.mean(losses))
-
-    hist["test_loss"][0], hist["train_loss"][0] = eval_split("test"), eval_split("train")
-    diverged = None
-    for epoch in range(1, spec["epochs"] + 1):
-        t0 = time.perf_counter()
-        perm = rng.permutation(N_TRAIN)
-        for i in range(0, N_TRAIN, BATCH):
-            idx = perm[i:i + BATCH]
-            dirs, _ = directions(spec["rule"], p, p0, data["x_train"][idx], data["y_train"][idx], hp["add_alignada"])
-            with torch.no_grad():
-                for k, d in zip(NAMES, dirs):
-                    p[k] = p[k] - lr * d
-        te, tr = eval_split("test"), eval_split("train")
-        hist["test_loss"].append(te)
-        hist["train_loss"].append(tr)
-        hist["time_epoch"].append(time.perf_counter() - t0)
-        if not (math.isfinite(te) and math.isfinite(tr)):
-            diverged = epoch
-            break
-        if epoch % 20 == 0 or epoch == spec["epochs"]:
-            print(f"{log_prefix} epoch {epoch}/{spec['epochs']} | train {tr:.4f} | test {te:.4f} | "
-                  f"best {min(hist['train_loss'][1:]):.4f} / {min(hist['test_loss'][1:]):.4f}", file=sys.stderr, flush=True)
-    return {"history": {k: np.asarray(v) for k, v in hist.items()}, "params": p, "diverged": diverged}
-
-
-def train_stacked(specs: list[dict], log_prefix: str = "", dtype=torch.float32) -> list[dict]:
-    """Train R runs that differ only in ``seed`` / ``hparams.lr`` as one stacked RNN; ``train_one``'s output per run.
-
-    Data, initialisation and batch order are seeded with 99 whatever the run's seed (spec §3.1), so the
-    runs share x, W(0) and every permutation; parameters carry a leading run axis and η is per run. A
-    run stops being logged at its divergence (its NaNs never reach the others: the runs only share x).
+    ``dtype`` float32 as the original (float64 only for the stacked-equals-alone test); ``stacked``
+    forces the stacked arithmetic for a batch of one (default: stacked when there are several runs).
     """
-    hp, model = resolved_hparams(specs[0]), resolved_model(specs[0])
-    data = {k: torch.tensor(v, dtype=dtype) for k, v in make_data(hp["add_targets"]).items()}
-    r, epochs = len(specs), specs[0]["epochs"]
-    p = {k: torch.stack([v] * r) for k, v in init_params(model["width"], dtype).items()}
-    p0 = {k: v.clone() for k, v in p.items()}
-    lr = torch.tensor([float(s["hparams"]["lr"]) for s in specs], dtype=dtype)
-    rng = np.random.RandomState(DATA_SEED)
-    hist = {k: np.full((epochs + 1, r), np.nan) for k in ("train_loss", "test_loss", "time_epoch")}
-    diverged = np.full(r, -1)
 
-    def eval_split(split):
-        x, y = data[f"x_{split}"], data[f"y_{split}"]
-        perm = rng.permutation(len(x))
+    metric_names = ["train_loss", "test_loss", "time_epoch"]
+    log_metric = "test_loss"
+
+    def __init__(self, specs: list[dict], dtype=torch.float32, stacked: bool | None = None):
+        self.specs = list(specs)
+        self.stacked = len(self.specs) > 1 if stacked is None else bool(stacked)
+        self.rule = self.specs[0]["rule"]
+        self.hp, model = resolved_hparams(self.specs[0]), resolved_model(self.specs[0])
+        self.data = {k: torch.tensor(v, dtype=dtype) for k, v in make_data(self.hp["add_targets"]).items()}
+        p = init_params(model["width"], dtype)
+        if self.stacked:
+            p = {k: torch.stack([v] * len(self.specs)) for k, v in p.items()}
+            self.lr = torch.tensor([float(s["hparams"]["lr"]) for s in self.specs], dtype=dtype)
+        else:
+            self.lr = float(self.hp["lr"])
+        self.p, self.p0 = p, {k: v.clone() for k, v in p.items()}
+        self.rng = np.random.RandomState(DATA_SEED)  # evaluation and batch order, in the original's sequence
+
+    def _eval_split(self, split: str) -> np.ndarray:
+        x, y = self.data[f"x_{split}"], self.data[f"y_{split}"]
+        perm = self.rng.permutation(len(x))
+        batches = [perm[i:i + BATCH] for i in range(0, len(x), BATCH)]
         with torch.no_grad():
-            losses = [loss_fn(forward(p, x[idx], p["s"])[0], y[idx]).numpy()
-                      for idx in (perm[i:i + BATCH] for i in range(0, len(x), BATCH))]
-        return np.mean(losses, 0)
+            if self.stacked:
+                return np.mean([loss_fn(forward(self.p, x[idx], self.p["s"])[0], y[idx]).numpy() for idx in batches], 0)
+            return np.array([float(np.mean([float(loss_fn(forward(self.p, x[idx], self.p["s"])[0], y[idx]))
+                                            for idx in batches]))])
 
-    hist["test_loss"][0], hist["train_loss"][0] = eval_split("test"), eval_split("train")
-    for epoch in range(1, epochs + 1):
+    def _losses(self) -> dict[str, np.ndarray]:
+        test = self._eval_split("test")  # test first, then train: the original's order of draws
+        return {"test_loss": test, "train_loss": self._eval_split("train")}
+
+    def evaluate(self):
+        return self._losses()
+
+    def train_epoch(self, progress: Progress):
         t0 = time.perf_counter()
-        perm = rng.permutation(N_TRAIN)
+        x, y = self.data["x_train"], self.data["y_train"]
+        perm = self.rng.permutation(N_TRAIN)
         for i in range(0, N_TRAIN, BATCH):
             idx = perm[i:i + BATCH]
-            dirs, _ = directions(specs[0]["rule"], p, p0, data["x_train"][idx], data["y_train"][idx],
-                                 hp["add_alignada"])
+            dirs, _ = directions(self.rule, self.p, self.p0, x[idx], y[idx], self.hp["add_alignada"])
             with torch.no_grad():
                 for k, d in zip(NAMES, dirs):
-                    p[k] = p[k] - lr.view(-1, *[1] * (d.dim() - 1)) * d
-        hist["test_loss"][epoch], hist["train_loss"][epoch] = eval_split("test"), eval_split("train")
-        hist["time_epoch"][epoch] = time.perf_counter() - t0
-        bad = ~(np.isfinite(hist["test_loss"][epoch]) & np.isfinite(hist["train_loss"][epoch]))
-        diverged[(diverged < 0) & bad] = epoch
-        if (diverged >= 0).all():
-            break
-        if epoch % 20 == 0 or epoch == epochs:
-            seen = hist["train_loss"][1:epoch + 1]
-            best = [round(float(np.nanmin(c)), 4) if np.isfinite(c).any() else None for c in seen.T]
-            print(f"{log_prefix} epoch {epoch}/{epochs} | {r} runs | best train {best}", file=sys.stderr, flush=True)
-    out = []
-    for j in range(r):
-        d = int(diverged[j])
-        last = d if d >= 0 else epoch
-        out.append({"history": {k: v[:last + 1, j] for k, v in hist.items()},
-                    "params": {k: v[j].clone() for k, v in p.items()}, "diverged": d if d >= 0 else None})
-    return out
+                    lr = self.lr.view(-1, *[1] * (d.dim() - 1)) if self.stacked else self.lr
+                    self.p[k] = self.p[k] - lr * d
+        stats = self._losses()
+        stats["time_epoch"] = np.full(len(self.specs), time.perf_counter() - t0)
+        return stats
 
+    def state(self):
+        _, keys, pos, has_gauss, cached = self.rng.get_state()
+        return {"p": self.p, "rng": {"keys": keys, "pos": np.int64(pos), "has_gauss": np.int64(has_gauss),
+                                     "cached_gaussian": np.float64(cached)}}
 
-def train_batch(job, options) -> None:
-    """One run: ``train_one`` (the measured reference path); several: ``train_stacked`` in one pass."""
-    for run_dir, spec in zip(job.run_dirs, job.specs):
-        atomic_write_json(run_dir / "spec.json", spec)
-    t_batch = time.perf_counter()
-    stacked = train_stacked(list(job.specs), f"[{job.batch_id}]") if len(job.specs) > 1 else None
-    for j, (rid, run_dir, spec) in enumerate(zip(job.run_ids, job.run_dirs, job.specs)):
-        t0 = t_batch if stacked else time.perf_counter()
-        out = stacked[j] if stacked else train_one(spec, f"[{job.batch_id}] {rid}")
-        n_epochs = len(out["history"]["train_loss"])
-        atomic_write_npz(run_dir / "params.npz", {k: v.numpy() for k, v in out["params"].items()})
-        metrics.write_metrics(run_dir, out["history"], n_epochs)
-        metrics.write_train_record(
-            run_dir, run_id=rid, diverged_epoch=out["diverged"], epochs_completed=n_epochs - 1,
-            wall_time_s=time.perf_counter() - t0, batch_id=job.batch_id, runs_in_batch=len(job.run_ids),
-            provenance=provenance.record({"framework": "torch", "backend": "cpu", "kind": "cpu",
-                                          "count": str(torch.get_num_threads())}),
-            extra={"hparams_resolved": resolved_hparams(spec), "task": "add", "stacked": stacked is not None})
+    def load_state(self, state):
+        self.p = {k: torch.from_numpy(np.array(state["p"][k])) for k in NAMES}
+        rng = state["rng"]
+        self.rng.set_state(("MT19937", np.array(rng["keys"]), int(rng["pos"]), int(rng["has_gauss"]),
+                            float(rng["cached_gaussian"])))
+
+    def run_params(self, i: int) -> dict[str, torch.Tensor]:
+        """Run ``i``'s parameters (NAMES)."""
+        return {k: v[i].clone() for k, v in self.p.items()} if self.stacked else dict(self.p)
+
+    def run_files(self, i):
+        return {"params.npz": {k: v.numpy() for k, v in self.run_params(i).items()}}
+
+    def train_record(self, i, progress):
+        return {"hparams_resolved": resolved_hparams(self.specs[i]), "task": "add", "stacked": self.stacked}
+
+    def device(self):
+        return torch_loop.device_record("cpu")

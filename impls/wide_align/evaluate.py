@@ -1,21 +1,24 @@
-"""Evaluate-stage extras of wide_align runs (called by ``python -m impls.wide_align evaluate``).
+"""Evaluate-stage extras of wide_align runs: the hook ``impls.common.cli`` calls before final.json is written.
+
+Caller: ``python -m impls.wide_align evaluate`` (``Impl.evaluate``), once per batch; it adds to each
+run's final.json content (``finals[run_id]``), the cli writes final.json once afterwards.
 
 Per run, final.json's ``final`` gains the validation-split reductions (``val_acc`` after the last
 epoch, ``best_val_acc``; the original printed the validation split as "test") and the minimum
 train/test loss over the evaluated epochs (the Add task's metric; kept for diverged runs, from the
 epochs before the divergence). For runs with ``hparams.score_epochs`` the alignment score and
 its shuffled control are computed per hidden layer and scored epoch from ``align_snapshots.npz``
-and written to ``alignment.csv`` (epoch, layer, score, control).
+and written to ``alignment.csv`` (epoch, layer, score, control); final.json gains them as
+``alignment``. torch is imported only when a run has snapshots to score.
 """
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from impls.common.io import atomic_write_json, atomic_write_text, load_npz, read_json
+from impls.common.io import atomic_write_text, load_npz
 from impls.common.metrics import read_metrics
 
 STREAM_PROBE, STREAM_SHUFFLE = 5_000_011, 6_000_001
@@ -52,12 +55,10 @@ def alignment_table(spec: dict, snapshots: dict) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["epoch", "layer", "score", "control"])
 
 
-def evaluate_extras(batch_json: str, results_dir: str | None) -> None:
-    doc = read_json(batch_json)
-    runs_dir = Path(results_dir or Path(batch_json).resolve().parents[2]) / "runs"
-    for rid, spec in doc["runs"].items():
-        run_dir = runs_dir / rid
-        final = read_json(run_dir / "final.json")
+def evaluate(job, finals: dict, options) -> None:
+    """Add the validation reductions, loss minima and alignment scores to ``finals[run_id]``."""
+    for rid, spec, run_dir in zip(job.run_ids, job.specs, job.run_dirs):
+        final = finals[rid]
         df = read_metrics(run_dir)
         for split in ("train", "test"):
             # minimum over the evaluated epochs (the Add task's metric): kept for diverged runs too,
@@ -84,4 +85,3 @@ def evaluate_extras(batch_json: str, results_dir: str | None) -> None:
             table.to_csv(buffer, index=False, float_format="%.6g")
             atomic_write_text(run_dir / "alignment.csv", buffer.getvalue())
             final["alignment"] = table.to_dict("records")
-        atomic_write_json(run_dir / "final.json", final)

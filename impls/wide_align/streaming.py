@@ -1,8 +1,9 @@
-"""The wide_align train program on a streamed dataset (ImageNet): same net, rules and loop, other data.
+"""The wide_align stacked runs on a streamed dataset (ImageNet): same net, rules and driver, other data.
 
-Caller: ``impls.wide_align.train.train_batch`` for specs with ``dataset: imagenet``.
+Caller: ``impls.wide_align.train.make_program`` for specs with ``dataset: imagenet`` (the driver
+program ``impls.wide_align.train.Program`` wraps it exactly as it wraps the in-memory runs).
 
-:class:`StreamingProgram` is a :class:`impls.wide_align.train.Program` whose batches come from
+:class:`StreamedRuns` is a :class:`impls.wide_align.stacked.StackedRuns` whose batches come from
 DataLoader worker processes over the ImageFolder index (impls.wide_align.imagenet) instead of
 device-resident tensors. Runs of a batch that share a seed share one stream (same order, same
 crops); each distinct seed gets its own train and val stream, so a run's numbers do not depend on
@@ -17,10 +18,10 @@ import torch
 
 from impls.wide_align import imagenet, models
 from impls.wide_align.options import resolved_hparams
-from impls.wide_align.train import EVAL_BATCH, Program, targets
+from impls.wide_align.stacked import EVAL_BATCH, StackedRuns, targets
 
 
-class StreamingProgram(Program):
+class StreamedRuns(StackedRuns):
     """One batch of wide_align runs trained on a streamed ImageFolder tree."""
 
     eval_splits = ("val",)
@@ -47,12 +48,12 @@ class StreamingProgram(Program):
                 "steps_per_epoch": len(self.train_loaders[0].batch_sampler),
                 "val_batches": len(self.val_loaders[0].batch_sampler), "data_workers": self.train_loaders[0].num_workers}
 
-    def state_dict(self) -> dict:
-        return {**super().state_dict(), "epochs_done": self.epochs_done}
+    def state(self) -> dict:
+        return {**super().state(), "epochs_done": np.int64(self.epochs_done)}
 
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
-        self.epochs_done = state["epochs_done"]
+    def load_state(self, state: dict) -> None:
+        super().load_state(state)
+        self.epochs_done = int(state["epochs_done"])
 
     def _stack(self, batches) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-stream (x (B, 3, S, S), y (B,)) -> x (B, R·3, S, S), labels (R, B) on the device."""
