@@ -108,3 +108,38 @@ def test_a_batch_of_add_runs_trains_stacked_through_the_cli(tmp_path):
         loss = pd.read_csv(run / "metrics.csv").query("split == 'train' and metric == 'loss'")["value"].to_numpy()
         np.testing.assert_allclose(loss, train(tmp_path, [spec])[0]["history"]["train_loss"], rtol=2e-5)
 
+
+def test_a_killed_add_batch_resumes_to_identical_metrics_and_parameters(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    from tests.conftest import REPO
+
+    specs = [add_spec("alignada", lr, seed=seed, epochs=3) for lr, seed in ((1e-3, 99), (2e-3, 100))]
+    runs = {speclib.run_id(s): s for s in specs}
+
+    def cli(root, **env):
+        batch = root / "wide_align" / "batches" / "b" / "batch.json"
+        batch.parent.mkdir(parents=True, exist_ok=True)
+        batch.write_text(json.dumps({"paper": "wide_align", "batch_id": "b", "runs": runs}))
+        return batch, subprocess.run(
+            [sys.executable, "-m", "impls.wide_align", "train", str(batch), "--datasets-dir", str(tmp_path),
+             "--platform", "cpu", "--checkpoint-minutes", "0"], cwd=REPO, capture_output=True, text=True, timeout=300,
+            env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", **env})
+
+    assert cli(tmp_path / "a")[1].returncode == 0
+    batch, killed = cli(tmp_path / "b", CREDITBENCH_KILL_AFTER_EPOCH="1")
+    assert killed.returncode != 0 and (batch.parent / "checkpoint.npz").exists()
+    _, resumed = cli(tmp_path / "b")
+    assert resumed.returncode == 0 and "resumed from checkpoint at epoch 1" in resumed.stderr, resumed.stderr[-2000:]
+    assert not (batch.parent / "checkpoint.npz").exists()
+    for rid in runs:
+        a, b = (tmp_path / root / "wide_align" / "runs" / rid for root in ("a", "b"))
+        ma, mb = (pd.read_csv(d / "metrics.csv").query("split != 'time'").reset_index(drop=True) for d in (a, b))
+        pd.testing.assert_frame_equal(ma, mb, check_exact=True)
+        pa, pb = np.load(a / "params.npz"), np.load(b / "params.npz")
+        assert pa.files == list(add_task.NAMES) and all(np.array_equal(pa[k], pb[k]) for k in pa.files)

@@ -108,6 +108,36 @@ def test_cli_trains_scores_and_a_killed_job_resumes_to_identical_metrics(tmp_pat
     assert not (batch_b.parent / "checkpoint.npz").exists()
 
 
+def test_a_checkpoint_of_another_program_is_refused_naming_the_file(tmp_path, datasets_dir):
+    import json
+    import shutil
+
+    from impls.common.io import atomic_write_npz, load_npz
+
+    batch_a, _, _ = _write_batch(tmp_path / "a", [digits_spec("bp", epochs=2, width=8)])
+    killed = _cli("train", batch_a, "--datasets-dir", datasets_dir, "--platform", "cpu", "--checkpoint-minutes", 0,
+                  env={"CREDITBENCH_KILL_AFTER_EPOCH": "1"})
+    written = batch_a.parent / "checkpoint.npz"
+    assert killed.returncode != 0 and written.exists()
+    batch_b, results_b, ids_b = _write_batch(tmp_path / "b", [digits_spec("bp", epochs=2, width=16)])
+    target = batch_b.parent / "checkpoint.npz"
+    # the width-8 state under batch b's run ids (as if the code had changed the net): refused by its shape
+    arrays = load_npz(written)
+    meta = json.loads(str(arrays["__layout__"]))
+    meta["run_ids"] = ids_b
+    atomic_write_npz(target, {**arrays, "__layout__": np.asarray(json.dumps(meta))})
+    refused = _cli("train", batch_b, "--datasets-dir", datasets_dir, "--platform", "cpu")
+    assert refused.returncode == 2, refused.stderr[-2000:]
+    assert f"error: {target} does not match" in refused.stderr and "has shape" in refused.stderr
+    assert "[1, 8, 1, 3, 3] in the file but [1, 16, 1, 3, 3] here" in refused.stderr
+    # another batch's checkpoint as it is: refused by its runs
+    shutil.copy(written, target)
+    refused = _cli("train", batch_b, "--datasets-dir", datasets_dir, "--platform", "cpu")
+    assert refused.returncode == 2 and f"error: {target} does not match" in refused.stderr
+    assert "it holds runs" in refused.stderr
+    assert target.exists() and not (results_b / "runs" / ids_b[0] / "train.json").exists()
+
+
 @pytest.mark.parametrize("hp,message", [({"optimizer": "rmsprop"}, "hparams.optimizer"),
                                         ({"score_epochs": [5]}, "score_epochs"),
                                         ({"bogus": 1}, "hparams.bogus")])
