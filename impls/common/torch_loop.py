@@ -1,14 +1,10 @@
-"""Pieces every PyTorch train loop shares: the device record and the batch checkpoint file.
+"""Pieces every PyTorch program shares: glibc's freed-memory threshold and the device record.
 
-Caller: ``train_batch`` of impls/pepita and impls/wide_align (PyTorch impls only; JAX impls
-save their own state). A checkpoint is one ``torch.save`` of the epoch, the batch's run ids, the
-program's ``state_dict()``, the metric history, the divergence epochs and the elapsed time,
-written to a temporary file and renamed, so a kill never leaves half a checkpoint.
+Caller: the PyTorch programs of impls/pepita and impls/wide_align (and
+benchmarks/bench_wide_align.py). Checkpoints are not kept here: the common driver saves every
+program's state, torch tensors included, in the one checkpoint format (impls.common.checkpoint).
 """
 from __future__ import annotations
-
-import os
-from pathlib import Path
 
 import torch
 
@@ -40,18 +36,3 @@ def device_record(device: str) -> dict:
         return {"framework": "torch", "backend": "cuda", "kind": torch.cuda.get_device_name(0),
                 "count": str(torch.cuda.device_count())}
     return {"framework": "torch", "backend": "cpu", "kind": "cpu", "count": str(torch.get_num_threads())}
-
-
-def save_checkpoint(path: Path, job, epoch: int, program, history, diverged, elapsed: float) -> None:
-    tmp = path.with_name(f".tmp-{path.name}")
-    torch.save({"epoch": epoch, "run_ids": list(job.run_ids), "state": program.state_dict(),
-                "history": history, "diverged": diverged, "elapsed": elapsed}, tmp)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: Path, job):
-    """The batch's checkpoint, or None when there is none or it belongs to other runs."""
-    if not path.exists():
-        return None
-    ckpt = torch.load(path, weights_only=False)
-    return ckpt if ckpt["run_ids"] == list(job.run_ids) else None
