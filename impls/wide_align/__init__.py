@@ -2,8 +2,10 @@
 
 Spec: ../shared/papers/wide_align.md. PyTorch. Modules: ``options`` (what a spec may name),
 ``models`` (NTK all-conv net, batch-axis norm, stacked over runs), ``rules`` (BP, FA, DFA,
-Align-zero, Align-ada, Align-prop, last-layer), ``train`` (the batch train loop),
-``alignment`` (the input-Gram alignment score and its shuffled control), ``figures``,
-``add_task`` (the recurrent Add task), ``imagenet`` (the streaming ImageFolder pipeline) and
-``streaming`` (the train program on streamed ImageNet).
+Align-zero, Align-ada, Align-prop, last-layer), ``stacked`` (a batch of runs as one stacked net:
+data, state, train epoch, evaluation), ``train`` (the programs the common driver trains and
+their factory), ``evaluate`` (the evaluate-stage hook), ``alignment`` (the input-Gram alignment
+score and its shuffled control), ``figures``, ``add_task`` (the recurrent Add task and its
+program), ``imagenet`` (the streaming ImageFolder pipeline) and ``streaming`` (the stacked runs
+on streamed ImageNet).
 """

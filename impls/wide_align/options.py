@@ -1,7 +1,8 @@
 """What a wide_align run spec may name (pure Python: imported when the workflow is parsed).
 
-Caller: ``impls.common.specs.validate_spec`` for every wide_align spec, and ``impls.wide_align.train``
-(``resolved_hparams`` / ``resolved_model`` fill in the defaults below, the original code's).
+Caller: ``impls.common.specs.validate_spec`` for every wide_align spec, and the wide_align programs
+(``stacked``, ``train``, ``add_task``: ``resolved_hparams`` / ``resolved_model`` fill in the defaults
+below, the original code's).
 """
 from __future__ import annotations
 
