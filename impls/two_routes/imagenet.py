@@ -11,12 +11,13 @@ several worker processes, and data parallelism over every local device (GPUs or 
 - Batches are placed with ``NamedSharding(mesh, P("data"))`` on a 1-d mesh of ``jax.local_devices()``;
   parameters are replicated. BN statistics are therefore computed over the global batch (the original used
   per-device statistics, spec §7.7: with one device they coincide).
+
+The training program that consumes this stream is ``impls.two_routes.imagenet_program``.
 """
 from __future__ import annotations
 
 import os
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -121,112 +122,6 @@ def default_workers() -> int:
     """$CREDITBENCH_DATA_WORKERS, else the CPUs this process may use (SLURM's cpus_per_task), at most 16."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return int(os.environ.get("CREDITBENCH_DATA_WORKERS", min(16, cpus)))
-
-
-def train_imagenet_batch(job, options_, write_runs, workers: int | None = None) -> None:
-    """Train each run of ``job`` in turn (one ImageNet run fills the devices), data-parallel over local devices."""
-    import jax
-    import jax.numpy as jnp
-
-    from impls.common.checkpointing import CheckpointClock
-    from impls.common.io import load_npz
-    from impls.two_routes import options
-    from impls.two_routes import train as T
-
-    workers = default_workers() if workers is None else workers
-    index = load_npz(options_.datasets_dir / "imagenet.npz")
-    _, batch_sh, repl = data_sharding()
-    n_dev = len(jax.local_devices())
-    for i in range(len(job.run_ids)):
-        sub = type(job)(job.paper, job.batch_id, job.batch_dir, job.run_ids[i:i + 1], job.specs[i:i + 1],
-                        job.run_dirs[i:i + 1])
-        spec = sub.specs[0]
-        hp, bs, epochs = options.hparams(spec), spec["batch_size"], spec["epochs"]
-        if bs % n_dev:
-            raise ValueError(f"batch_size {bs} is not a multiple of the {n_dev} local devices")
-        size = int(options.model_config(spec)["image_size"])
-        n_train = len(index["train_files"])
-        spe = n_train // bs
-        trainer = T.Trainer(spec, len(index["classes"]), spe)
-        key = jax.random.PRNGKey(spec["seed"])
-        x0 = jnp.zeros((1, size, size, 3), jnp.float32)
-        state = jax.device_put(jax.jit(lambda k: trainer.init(k, x0))(jax.random.fold_in(key, 0)), repl)
-        probes = jax.device_put(jax.jit(lambda k: trainer.probes(k, x0))(key), repl)
-        lr = jnp.float32(spec["hparams"]["lr"])
-        step = jax.jit(trainer.step, donate_argnums=(0,))
-        measure = jax.jit(trainer.alignment)
-
-        @jax.jit
-        def eval_step(params, stats, x, y, m):
-            z = trainer.evaluate_chunk(params, stats, x)
-            import optax
-            loss = optax.softmax_cross_entropy_with_integer_labels(z, y)
-            return ((T.topk_correct(z, y, 1) * m).sum(), (T.topk_correct(z, y, 5) * m).sum(), (loss * m).sum())
-
-        history: dict[str, np.ndarray] = {}
-
-        def put(name, epoch, value):
-            history.setdefault(name, np.full((epochs + 1, 1), np.nan))[epoch, 0] = float(value)
-
-        def evaluate(epoch):
-            c1 = c5 = loss = n = 0.0
-            for x, y, m in loader(index, "val", bs, size, workers):
-                r = eval_step(state["params"], state["batch_stats"], jax.device_put(x, batch_sh),
-                              jax.device_put(y, batch_sh), jax.device_put(m, batch_sh))
-                c1, c5, loss, n = c1 + float(r[0]), c5 + float(r[1]), loss + float(r[2]), n + float(m.sum())
-            put("test_acc", epoch, 100 * c1 / n), put("test_top5", epoch, 100 * c5 / n), put("test_loss", epoch, loss / n)
-            put("test_n", epoch, n)
-
-        def align(epoch, x, y):
-            for k, v in measure(state["params"], state["batch_stats"], probes, x, y, key).items():
-                put(f"align_{k}", epoch, v)
-
-        ckpt = sub.batch_dir / f"checkpoint-{sub.run_ids[0]}.npz"
-        start, t_start, diverged = 0, time.perf_counter(), np.array([-1])
-        first = next(loader(index, "train", bs, size, 0, spec["seed"], 0))
-        xa, ya = jax.device_put(first[0], batch_sh), jax.device_put(first[1], batch_sh)
-        if ckpt.exists():
-            data = load_npz(ckpt)
-            treedef = jax.tree_util.tree_structure(state)
-            state = jax.device_put(jax.tree_util.tree_unflatten(
-                treedef, [jnp.asarray(data[f"state_{j}"]) for j in range(treedef.num_leaves)]), repl)
-            start = int(data["epoch"])
-            history = {k[5:]: data[k].copy() for k in data if k.startswith("hist_")}
-            t_start -= float(data["elapsed_s"])
-        else:
-            evaluate(0)
-            align(0, xa, ya)
-        clock = CheckpointClock(options_.checkpoint_minutes)
-        epoch = start
-        for epoch in range(start + 1, epochs + 1):
-            sums, count = {}, 0
-            for t, (x, y, _) in enumerate(loader(index, "train", bs, size, workers, spec["seed"], epoch)):
-                k = jax.random.fold_in(jax.random.fold_in(key, 2), (epoch - 1) * spe + t)
-                state, out = step(state, lr, jnp.uint32((epoch - 1) * spe + t), k, jax.device_put(x, batch_sh),
-                                  jax.device_put(y, batch_sh))
-                sums = {n: sums.get(n, 0.0) + v for n, v in out.items()}   # device-side sums, no host sync
-                count += 1
-            for n, v in sums.items():
-                put(f"train_{n}", epoch, float(v) / max(count, 1))
-            evaluate(epoch)
-            if epoch % hp["metric_every"] == 0 or epoch == epochs:
-                align(epoch, xa, ya)
-            print(f"[{sub.batch_id}] epoch {epoch}/{epochs} | top-1 {history['test_acc'][epoch, 0]:.2f} | "
-                  f"{len(jax.local_devices())} devices", file=sys.stderr, flush=True)
-            if T.diverged_at(history, epoch)[0]:
-                diverged[0] = epoch
-                break
-            if epoch < epochs and clock.due():
-                from impls.common.io import atomic_write_npz
-                arrays = {"epoch": np.asarray(epoch), "elapsed_s": np.asarray(time.perf_counter() - t_start)}
-                arrays.update({f"state_{j}": np.asarray(a) for j, a in enumerate(jax.tree_util.tree_leaves(state))})
-                arrays.update({f"hist_{k}": v for k, v in history.items()})
-                atomic_write_npz(ckpt, arrays)
-                clock.saved(epoch)
-        write_runs(sub, history, diverged, epoch, time.perf_counter() - t_start,
-                   {"steps_per_epoch": spe, "devices": n_dev, "val_images_scored": int(history["test_n"][0, 0])},
-                   jax.tree_util.tree_map(lambda a: np.asarray(a)[None], state["params"]))
-        ckpt.unlink(missing_ok=True)
 
 
 def main(argv=None) -> int:
