@@ -3,12 +3,12 @@
     python benchmarks/bench_two_routes.py [--depth 18] [--width 8] [--size 32] [--batch 32] [--steps 20]
     python benchmarks/bench_two_routes.py --cpu-grid [--depth 8] [--width 8] [--runs 1 2] [--steps 8] [--vmap]
 
-Default: one jitted update (impls.two_routes.train.Trainer.step: forward, pseudogradient backward, the rule's
+Default: one jitted update (impls.two_routes.trainer.Trainer.step: forward, pseudogradient backward, the rule's
 regulariser and its gradient, weight decay, Nesterov) is compiled per rule, warmed up twice, then timed over
 ``--steps`` steps (median of 3 repeats), ImageNet stem, 3 channels.
 
 ``--cpu-grid``: the shapes of the cpu grid of papers/two_routes/paper.yaml (CIFAR stem, v1, 32×32×1, batch 128)
-through the program a train job runs (impls.two_routes.train.BatchProgram.train_epoch: one ``lax.scan`` over
+through the compiled epoch a train job runs (impls.two_routes.compiled.CompiledBatch.train_epoch: one ``lax.scan`` over
 ``--steps`` steps of a batch of ``--runs`` runs on random data), compiled and run once, then timed over 2 epochs
 (best of 2); images/s counts every run's images. ``--vmap`` vmaps the runs (the accelerator path) instead of
 looping over them (the CPU default). Prints a markdown table; numbers depend on the host and its load.
@@ -23,7 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from impls.two_routes.train import BatchProgram, Trainer
+from impls.two_routes.compiled import CompiledBatch
+from impls.two_routes.trainer import Trainer
 
 RULES = ["bp", "fa", "sa", "kp", "aa", "wm", "ia"]
 
@@ -65,14 +66,14 @@ def bench(rule, args):
 
 
 def bench_epoch(rule, runs, args):
-    """images/s (all runs) of BatchProgram.train_epoch and the seconds of its first call (compile + 1 epoch)."""
+    """images/s (all runs) of CompiledBatch.train_epoch and the seconds of its first call (compile + 1 epoch)."""
     rng = np.random.default_rng(0)
     n = 128 * args.steps
     arrays = {"x_train": rng.normal(size=(n, 32, 32, 1)).astype(np.float32),
               "y_train": rng.integers(0, 10, n).astype(np.int32),
               "x_test": rng.normal(size=(10, 32, 32, 1)).astype(np.float32),
               "y_test": rng.integers(0, 10, 10).astype(np.int32), "n_classes": 10}
-    program = BatchProgram(cpu_grid_spec(rule, args), arrays, sequential_runs=False if args.vmap else None)
+    program = CompiledBatch(cpu_grid_spec(rule, args), arrays, sequential_runs=False if args.vmap else None)
     state, keys = program.init(list(range(runs)), [0.1] * runs)
     t0 = time.perf_counter()
     state, out = program.train_epoch(state, keys, 0)
@@ -95,7 +96,7 @@ def main():
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--steps", type=int, default=None, help="timed steps (default 20; 8 per epoch with --cpu-grid)")
     p.add_argument("--rules", nargs="*", default=None, help="default: all (bp fa sa kp with --cpu-grid)")
-    p.add_argument("--cpu-grid", action="store_true", help="cpu-grid shapes through BatchProgram.train_epoch")
+    p.add_argument("--cpu-grid", action="store_true", help="cpu-grid shapes through CompiledBatch.train_epoch")
     p.add_argument("--runs", type=int, nargs="*", default=[1, 2], help="--cpu-grid: runs per batch")
     p.add_argument("--vmap", action="store_true", help="--cpu-grid: vmap the runs instead of looping over them")
     args = p.parse_args()

@@ -14,7 +14,7 @@ from impls.two_routes import models, options, schedules
 from impls.two_routes import primitives as P
 from impls.two_routes.projections import Projections, RegularizerOptions
 from impls.two_routes.rules import RULES, make_rule, rule_for_spec
-from impls.two_routes.train import Trainer, lr_shape
+from impls.two_routes.trainer import Trainer, lr_shape
 
 jax.config.update("jax_default_matmul_precision", "highest")
 KEY = jax.random.PRNGKey(0)

@@ -95,18 +95,18 @@ def test_fc_run_with_spec_options_trains_and_records_them(tmp_path, datasets_dir
 
 
 def test_runs_looped_on_cpu_equal_each_run_alone_and_the_vmapped_batch(datasets_dir):
-    """On CPU a batch loops over its runs (train.over_runs, lax.map) instead of vmapping them: each run of a batch
+    """On CPU a batch loops over its runs (compiled.over_runs, lax.map) instead of vmapping them: each run of a batch
     of two equals the run trained alone, and the vmapped program agrees to float32 rounding."""
     import jax
     import numpy as np
 
-    from impls.two_routes.train import BatchProgram, load_arrays
+    from impls.two_routes.compiled import CompiledBatch, load_arrays
 
     spec = _spec(epochs=1)
     arrays = load_arrays(spec, datasets_dir)
 
     def train(seeds, sequential):
-        prog = BatchProgram(spec, arrays, sequential_runs=sequential)
+        prog = CompiledBatch(spec, arrays, sequential_runs=sequential)
         state, keys = prog.init(seeds, [0.1] * len(seeds))
         state, out = prog.train_epoch(state, keys, 0)
         out = {**out, **prog.evaluate(state), **prog.measure(state, keys)}
@@ -124,7 +124,7 @@ def test_runs_looped_on_cpu_equal_each_run_alone_and_the_vmapped_batch(datasets_
 
 def test_a_non_finite_backward_objective_counts_as_divergence():
     """IA at cpu scale: B overflowed to NaN kernels while batch norm kept the loss at chance (2.30)."""
-    from impls.two_routes.train import DIVERGED_LOSS, diverged_at
+    from impls.two_routes.program import DIVERGED_LOSS, diverged_at
 
     nan = float("nan")
     history = {"train_loss": np.array([[nan] * 4, [2.3, 2.3, nan, 2.3]]),
