@@ -58,6 +58,30 @@ def test_killed_batch_resumes_to_the_same_metrics(tmp_path, datasets_dir):
     assert not m0["value"].equals(m1["value"])   # the seeds differ
 
 
+def test_a_checkpoint_of_another_program_shape_is_refused(tmp_path, datasets_dir):
+    """A checkpoint.npz for these very runs but written by a program of another shape (FC hidden 32 where the
+    batch trains hidden 16) is refused: exit 2, one message naming the file and the differing array."""
+    from impls.common import checkpoint
+    from impls.common.cli import TrainOptions, load_batch
+    from impls.two_routes.train import make_program
+
+    small, big = (_spec(model={"arch": "fc", "hidden": [h]}, batch_size=16) for h in (16, 32))
+    rid = specs.run_id(small)
+    batch = _batch(tmp_path, {rid: small})
+    other = _batch(tmp_path / "other", {specs.run_id(big): big})
+    job = load_batch(other, tmp_path / "other" / "two_routes")
+    program = make_program(job, TrainOptions(datasets_dir, 0.0, "cpu"))   # its state: the hidden-32 arrays
+    history = {k: np.full((small["epochs"] + 1, 1), np.nan) for k in program.metric_names}
+    ckpt = batch.parent / "checkpoint.npz"
+    checkpoint.save(ckpt, checkpoint.Snapshot(1, [rid], 0.0, history, np.array([-1]), np.array([-1]),
+                                              program.state()))
+    done = _train(batch, datasets_dir)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert f"error: {ckpt} does not match the program it would resume" in done.stderr
+    assert "has shape" in done.stderr and ckpt.exists()
+    assert not (tmp_path / "two_routes" / "runs" / rid / "train.json").exists()
+
+
 @pytest.mark.parametrize("override,key", [
     ({"rule": "dfa"}, "rule"),
     ({"model": {"arch": "resnet", "depth": 9}}, "model.depth"),
