@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from impls.bpfree import adversarial, models
-from impls.bpfree.train import BatchProgram, load_arrays
+from impls.bpfree.compiled import CompiledBatch, load_arrays
 from impls.common import specs as speclib
 from impls.common.errors import SpecError
 
@@ -63,7 +63,7 @@ def test_fgsm_is_x_plus_eps_sign_of_the_input_gradient_clipped_to_the_scaler_ran
 def test_the_update_is_half_clean_half_adversarial_gradient(datasets_dir):
     # bp + plain SGD with lr 1: the new params are params − ½(∇L(x) + ∇L(x_adv)), x_adv from jax.grad w.r.t. x
     s = spec(rule="bp", eps=0.08, hparams={"optimizer": "sgd", "lr": 1.0})
-    program = BatchProgram(s, load_arrays(s, datasets_dir))
+    program = CompiledBatch(s, load_arrays(s, datasets_dir))
     state, _ = program.init(np.array([0]), np.array([1.0], np.float32))
     params, opt, rule, model = (jax.tree_util.tree_map(lambda a: a[0], state[k])
                                 for k in ("params", "opt", "rule", "model"))
@@ -84,7 +84,7 @@ def test_the_update_is_half_clean_half_adversarial_gradient(datasets_dir):
 
 
 def _train(s, datasets_dir, epochs=2):
-    program = BatchProgram(s, load_arrays(s, datasets_dir))
+    program = CompiledBatch(s, load_arrays(s, datasets_dir))
     state, keys = program.init(np.array([0, 1]), np.array([1e-3, 1e-3], np.float32))
     for epoch in range(epochs):
         state, running = program.train_epoch(state, keys, epoch)

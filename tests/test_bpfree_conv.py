@@ -8,7 +8,7 @@ import pytest
 
 from impls.bpfree import conv, models
 from impls.bpfree.rules import make_rule
-from impls.bpfree.train import scale_inputs
+from impls.bpfree.compiled import scale_inputs
 from impls.common import specs as speclib
 from impls.common.errors import SpecError
 from tests.test_bpfree_rules import _grads
@@ -186,11 +186,11 @@ def test_every_paper_scale_table_claim_selects_its_own_runs():
 
 @pytest.mark.parametrize("trained", [True, False], ids=["trained", "random"])
 def test_conv_batch_trains_on_digits_and_frozen_kernels_stay_put(datasets_dir, trained):
-    from impls.bpfree.train import BatchProgram, load_arrays
+    from impls.bpfree.compiled import CompiledBatch, load_arrays
 
     spec = speclib.validate_spec({**_spec(conv_trained=trained), "rule": "drtp", "batch_size": 50,
                                   "hparams": {"lr": 1e-2}})
-    program = BatchProgram(spec, load_arrays(spec, datasets_dir))
+    program = CompiledBatch(spec, load_arrays(spec, datasets_dir))
     assert program.cfg.image_shape == (8, 8, 1)
     state, keys = program.init(np.array([0, 1]), np.array([1e-2, 1e-2]))
     kernels = np.asarray(state["params"]["conv"][0]["w"])

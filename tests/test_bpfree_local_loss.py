@@ -8,7 +8,7 @@ import pytest
 
 from impls.bpfree import models
 from impls.bpfree.rules import local_losses, local_losses_per_example
-from impls.bpfree.train import BatchProgram, load_arrays
+from impls.bpfree.compiled import CompiledBatch, load_arrays
 from tests.test_bpfree_train import spec
 
 jax.config.update("jax_default_matmul_precision", "highest")
@@ -32,7 +32,7 @@ def test_per_example_local_losses_average_to_the_tracker(rule):
 
 def test_test_set_local_losses_use_eval_mode_and_the_whole_test_set(datasets_dir):
     s = spec("cce", trackers=["local_loss"], batchnorm=True, dropout=0.3, hidden=[16, 12])
-    program = BatchProgram(s, load_arrays(s, datasets_dir))
+    program = CompiledBatch(s, load_arrays(s, datasets_dir))
     assert program.test_tracker_names() == ["test_localloss_l1", "test_localloss_l2"]
     assert {"test_localloss_l1", "train_localloss_l2"} <= set(program.metric_names())
     state, keys = program.init(np.array([0, 1]), np.array([1e-3, 1e-2]))
@@ -51,7 +51,7 @@ def test_test_set_local_losses_use_eval_mode_and_the_whole_test_set(datasets_dir
 
 def test_dfa_records_no_test_local_loss(datasets_dir):
     s = spec("dfa", trackers="all")
-    program = BatchProgram(s, load_arrays(s, datasets_dir))
+    program = CompiledBatch(s, load_arrays(s, datasets_dir))
     assert program.test_tracker_names() == []
     assert "train_localloss_l1" in program.metric_names()
     assert not any(name.startswith("test_localloss") for name in program.metric_names())

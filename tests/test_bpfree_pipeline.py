@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from impls.bpfree import pipeline
-from impls.bpfree.train import BatchProgram, load_arrays
+from impls.bpfree.compiled import CompiledBatch, load_arrays
 from impls.common import specs as speclib
 from impls.common.errors import SpecError
 
@@ -55,7 +55,7 @@ def test_the_options_change_training_and_stay_deterministic(datasets_dir):
         s = spec(**hp)
         runs = []
         for _ in range(2):
-            program = BatchProgram(s, load_arrays(s, datasets_dir))
+            program = CompiledBatch(s, load_arrays(s, datasets_dir))
             state, keys = program.init(np.array([0]), np.array([1e-3]))
             state, _ = program.train_epoch(state, keys, 0)
             runs.append(np.asarray(state["params"]["out"]["w"]))
@@ -82,7 +82,7 @@ def test_brightness_is_refused_without_a_bounded_scaler():
 def test_aligned_init_starts_with_weight_alignment_one(datasets_dir):
     s = speclib.validate_spec({**spec(), "model": {"arch": "mlp", "hidden": [16, 12, 8], "weight_init": "aligned"},
                                "hparams": {"lr": 1e-3, "trackers": ["weight_alignment"]}})
-    program = BatchProgram(s, load_arrays(s, datasets_dir))
+    program = CompiledBatch(s, load_arrays(s, datasets_dir))
     state, _ = program.init(np.array([0, 1]), np.array([1e-3, 1e-3]))
     B = state["rule"].B
     np.testing.assert_allclose(state["params"]["hidden"][1]["w"], B[0] @ np.swapaxes(B[1], 1, 2), rtol=1e-6)

@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 
 from impls.bpfree.schedules import first_stop, lr_factor, lr_halvings, threshold_stop_epochs
-from impls.bpfree.train import KILL_AFTER_EPOCH_ENV, stop_epochs
+from impls.bpfree.train import stop_epochs
+from impls.common.checkpointing import KILL_AFTER_EPOCH_ENV
 from impls.common import specs as speclib
 from impls.common.errors import SpecError
 from impls.common.io import read_json

@@ -12,9 +12,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from impls.bpfree.compiled import CompiledBatch, load_arrays
 from impls.bpfree.figures import best_lr_table
-from impls.bpfree.train import KILL_AFTER_EPOCH_ENV, BatchProgram, load_arrays
 from impls.common import specs as speclib
+from impls.common.checkpointing import KILL_AFTER_EPOCH_ENV
 from impls.common.errors import SpecError
 from impls.common.io import read_json
 from impls.common.plotting import plot_figure
@@ -38,7 +39,7 @@ def test_trackers_are_one_for_the_backprop_update_and_aligned_weights(datasets_d
     # DFA with one hidden layer and B_1 = W_out is backprop: its bp_cosine must be 1;
     # aligned weights (W_2 = B_1 B_2ᵀ, W_out = B_L) must give weight alignment 1 (spec §5, §6.1)
     s = spec(hidden=[16])
-    program = BatchProgram(s, load_arrays(s, datasets_dir))
+    program = CompiledBatch(s, load_arrays(s, datasets_dir))
     state, keys = program.init(np.array([0]), np.array([1e-3]))
     params = _run0(state["params"])
     x, labels = program.x_train[:32], program.y_train[:32]
@@ -48,7 +49,7 @@ def test_trackers_are_one_for_the_backprop_update_and_aligned_weights(datasets_d
     np.testing.assert_allclose(out["walign_out"], 1.0, atol=1e-5)
 
     s = spec(hidden=[16, 12, 8])
-    program = BatchProgram(s, load_arrays(s, datasets_dir))
+    program = CompiledBatch(s, load_arrays(s, datasets_dir))
     state, keys = program.init(np.array([0]), np.array([1e-3]))
     params, B = _run0(state["params"]), _run0(state["rule"]).B
     params["hidden"][1]["w"] = B[0] @ B[1].T

@@ -1,15 +1,13 @@
-"""``python -m impls.bpfree train|evaluate BATCH_JSON`` (see impls.common.cli)."""
+"""``python -m impls.bpfree train|evaluate BATCH_JSON`` (see impls.common.cli).
+
+``train`` runs the bpfree program (``impls.bpfree.train.Program``) on the common driver;
+``evaluate`` writes the common final.json (bpfree adds no analyses).
+"""
 import sys
 
-from impls.common.cli import main
+from impls.common.cli import Impl, main
 
-
-def train_batch(job, options):
-    """Imported on use, so ``evaluate`` (pure file work) starts without loading JAX."""
-    from impls.bpfree.train import train_batch as train
-
-    train(job, options)
-
+IMPL = Impl(framework="jax", program="impls.bpfree.train:Program")
 
 if __name__ == "__main__":
-    sys.exit(main(train_batch, framework="jax"))
+    sys.exit(main(IMPL))

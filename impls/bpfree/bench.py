@@ -3,7 +3,7 @@
 ``python -m impls.bpfree.bench [--runs 2] [--steps 20] [--repeats 3] [--out FILE.json]``
 
 Synthetic Fashion-MNIST-shaped data (784 inputs, 10 classes), batch 128, Adam, tanh, the
-same vectorised epoch the train loop compiles (``BatchProgram.train_epoch``), ``--runs`` runs
+same vectorised epoch a train job compiles (``CompiledBatch.train_epoch``), ``--runs`` runs
 per batch. Compilation is excluded (one warm-up epoch); rules are timed in interleaved rounds
 and the median taken, so a machine shared with other jobs biases every rule alike.
 Reports samples/s (examples x runs per second) and the ratio to BP.
@@ -17,14 +17,14 @@ import time
 import jax
 import numpy as np
 
-from impls.bpfree.train import BatchProgram
+from impls.bpfree.compiled import CompiledBatch
 from impls.common import provenance
 from impls.common.specs import validate_spec
 
 CASES = [("bp", []), ("dfa", []), ("drtp", []), ("cce", []), ("mse", []), ("fa", []), ("dfa", "all")]
 
 
-def program(rule: str, trackers, steps: int, batch: int = 128) -> BatchProgram:
+def program(rule: str, trackers, steps: int, batch: int = 128) -> CompiledBatch:
     hp = {"lr": 1e-4} if rule in ("bp", "fa") else {"lr": 1e-4, "trackers": trackers}
     spec = validate_spec({"paper": "bpfree", "rule": rule, "dataset": "fashion_mnist", "seed": 0, "epochs": 1,
                           "batch_size": batch, "scale": "cpu", "hparams": hp,
@@ -34,7 +34,7 @@ def program(rule: str, trackers, steps: int, batch: int = 128) -> BatchProgram:
     arrays = {"x_train": rng.uniform(-1, 1, (n, 784)).astype(np.float32), "y_train": rng.integers(0, 10, n),
               "x_test": rng.uniform(-1, 1, (batch, 784)).astype(np.float32), "y_test": rng.integers(0, 10, batch),
               "n_classes": 10}
-    return BatchProgram(spec, arrays)
+    return CompiledBatch(spec, arrays)
 
 
 def main(argv=None) -> int:

@@ -2,7 +2,7 @@
 recomputes them exactly from its checkpointed history).
 
 ``train_error``: array (epochs_so_far + 1, R) of training error % per epoch and run, row 0 the
-untrained evaluation (never monitored), as ``impls.bpfree.train`` keeps it.
+untrained evaluation (never monitored), as the common driver keeps it for ``impls.bpfree.train``.
 
 - :func:`lr_halvings` — Nøkland's dfa-torch schedule (spec §2.4: "LR halved when training error
   stops falling"): after every epoch t ≥ 2 whose training error is not below that of epoch t − 1,

@@ -1,54 +1,37 @@
-"""Vectorised training of a batch of bpfree runs (spec §2, §5).
+"""The bpfree program the common driver trains (impls.common.driver): a batch of runs, one epoch at a time.
 
-All runs of a batch share rule, model, dataset, epochs and batch size; they differ in seed and
-learning rate (``batch_over``). One process trains them together:
+The compiled epoch, network, optimiser and data are ``impls.bpfree.compiled``. What this adds:
 
-- parameters, optimiser/rule/BN states and keys are stacked along a leading run axis and one
-  training step is ``jax.vmap``-ed over it; an epoch is one compiled ``lax.scan``;
-- data live on the device; every run reshuffles the full training set each epoch with its own
-  key (spec §6.7: full shuffle; ``shuffle_buffer``: a tf.data buffer shuffle instead, and
-  ``brightness``: per-example random brightness, both in ``impls.bpfree.pipeline``), so a batch
-  needs no host sync inside an epoch;
-- training error/loss are the running mean over the epoch's minibatches (dropout active, before
-  each update: Keras' convention, spec §5); test metrics use the full test set after every epoch;
-  epoch 0 is evaluated on both full splits before training;
-- trackers (spec §5) are computed every step and averaged over the epoch;
-- a run whose training or test loss turns non-finite or exceeds ``DIVERGED_LOSS`` is recorded as diverged;
+- epoch 0 is evaluated on both full splits before training; after every epoch the training
+  metrics are the running means over its minibatches (with the trackers) and the test metrics
+  are evaluated on the full test set; training error = 100 − training accuracy;
+- a run whose training or test loss turns non-finite or exceeds ``DIVERGED_LOSS`` is recorded as
+  diverged (the ``diverged`` hook);
 - with ``early_stop_patience`` a run stops (its state frozen, its metrics ending there) once its
   training error has not improved by more than ``early_stop_min_delta`` for that many epochs
   (``early_stop_epochs``; the notebook's stage-1 Keras EarlyStopping), and with ``stop_train_error``
-  once its training error is at or below that threshold (Nøkland's dfa-torch stop);
-- ``adversarial_eps`` > 0: each update is ½ clean + ½ on the batch's FGSM examples (``impls.bpfree.adversarial``);
+  once its training error is at or below that threshold (Nøkland's dfa-torch stop). Both are pure
+  functions of the metric history (``stop_epochs``); the ``stopped`` hook stops a run at the first
+  epoch they name, and the driver checkpoints the stop epochs;
 - with ``lr_halving`` each run's learning rate is halved after every epoch whose training error did
-  not fall (Nøkland's dfa-torch; ``impls.bpfree.schedules``), recorded as the metric ``train_lr``.
-  Both are pure functions of the metric history, so a resumed job recomputes them.
+  not fall (Nøkland's dfa-torch; ``impls.bpfree.schedules``), recorded as the metric ``train_lr``;
+  a resumed job recomputes it from the checkpointed history;
+- reconstruction runs also write ``samples.npz`` (test images and their reconstructions);
+  ``train.json`` adds ``steps_per_epoch``, ``examples_per_epoch`` and ``early_stopped_epoch``.
 
-Seeds: base = PRNGKey(seed); weights fold_in(base, 0) (so every rule starts from the same
-weights for a seed), feedback matrices fold_in(base, 1), dropout fold_in(base, 2) per step,
-shuffling fold_in(base, 3) per epoch, brightness fold_in(base, 4) per step; a resumed job replays
-exactly the same draws.
+Seeds and streams: ``impls.bpfree.compiled``.
 """
 from __future__ import annotations
-
-import sys
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
-from impls.bpfree import adversarial, models, options, pipeline, schedules
-from impls.bpfree.rules import TEST_LOCAL_LOSS_RULES, local_losses, local_losses_per_example, make_rule
-from impls.common import datasets, metrics, provenance
-from impls.common.checkpointing import KILL_AFTER_EPOCH_ENV, CheckpointClock  # noqa: F401
-from impls.common.cli import BatchJob, TrainOptions
-from impls.common.io import atomic_write_json, atomic_write_npz, load_npz
+from impls.bpfree import schedules
+from impls.bpfree.compiled import CompiledBatch, load_arrays, with_learning_rates
+from impls.common import jax_state, provenance
+from impls.common.driver import BatchProgram, Progress
 
-EVAL_CHUNK = 1000
-N_SAMPLES = 8  # reconstruction: test images saved with their reconstructions
-#: largest pixel value of each dataset's stored uint8 images (digits are 0..16)
-PIXEL_MAX = {"digits": 16.0}
 #: a run has diverged when its training or test loss is non-finite (Keras TerminateOnNaN) or above
 #: this bound: a softmax-CE of 1e4 nats needs logits of order 1e4, i.e. blown-up weights. Keras
 #: computes the CE from the logits too, so the original only stops once activations overflow to
@@ -56,263 +39,77 @@ PIXEL_MAX = {"digits": 16.0}
 DIVERGED_LOSS = 1.0e4
 
 
-# ----------------------------------------------------------------------------- data
+class Program(BatchProgram):
+    """A batch of bpfree runs (``make_program`` for the driver is the class itself)."""
 
-def scale_inputs(x_train: np.ndarray, x_test: np.ndarray, scaler: str, dataset: str):
-    """Flattened float32 inputs. standard: 2x/max − 1 ∈ [−1, 1] (Pathak's (x − 127.5)/127.5);
-    minmax: x/max ∈ [0, 1]; zscore: global mean/std of the training set; zscore_channel: mean/std
-    per colour channel of the training set (grey images: one channel)."""
-    if scaler == "zscore":
-        return datasets.standardize(x_train, x_test, "global")
-    if scaler == "zscore_channel":
-        grey = x_train.ndim == 3
-        x_train, x_test = (x[..., None] if grey else x for x in (x_train, x_test))
-        return tuple(x.reshape(len(x), -1) for x in datasets.standardize(x_train, x_test, "per_channel"))
-    top = PIXEL_MAX.get(dataset, 255.0)
-    out = []
-    for x in (x_train, x_test):
-        x = x.reshape(len(x), -1).astype(np.float32) / top
-        out.append(2.0 * x - 1.0 if scaler == "standard" else x)
-    return tuple(out)
+    def __init__(self, job, options):
+        spec = job.specs[0]
+        self.compiled = CompiledBatch(spec, load_arrays(spec, options.datasets_dir))
+        self.hp, self.recon = self.compiled.hp, self.compiled.recon
+        self.metric_names = self.compiled.metric_names()
+        self.log_metric = "test_loss" if self.recon else "test_error"
+        seeds = np.array([s["seed"] for s in job.specs])
+        self.lrs = np.array([s["hparams"]["lr"] for s in job.specs], np.float32)
+        self.current, self.keys = self.compiled.init(seeds, self.lrs)
+        self._reconstructions = None
 
+    def evaluate(self):
+        return self.compiled.evaluate(self.current)
 
-def load_arrays(spec: dict, datasets_dir) -> dict:
-    ds = datasets.load_dataset(datasets_dir / f"{spec['dataset']}.npz")
-    ds = datasets.subset_for_spec(ds, spec)
-    x_train, x_test = scale_inputs(ds.x_train, ds.x_test, options.model_config(spec)["scaler"], spec["dataset"])
-    if len(x_train) < spec["batch_size"]:
-        raise ValueError(f"batch_size {spec['batch_size']} exceeds the {len(x_train)} training examples")
-    return {"x_train": x_train, "y_train": ds.y_train.astype(np.int32), "x_test": x_test,
-            "y_test": ds.y_test.astype(np.int32), "n_classes": ds.num_classes,
-            "image_shape": tuple(ds.x_train.shape[1:])}
-
-
-# ----------------------------------------------------------------------------- program
-
-def make_optimizer(hp: dict):
-    """The spec's optimiser with its learning rate injected (so it can differ per run)."""
-    name = hp["optimizer"]
-    if name == "adam":      # Keras Adam defaults; eps 1e-7 (spec §6.6)
-        return optax.inject_hyperparams(optax.adam)(learning_rate=hp["lr"], b1=0.9, b2=0.999, eps=1e-7)
-    if name == "rmsprop":   # Torch7 optim.rmsprop defaults (alpha 0.99, eps 1e-8 outside the sqrt)
-        return optax.inject_hyperparams(optax.rmsprop)(learning_rate=hp["lr"], decay=0.99, eps=1e-8,
-                                                       eps_in_sqrt=False)
-    if name == "nag":       # PyTorch SGD(momentum, nesterov=True)
-        return optax.inject_hyperparams(optax.sgd)(learning_rate=hp["lr"], momentum=hp["momentum"], nesterov=True)
-    return optax.inject_hyperparams(optax.sgd)(learning_rate=hp["lr"])
-
-
-def _cos(a, b):
-    a, b = a.ravel(), b.ravel()
-    return jnp.dot(a, b) / (jnp.linalg.norm(a) * jnp.linalg.norm(b))
-
-
-def _pad_chunks(x: np.ndarray, y: np.ndarray, chunk: int):
-    n = len(x)
-    total = -(-n // chunk) * chunk
-    xp = np.zeros((total,) + x.shape[1:], np.float32)
-    xp[:n] = x
-    yp = np.zeros(total, np.int32)
-    yp[:n] = y
-    mask = (np.arange(total) < n).astype(np.float32)
-    shape = (total // chunk, chunk)
-    return (jnp.asarray(xp.reshape(shape + x.shape[1:])), jnp.asarray(yp.reshape(shape)),
-            jnp.asarray(mask.reshape(shape)), n)
-
-
-class BatchProgram:
-    """Compiled pieces of one batch: init, one training epoch, evaluation."""
-
-    def __init__(self, spec: dict, arrays: dict):
-        self.rule_name = spec["rule"]
-        self.hp = options.hparams(spec)
-        self.feedback_init = options.model_config(spec)["feedback_init"]
-        self.cfg = models.config_from_spec(spec, arrays["x_train"].shape[1], arrays["n_classes"],
-                                           arrays.get("image_shape", ()))
-        self.recon = self.cfg.task == "reconstruction"
-        self.trackers = options.trackers(spec)
-        self.n_classes = arrays["n_classes"]
-        self.batch_size = spec["batch_size"]
-        self.steps_per_epoch = len(arrays["x_train"]) // self.batch_size
-        self.x_train = jnp.asarray(arrays["x_train"])
-        self.y_train = jnp.asarray(arrays["y_train"])
-        self.n_train = len(arrays["x_train"])
-        self.eval_sets = {"train": _pad_chunks(arrays["x_train"], arrays["y_train"], EVAL_CHUNK),
-                          "test": _pad_chunks(arrays["x_test"], arrays["y_test"], EVAL_CHUNK)}
-        self.x_samples = jnp.asarray(arrays["x_test"][:N_SAMPLES])
-        self.optimizer = make_optimizer(self.hp)
-        self.scaler = options.model_config(spec)["scaler"]
-        self.brightness_range = pipeline.SCALER_RANGE.get(self.scaler)
-        self.train_epoch = jax.jit(self._train_epoch, donate_argnums=(0,))
-        self.evaluate = jax.jit(self._evaluate)
-
-    def target(self, x, labels):
-        return x if self.recon else jax.nn.one_hot(labels, self.n_classes)
-
-    def metric_names(self) -> list[str]:
-        names = ["train_loss", "test_loss"]
+    def train_epoch(self, progress: Progress):
+        epoch, history, out = progress.epoch, progress.history, {}
+        if self.hp["lr_halving"]:   # Nøkland: lr₀ · 2^(−k), k = epochs so far whose training error did not fall
+            epoch_lrs = self.lrs * schedules.lr_factor(history["train_error"][:epoch], True)
+            self.current = with_learning_rates(self.current, epoch_lrs)
+            out["train_lr"] = epoch_lrs
+        frozen = progress.stopped >= 0
+        before = jax.tree_util.tree_map(jnp.copy, self.current) if frozen.any() else None  # the state is donated
+        self.current, running = self.compiled.train_epoch(self.current, self.keys, epoch - 1)
+        if before is not None:   # stopped runs keep their state (parameters, optimiser, BN statistics)
+            self.current = jax_state.keep_where(frozen, self.current, before)
+        test = self.compiled.evaluate(self.current)
+        for name in self.metric_names:
+            if name in ("train_error", "train_lr"):
+                continue
+            out[name] = test[name] if name.startswith("test_") else running[name[len("train_"):]]
         if not self.recon:
-            names += ["train_acc", "test_acc", "train_error", "test_error"]
-        if self.hp["lr_halving"]:
-            names.append("train_lr")
-        return names + [f"train_{k}" for k in self.tracker_names()] + self.test_tracker_names()
-
-    def test_tracker_names(self) -> list[str]:
-        """``test_localloss_l<i>``: ℓ_l/N on the full test set, eval mode (spec §5; not for DFA)."""
-        if "local_loss" not in self.trackers or self.rule_name not in TEST_LOCAL_LOSS_RULES:
-            return []
-        return [f"test_localloss_l{i}" for i in range(1, len(self.cfg.hidden) + 1)]
-
-    def tracker_names(self) -> list[str]:
-        L = len(self.cfg.hidden)
-        hid = [f"l{i}" for i in range(1, L + 1)]
-        names = []
-        if "bp_cosine" in self.trackers:
-            names += [f"bpcosine_{h}" for h in hid]
-        if "weight_alignment" in self.trackers:
-            names += [f"walign_{h}" for h in hid[1:]] + ["walign_out"]
-        if "local_loss" in self.trackers:
-            names += [f"localloss_{h}" for h in hid]
-        if "gradients" in self.trackers:
-            names += [f"{k}_{h}" for h in hid + ["out"] for k in ("gradnorm", "biasgradnorm")]
-        if "weights" in self.trackers:
-            names += [f"{k}_{h}" for h in hid + ["out"] for k in ("wnorm", "biasnorm")]
-        return names
-
-    def init(self, seeds: np.ndarray, lrs: np.ndarray):
-        base = jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds, jnp.uint32))
-        fold = lambda i: jax.vmap(lambda k: jax.random.fold_in(k, i))(base)  # noqa: E731
-        params, model_state = jax.vmap(lambda k: models.init(k, self.cfg))(fold(0))
-        rule0 = make_rule(self.rule_name, self.cfg, None, self.feedback_init)
-        rule_state = jax.vmap(lambda p, k: rule0.init(p, k))(params, fold(1))
-        if self.cfg.weight_init == "aligned":
-            params = jax.vmap(aligned_weights)(params, rule_state.B)
-        opt_state = jax.vmap(lambda p, lr: make_optimizer({**self.hp, "lr": lr}).init(p))(
-            params, jnp.asarray(lrs, jnp.float32))
-        state = {"params": params, "opt": opt_state, "rule": rule_state, "model": model_state}
-        return state, {"dropout": fold(2), "shuffle": fold(3), "augment": fold(4)}
-
-    # --- one run, one step -----------------------------------------------------------------
-    def _step(self, params, opt_state, rule_state, model_state, key, x, labels):
-        cfg, hp = self.cfg, self.hp
-        y = self.target(x, labels)
-        rule = make_rule(self.rule_name, cfg, model_state, self.feedback_init)
-        grads, rule_state, aux = rule.estimate(params, rule_state, x, y, key)
-        if hp["adversarial_eps"]:   # Nøkland's adversarial training: ½ clean + ½ FGSM update
-            x_adv = adversarial.fgsm(params, model_state, x, y, key, cfg, hp["adversarial_eps"], self.scaler)
-            adv_key = jax.random.fold_in(key, adversarial.ADV_KEY)
-            adv_grads, _, _ = rule.estimate(params, rule_state, x_adv, y, adv_key)
-            grads = adversarial.mix(grads, adv_grads)
-        if hp["wd"]:   # wd·Σ½‖W‖² over kernels (spec §2.3)
-            grads = _add_wd(grads, params, hp["wd"], cfg.conv_trained)
-        out = {"loss": aux["loss"]}
-        if not self.recon:
-            out["acc"] = 100.0 * jnp.mean(jnp.argmax(aux["z"], -1) == labels)
-        out.update(self._trackers(params, grads, rule_state, model_state, key, x, y, aux))
-        updates, opt_state = self.optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, rule_state, aux["model_state"], out
-
-    def _trackers(self, params, grads, rule_state, model_state, key, x, y, aux) -> dict:
-        cfg, names, out = self.cfg, self.trackers, {}
-        if not names:
-            return out
-        B = tuple(rule_state.B)
-        hid = [f"l{i}" for i in range(1, len(cfg.hidden) + 1)]
-        if "bp_cosine" in names:   # one extra exact backward pass, same dropout masks and BN batch stats
-            true = jax.grad(lambda p: models.loss(
-                models.apply(p, model_state, x, key, cfg, train=True, mode="bp")[0], y, cfg))(params)
-            if self.hp["wd"]:
-                true = _add_wd(true, params, self.hp["wd"], cfg.conv_trained)
-            for h, g, t in zip(hid, grads["hidden"], true["hidden"]):
-                out[f"bpcosine_{h}"] = _cos(g["w"], t["w"])
-        if "weight_alignment" in names:   # correct definitions (spec §5, §6.1)
-            for l in range(1, len(cfg.hidden)):
-                out[f"walign_{hid[l]}"] = _cos(params["hidden"][l]["w"], B[l - 1] @ B[l].T)
-            out["walign_out"] = _cos(params["out"]["w"], B[-1])
-        if "local_loss" in names:
-            for h, v in zip(hid, local_losses(self.rule_name, cfg, aux["hs"], aux["z"], y, B)):
-                out[f"localloss_{h}"] = v
-        layers = list(zip(hid + ["out"], grads["hidden"] + [grads["out"]], params["hidden"] + [params["out"]]))
-        if "gradients" in names:
-            for h, g, _ in layers:
-                out[f"gradnorm_{h}"], out[f"biasgradnorm_{h}"] = jnp.linalg.norm(g["w"]), jnp.linalg.norm(g["b"])
-        if "weights" in names:
-            for h, _, p in layers:
-                out[f"wnorm_{h}"], out[f"biasnorm_{h}"] = jnp.linalg.norm(p["w"]), jnp.linalg.norm(p["b"])
+            out["train_error"] = 100.0 - np.asarray(out["train_acc"], np.float64)
         return out
 
-    # --- one epoch, every run ----------------------------------------------------------------
-    def _train_epoch(self, state, keys, epoch):
-        used = self.steps_per_epoch * self.batch_size
+    def diverged(self, progress: Progress):
+        epoch, history = progress.epoch, progress.history
+        losses = np.stack([history["train_loss"][epoch], history["test_loss"][epoch]])
+        return ~np.isfinite(losses).all(0) | (np.nan_to_num(losses, nan=np.inf) > DIVERGED_LOSS).any(0)
 
-        buffer = self.hp["shuffle_buffer"]
+    def stopped(self, progress: Progress):
+        if self.recon:
+            return super().stopped(progress)
+        # a run still training reaches its first stop epoch now: stop_epochs of earlier epochs were all −1 for it
+        return stop_epochs(progress.history["train_error"][:progress.epoch + 1], self.hp) >= 0
 
-        def order(k):
-            k = jax.random.fold_in(k, epoch)
-            full = (jax.random.permutation(k, self.n_train) if buffer is None
-                    else pipeline.buffer_shuffle_order(k, self.n_train, buffer))
-            return full[:used].reshape(self.steps_per_epoch, self.batch_size)
+    def state(self):
+        return jax_state.by_path(self.current)
 
-        idx = jnp.swapaxes(jax.vmap(order)(keys["shuffle"]), 0, 1)      # (steps, runs, batch)
-        step = jax.vmap(self._step)
+    def load_state(self, state):
+        self.current = jax_state.from_paths(self.current, state)
 
-        def body(carry, inputs):
-            t, ix = inputs
-            drop = jax.vmap(lambda k: jax.random.fold_in(k, t))(keys["dropout"])
-            x = self.x_train[ix]
-            if self.hp["brightness"]:
-                aug = jax.vmap(lambda k: jax.random.fold_in(k, t))(keys["augment"])
-                x = jax.vmap(lambda k, xb: pipeline.random_brightness(
-                    k, xb, self.hp["brightness"], self.brightness_range))(aug, x)
-            p, o, r, m, out = step(carry["params"], carry["opt"], carry["rule"], carry["model"], drop,
-                                   x, self.y_train[ix])
-            return {"params": p, "opt": o, "rule": r, "model": m}, out
+    def run_files(self, i):
+        files = {"params.npz": jax_state.run_leaves(self.current["params"], i)}
+        if self.recon:
+            if self._reconstructions is None:
+                self._reconstructions = self.compiled.reconstructions(self.current)
+            files["samples.npz"] = {"input": np.asarray(self.compiled.x_samples),
+                                    "reconstruction": self._reconstructions[i]}
+        return files
 
-        ts = epoch * self.steps_per_epoch + jnp.arange(self.steps_per_epoch, dtype=jnp.uint32)
-        state, outs = jax.lax.scan(body, state, (ts, idx))
-        return state, jax.tree_util.tree_map(lambda v: v.mean(axis=0), outs)
+    def train_record(self, i, progress: Progress):
+        s = int(progress.stopped[i])
+        return {"steps_per_epoch": self.compiled.steps_per_epoch,
+                "examples_per_epoch": self.compiled.steps_per_epoch * self.compiled.batch_size,
+                "early_stopped_epoch": s if s >= 0 else None}
 
-    def _evaluate(self, state):
-        cfg, out = self.cfg, {}
-        for split, (xc, yc, mask, n) in self.eval_sets.items():
-            def chunk_stats(args):
-                x, labels, m = args
-                z = jax.vmap(lambda p, s: models.apply(p, s, x, None, cfg, train=False)[0])(
-                    state["params"], state["model"])
-                loss = models.per_example_loss(z, self.target(x, labels)[None], cfg)
-                correct = (jnp.argmax(z, -1) == labels[None]).astype(jnp.float32)
-                return (correct * m).sum(-1), (loss * m).sum(-1)
-
-            correct, loss = jax.lax.map(chunk_stats, (xc, yc, mask))
-            out[f"{split}_loss"] = loss.sum(0) / n
-            if split == "test" and self.test_tracker_names():
-                out.update(self._test_local_losses(state, xc, yc, mask, n))
-            if not self.recon:
-                out[f"{split}_acc"] = 100.0 * correct.sum(0) / n
-                out[f"{split}_error"] = 100.0 - out[f"{split}_acc"]
-        return out
-
-    def _test_local_losses(self, state, xc, yc, mask, n) -> dict:
-        """Σ_n ℓ_{l,n} / n over the test set, with the eval-mode h_l (BN running statistics, no dropout)."""
-        cfg = self.cfg
-
-        def chunk_sums(args):
-            x, labels, m = args
-
-            def one_run(p, s, B):
-                _, hs, _ = models.apply(p, s, x, None, cfg, train=False)
-                per = local_losses_per_example(self.rule_name, cfg, hs, self.target(x, labels), B)
-                return jnp.stack([(v * m).sum() for v in per])
-
-            return jax.vmap(one_run)(state["params"], state["model"], tuple(state["rule"].B))
-
-        sums = jax.lax.map(chunk_sums, (xc, yc, mask)).sum(0) / n          # (runs, layers)
-        return {name: sums[:, i] for i, name in enumerate(self.test_tracker_names())}
-
-    def reconstructions(self, state) -> np.ndarray:
-        z = jax.vmap(lambda p, s: models.apply(p, s, self.x_samples, None, self.cfg, train=False)[0])(
-            state["params"], state["model"])
-        return np.asarray(models.output_fn(self.cfg)(z))
+    def device(self):
+        return provenance.jax_device()
 
 
 def early_stop_epochs(train_error: np.ndarray, patience: int | None, min_delta: float) -> np.ndarray:
@@ -321,7 +118,7 @@ def early_stop_epochs(train_error: np.ndarray, patience: int | None, min_delta: 
     ``train_error``: (epochs_so_far + 1, R), row 0 the untrained evaluation (not monitored). From
     epoch 1 on, an epoch improves when its error is below best − min_delta (then best ← error and
     the wait resets), otherwise the wait grows; a run stops at the first epoch whose wait reaches
-    ``patience``. A pure function of the history, so a resumed job recomputes it exactly.
+    ``patience``. A pure function of the history.
     """
     runs = train_error.shape[1]
     stopped = np.full(runs, -1, np.int64)
@@ -343,159 +140,3 @@ def stop_epochs(train_error: np.ndarray, hp: dict) -> np.ndarray:
     return schedules.first_stop(
         early_stop_epochs(train_error, hp["early_stop_patience"], hp["early_stop_min_delta"]),
         schedules.threshold_stop_epochs(train_error, hp["stop_train_error"]))
-
-
-def with_learning_rates(state, lrs: np.ndarray):
-    """``state`` with each run's optimiser learning rate set to ``lrs`` (R,)."""
-    opt = state["opt"]
-    hyper = {**opt.hyperparams, "learning_rate": jnp.asarray(lrs, opt.hyperparams["learning_rate"].dtype)}
-    return {**state, "opt": opt._replace(hyperparams=hyper)}
-
-
-def _keep_stopped(new_state, old_state, stopped: np.ndarray):
-    """Runs already stopped keep their old state (parameters, optimiser, BN statistics)."""
-    frozen = jnp.asarray(stopped >= 0)
-    return jax.tree_util.tree_map(
-        lambda n, o: jnp.where(frozen.reshape((-1,) + (1,) * (n.ndim - 1)), o, n), new_state, old_state)
-
-
-def aligned_weights(params, B):
-    """Pathak's ``aligned_init`` (spec §2.3): W_l = B_{l−1} B_lᵀ for l ≥ 2 and W_out = B_L, so the
-    forward weights start aligned with the fixed matrices (weight alignment 1); W_1 and biases keep
-    their initialisation."""
-    hidden = [dict(layer) for layer in params["hidden"]]
-    for l in range(1, len(hidden)):
-        hidden[l]["w"] = B[l - 1] @ B[l].T
-    return {"hidden": hidden, "out": {**params["out"], "w": B[-1]}}
-
-
-def _add_wd(grads, params, wd, conv_trained: bool = True):
-    """Adds wd·W to every kernel's update (frozen conv kernels excepted)."""
-    def add(g, p):
-        return {**g, "w": g["w"] + wd * p["w"]}
-    out = {"hidden": [add(g, p) for g, p in zip(grads["hidden"], params["hidden"])],
-           "out": add(grads["out"], params["out"])}
-    if "conv" in grads:
-        out["conv"] = ([add(g, p) for g, p in zip(grads["conv"], params["conv"])] if conv_trained
-                       else grads["conv"])
-    return out
-
-
-# ----------------------------------------------------------------------------- checkpoints
-
-def _leaves(tree) -> list[np.ndarray]:
-    return [np.asarray(x) for x in jax.tree_util.tree_leaves(tree)]
-
-
-def save_checkpoint(path, job: BatchJob, epoch, state, history, diverged, elapsed):
-    arrays = {"epoch": np.asarray(epoch), "run_ids": np.asarray(job.run_ids),
-              "diverged_epoch": diverged, "elapsed_s": np.asarray(elapsed)}
-    arrays.update({f"state_{i}": a for i, a in enumerate(_leaves(state))})
-    arrays.update({f"hist_{k}": v for k, v in history.items()})
-    atomic_write_npz(path, arrays)
-
-
-def load_checkpoint(path, job: BatchJob, state, names):
-    if not path.exists():
-        return None
-    data = load_npz(path)
-    if list(data["run_ids"]) != list(job.run_ids):
-        return None
-    treedef = jax.tree_util.tree_structure(state)
-    n = treedef.num_leaves
-    state = jax.tree_util.tree_unflatten(treedef, [jnp.asarray(data[f"state_{i}"]) for i in range(n)])
-    return (int(data["epoch"]), state, {k: data[f"hist_{k}"].copy() for k in names},
-            data["diverged_epoch"].copy(), float(data["elapsed_s"]))
-
-
-# ----------------------------------------------------------------------------- driver
-
-def _log(job, epoch, epochs, history, diverged, rate, recon):
-    key = "test_loss" if recon else "test_error"
-    vals = history[key][epoch][diverged < 0]
-    summary = f"{key} median {np.median(vals):.4g} min {np.min(vals):.4g}" if vals.size else "all diverged"
-    print(f"[{job.batch_id}] epoch {epoch}/{epochs} | {len(job.run_ids)} runs | {summary} | "
-          f"diverged {int((diverged >= 0).sum())} | {rate:.3g} epochs/s", file=sys.stderr, flush=True)
-
-
-def train_batch(job: BatchJob, options_: TrainOptions) -> None:
-    """Train every run of ``job`` to its epoch budget; write each run's files (impls.common.metrics)."""
-    spec0 = job.specs[0]
-    epochs = spec0["epochs"]
-    for run_dir, spec in zip(job.run_dirs, job.specs):
-        atomic_write_json(run_dir / "spec.json", spec)
-    program = BatchProgram(spec0, load_arrays(spec0, options_.datasets_dir))
-    seeds = np.array([s["seed"] for s in job.specs])
-    lrs = np.array([s["hparams"]["lr"] for s in job.specs], np.float32)
-    state, keys = program.init(seeds, lrs)
-    names = program.metric_names()
-    history = {k: np.full((epochs + 1, len(seeds)), np.nan) for k in names}
-    diverged = np.full(len(seeds), -1, np.int64)
-    ckpt_path = job.batch_dir / "checkpoint.npz"
-    resumed = load_checkpoint(ckpt_path, job, state, names)
-    if resumed:
-        start, state, history, diverged, elapsed = resumed
-        print(f"[{job.batch_id}] resumed from checkpoint at epoch {start}", file=sys.stderr, flush=True)
-    else:
-        start, elapsed = 0, 0.0
-        for k, v in program.evaluate(state).items():
-            history[k][0] = np.asarray(v)
-        _log(job, 0, epochs, history, diverged, 0.0, program.recon)
-    t_start, clock = time.perf_counter() - elapsed, CheckpointClock(options_.checkpoint_minutes)
-    hp = program.hp
-    stopped = np.full(len(seeds), -1, np.int64)
-    if not program.recon:
-        stopped = stop_epochs(history["train_error"][:start + 1], hp)
-    epoch = start
-    for epoch in range(start + 1, epochs + 1):
-        t0 = time.perf_counter()
-        if hp["lr_halving"]:   # Nøkland: lr₀ · 2^(−k), k = epochs so far whose training error did not fall
-            epoch_lrs = lrs * schedules.lr_factor(history["train_error"][:epoch], True)
-            state = with_learning_rates(state, epoch_lrs)
-            history["train_lr"][epoch] = epoch_lrs
-        before = jax.tree_util.tree_map(jnp.copy, state) if (stopped >= 0).any() else None
-        state, running = program.train_epoch(state, keys, epoch - 1)
-        if before is not None:
-            state = _keep_stopped(state, before, stopped)
-        test = program.evaluate(state)
-        for k in names:
-            if k in ("train_error", "train_lr"):
-                continue
-            if k.startswith("test_"):
-                history[k][epoch] = np.asarray(test[k])
-            else:
-                history[k][epoch] = np.asarray(running[k[len("train_"):]])
-        if not program.recon:
-            history["train_error"][epoch] = 100.0 - history["train_acc"][epoch]
-        losses = np.stack([history["train_loss"][epoch], history["test_loss"][epoch]])
-        bad = ~np.isfinite(losses).all(0) | (np.nan_to_num(losses, nan=np.inf) > DIVERGED_LOSS).any(0)
-        diverged[(diverged < 0) & bad] = epoch
-        if not program.recon:
-            now = stop_epochs(history["train_error"][:epoch + 1], hp)
-            stopped = np.where((stopped < 0) & (diverged < 0), now, stopped)
-        _log(job, epoch, epochs, history, diverged, 1.0 / max(time.perf_counter() - t0, 1e-9), program.recon)
-        done = epoch == epochs or bool(((diverged >= 0) | (stopped >= 0)).all())
-        if not done and clock.due():
-            save_checkpoint(ckpt_path, job, epoch, state, history, diverged, time.perf_counter() - t_start)
-            clock.saved(epoch)
-        if done:
-            break
-    wall = time.perf_counter() - t_start
-    record = provenance.record(provenance.jax_device())
-    leaves = jax.tree_util.tree_leaves(state["params"])
-    recon = program.reconstructions(state) if program.recon else None
-    for i, (rid, run_dir) in enumerate(zip(job.run_ids, job.run_dirs)):
-        atomic_write_npz(run_dir / "params.npz", {f"leaf_{j}": np.asarray(x[i]) for j, x in enumerate(leaves)})
-        if recon is not None:
-            atomic_write_npz(run_dir / "samples.npz", {"input": np.asarray(program.x_samples),
-                                                       "reconstruction": recon[i]})
-        d, s = int(diverged[i]), int(stopped[i])
-        last = d if d >= 0 else (s if s >= 0 else epoch)
-        metrics.write_metrics(run_dir, {k: v[:, i] for k, v in history.items()}, last + 1)
-        metrics.write_train_record(run_dir, run_id=rid, diverged_epoch=d if d >= 0 else None,
-                                   epochs_completed=last, wall_time_s=wall, batch_id=job.batch_id,
-                                   runs_in_batch=len(job.run_ids), provenance=record,
-                                   extra={"steps_per_epoch": program.steps_per_epoch,
-                                          "examples_per_epoch": program.steps_per_epoch * program.batch_size,
-                                          "early_stopped_epoch": s if s >= 0 else None})
-    ckpt_path.unlink(missing_ok=True)
