@@ -119,3 +119,36 @@ def test_killed_job_resumes_with_identical_metrics(tmp_path, datasets_dir):
         a = (tmp_path / "ref" / "results" / "bpfree" / "runs" / rid / "metrics.csv").read_text()
         b = (tmp_path / "killed" / "results" / "bpfree" / "runs" / rid / "metrics.csv").read_text()
         assert a == b
+
+
+def test_a_checkpoint_of_another_program_is_refused_naming_the_file(tmp_path, datasets_dir):
+    # a checkpoint written by a 64-16-16-10 batch must not resume a 64-16-8-10 one: exit 2, the file named
+    import shutil
+
+    from impls.common.checkpoint import LAYOUT_KEY
+    from impls.common.io import atomic_write_npz, load_npz
+
+    wide, narrow = spec("bp", epochs=3, trackers=[]), spec("bp", epochs=3, trackers=[], hidden=[16, 8])
+    first = write_batch(tmp_path / "a" / "results", {speclib.run_id(wide): wide})
+    killed = impl("train", first, datasets_dir, env={KILL_AFTER_EPOCH_ENV: "1"}, checkpoint_minutes=0)
+    assert killed.returncode == -9, killed.stderr
+    written = first.parent / "checkpoint.npz"
+    assert written.exists()
+
+    other = write_batch(tmp_path / "b" / "results", {speclib.run_id(narrow): narrow})
+    ckpt = other.parent / "checkpoint.npz"
+    shutil.copy(written, ckpt)                      # as written: it holds another batch's runs
+    refused = impl("train", other, datasets_dir, checkpoint_minutes=0)
+    assert refused.returncode == 2, refused.stderr
+    assert f"error: {ckpt} does not match" in refused.stderr and "holds runs" in refused.stderr
+
+    data = load_npz(written)                         # relabelled with this batch's run: the shapes still differ
+    meta = json.loads(str(data[LAYOUT_KEY]))
+    meta["run_ids"] = [speclib.run_id(narrow)]
+    atomic_write_npz(ckpt, {**data, LAYOUT_KEY: np.asarray(json.dumps(meta))})
+    refused = impl("train", other, datasets_dir, checkpoint_minutes=0)
+    assert refused.returncode == 2, refused.stderr
+    assert f"error: {ckpt} does not match" in refused.stderr and "has shape [1, 16] in the file but [1, 8] here" \
+        in refused.stderr
+    assert not (tmp_path / "b" / "results" / "bpfree" / "runs" / speclib.run_id(narrow) / "train.json").exists()
+    assert ckpt.exists()                             # refused, never deleted or overwritten
