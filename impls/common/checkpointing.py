@@ -1,7 +1,7 @@
-"""When a train loop checkpoints, and the fault injection the resume tests use.
+"""When the training driver checkpoints, and the fault injection the resume tests use.
 
-Caller: every impl's ``train_batch``. A loop asks ``clock.due()`` at each epoch end, saves its
-own checkpoint (the state is the impl's business) and then calls ``clock.saved(epoch)``.
+Caller: ``impls.common.driver``. At each epoch end the driver asks ``clock.due()``, saves the
+batch's checkpoint (``impls.common.checkpoint``) and then calls ``clock.saved(epoch)``.
 """
 from __future__ import annotations
 

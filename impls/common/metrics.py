@@ -6,10 +6,11 @@ Layout of ``results/<paper>/runs/<run_id>/``:
 - ``metrics.csv``   tidy per-epoch metrics: epoch, split, metric, value (epoch 0 = before training)
 - ``train.json``    status (ok|diverged), epochs completed, wall time, provenance
 - ``params.npz``    final parameters (one array per leaf)
-- ``final.json``    written by ``evaluate``: status plus reduced metrics (``reduce_run``)
+- ``final.json``    written by ``evaluate``: status plus reduced metrics (``reduce_run``) and the paper's analyses
 
-Caller: every impl's train loop (``write_metrics``, ``write_train_record``) and
-``impls.common.cli`` evaluate (``reduce_run``). Every file is written atomically.
+Caller: the training driver, ``impls.common.driver`` (``write_metrics``, ``write_train_record``),
+and ``impls.common.cli`` evaluate (``reduce_run``; the cli writes final.json once, after the
+paper's evaluate hook). Every file is written atomically.
 """
 from __future__ import annotations
 
@@ -95,9 +96,3 @@ def reduce_run(run_dir: Path) -> dict:
         "runs_in_batch": record["runs_in_batch"],
         "provenance": record["provenance"],
     }
-
-
-def write_final(run_dir: Path) -> dict:
-    final = reduce_run(run_dir)
-    atomic_write_json(Path(run_dir) / "final.json", final)
-    return final
