@@ -34,7 +34,7 @@ def check_nodepert(out: Path, logs: Path, plan) -> None:
     lr_batches = plan.figure_batches("fig_nodepert_lr")
     assert len(lr_batches) == 2  # NP batch + SGD batch
     assert all("epoch 2/2" in (logs / "train" / f"{b.batch_id}.log").read_text() for b in lr_batches)
-    # the other figures (as in tests/test_nodepert_figures.py::test_every_nodepert_figure_renders_at_smoke_scale)
+    # the other figures
     depth = pd.read_csv(out / "fig_nodepert_depth.csv").drop_duplicates("run_id")
     assert sorted(set(zip(depth["rule"], depth["n_hl"]))) == [("np", 2), ("np", 4), ("sgd", 2), ("sgd", 4)]
     assert len(depth) == 12 and set(depth["status"]) == {"ok"}

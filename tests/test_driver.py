@@ -5,7 +5,6 @@ goes through the same loop, so what holds here holds for all of them.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np

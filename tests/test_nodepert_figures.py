@@ -1,16 +1,13 @@
-"""The nodepert figures: crash classifier on synthetic curves, the paper-only plots on fake
-tables, and every nodepert figure target rendered end to end at smoke scale."""
+"""The nodepert figures: crash classifier on synthetic curves and the paper-only plots on fake
+tables (every nodepert target is rendered end to end at smoke scale by tests/test_e2e.py)."""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
-from impls.common.io import read_json
 from impls.common.plotting import plot_figure
 from impls.nodepert.crash import classify
-from tests.conftest import REPO, run_snakemake
 
 
 # --- crash / no-learning classifier (spec §5) -------------------------------------------------
@@ -100,56 +97,6 @@ def test_budget_gap_crash_dynamics_and_appendix_plots_render(tmp_path):
     plot_figure(pd.DataFrame(rows), {**FIGURE, "target": "fig_nodepert_x", "plot": plot},
                 tmp_path / "x.png", tmp_path / "x.pdf")
     assert all((tmp_path / f"{n}.png").stat().st_size > 10_000 for n in "gdx")
-
-
-# --- every nodepert figure at smoke scale, through Snakemake ------------------------------------
-
-NEW_TARGETS = [t for t in yaml.safe_load((REPO / "papers" / "nodepert" / "paper.yaml").read_text())["figures"]
-               if t != "fig_nodepert_lr"]  # fig_nodepert_lr has its own e2e test (test_workflow_e2e.py)
-
-
-@pytest.mark.e2e
-def test_every_nodepert_figure_renders_at_smoke_scale(workdir):
-    done = run_snakemake(workdir, "--cores", "2", *NEW_TARGETS, timeout=1800)
-    assert done.returncode == 0, done.stderr[-3000:]
-    out = workdir / "results" / "nodepert"
-    for target in NEW_TARGETS:
-        assert (out / f"{target}.png").stat().st_size > 10_000, target
-        assert (out / f"{target}.pdf").stat().st_size > 1_000, target
-    depth = pd.read_csv(out / "fig_nodepert_depth.csv").drop_duplicates("run_id")
-    assert sorted(set(zip(depth["rule"], depth["n_hl"]))) == [("np", 2), ("np", 4), ("sgd", 2), ("sgd", 4)]
-    assert len(depth) == 12 and set(depth["status"]) == {"ok"}
-    width = pd.read_csv(out / "fig_nodepert_width.csv").drop_duplicates("run_id")
-    assert sorted(width["width"].unique()) == [16, 64]
-    adam = pd.read_csv(out / "fig_nodepert_adam.csv").drop_duplicates("run_id")
-    assert sorted(adam["rule"].unique()) == ["np", "np_adam", "sgd", "sgd_adam"]
-    crash = pd.read_csv(out / "fig_nodepert_crash_timing.csv")
-    assert len(crash) == 3 and set(crash["crash_class"]) <= {"crash", "no_crash", "no_learning"}
-    for rid, cls in zip(crash["run_id"], crash["crash_class"]):
-        assert read_json(out / "runs" / rid / "final.json")["crash"]["crash_class"] == cls
-    lines = pd.read_csv(out / "fig_nodepert_linesearch.csv")
-    assert sorted(set(zip(lines["n_hl"], lines["width"]))) == [(1, 16), (1, 32), (2, 32)]
-    assert set(lines["rule"]) == {"np", "sgd"} and len(lines) == 3 * 2 * 10  # 10 step sizes at smoke
-    for rid in lines["run_id"].unique():
-        assert read_json(out / "runs" / rid / "final.json")["linesearch"]["batches"] == 4  # digits: 497 test images
-    gaps = pd.read_csv(out / "fig_nodepert_budget_gap.csv")
-    assert sorted(zip(gaps["panel"], gaps["rule"], gaps["budget"])) == [
-        (p, r, b) for p in ("FC", "conv") for r in ("np", "sgd") for b in (1, 2)]
-    for panel in ("FC", "conv"):                                     # each panel's own SGD reference
-        assert gaps.set_index(["panel", "rule", "budget"]).loc[(panel, "sgd", 2), "gap"] == 0.0
-    appendix = pd.read_csv(out / "fig_nodepert_appendix.csv").drop_duplicates("run_id")
-    assert sorted(zip(appendix["rule"], appendix["activation"], appendix["batch_size"], appendix["epochs"])) == [
-        ("np", "linear", 100, 1), ("np", "relu", 10, 1), ("np", "relu", 100, 10), ("np_wd", "relu", 100, 1),
-        ("sgd", "linear", 100, 1), ("sgd", "relu", 10, 1), ("sgd", "relu", 100, 10), ("sgd_wd", "relu", 100, 1)]
-    for target, arch in (("fig_nodepert_conv", "allcnn_a"), ("fig_nodepert_conv_small", "conv_base")):
-        conv = pd.read_csv(out / f"{target}.csv").drop_duplicates("run_id")
-        assert len(conv) == 4 and set(conv["rule"]) == {"np", "sgd"} and set(conv["status"]) == {"ok"}, target
-        for rid in conv["run_id"]:
-            assert read_json(out / "runs" / rid / "spec.json")["model"]["arch"] == arch
-    dyn = pd.read_csv(out / "fig_nodepert_crash_dynamics.csv")
-    assert dyn["run_id"].nunique() == 2 and dyn.groupby("run_id").size().min() >= 2 * 130  # >= 2 epochs x 130
-    assert dyn["plotted"].sum() == dyn.groupby("run_id").size()[dyn.loc[dyn["plotted"], "run_id"].iloc[0]]
-    assert {"norm_np", "norm_sgd", "norm_true", "w_norm", "delta_mse", "test_acc"} <= set(dyn.columns)
 
 
 # --- budget-gap metric (spec §5, project definition) ---------------------------------------------
