@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
-from impls.common import datasets
+from impls.common import datasets, image_folder
 from impls.common import specs as speclib
 from impls.common.errors import SpecError
 from impls.common.io import atomic_write_json, read_json
@@ -154,7 +154,7 @@ def test_train_order_reshuffles_per_epoch_and_is_reproducible_from_the_seed(data
                 Image.fromarray(rng.integers(0, 255, (33 + i, 29, 3), dtype=np.uint8)).save(
                     textured / split / name / f"{i}.png")
     tex_dir = tree.parent / "tex_datasets"
-    datasets.prepare_image_folder_index(tex_dir / "imagenet.npz", textured)
+    image_folder.prepare_image_folder_index(tex_dir / "imagenet.npz", textured)
     tex = imagenet.load_index(tex_dir)
     for idx in (index, tex):
         o1, x1, _ = _order_and_pixels(idx, 99, 1, workers=0)

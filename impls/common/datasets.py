@@ -15,7 +15,8 @@ for CIFAR; labels are int64. Sources (ARCHITECTURE.md, Contracts item 5):
 - ``mnist``, ``kmnist``, ``cifar10``, ``cifar100``  torchvision download (md5-checked).
 - ``imagenet``       streamed, never cached as arrays: ``prepare imagenet OUT`` writes only an index
                      of an ImageFolder tree (file lists, labels, class names, the tree's root; no
-                     pixels), in the same keys as ``impls.two_routes.imagenet index``. The root is
+                     pixels; :mod:`impls.common.image_folder`), in the same keys as
+                     ``impls.two_routes.imagenet index``. The root is
                      ``--imagenet-root``, else ``$CREDITBENCH_IMAGENET_DIR``, else /data/imagenet.
 
 A dataset that cannot be had raises :class:`DatasetUnavailable`, whose one-line message names
@@ -39,6 +40,8 @@ from urllib.error import URLError
 
 import numpy as np
 
+from impls.common.errors import DatasetUnavailable
+from impls.common.image_folder import prepare_image_folder_index
 from impls.common.io import atomic_write_bytes, atomic_write_json, load_npz, read_json
 
 DATASET_NAMES = ("digits", "fashion_mnist", "mnist", "kmnist", "cifar10", "cifar100")
@@ -46,8 +49,6 @@ ARRAY_KEYS = ("x_train", "y_train", "x_test", "y_test")
 DEFAULT_FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 #: datasets too large to cache: ``prepare`` writes an index of the files and the impls stream them
 STREAMED_DATASETS = ("imagenet",)
-DEFAULT_IMAGENET_DIR = "/data/imagenet"
-IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png")
 DIGITS_N_TRAIN = 1300  # digits split: first 1300 images train, the remaining 497 test
 
 # Errors torchvision raises when offline, when files are missing/corrupt, or when a mirror fails.
@@ -60,10 +61,6 @@ _IDX_STEMS = {  # array key -> IDX file name without .gz (Fashion-MNIST's and MN
 }
 _TORCHVISION_CLASSES = {"fashion_mnist": "FashionMNIST", "mnist": "MNIST", "kmnist": "KMNIST",
                         "cifar10": "CIFAR10", "cifar100": "CIFAR100"}
-
-
-class DatasetUnavailable(RuntimeError):
-    """The dataset is not on this machine and could not be fetched; the message says how."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -232,7 +229,7 @@ def prepare_dataset(name: str, out_path: str | Path, *, fashion_mnist_dir: str |
     """Cache dataset ``name`` as ``out_path`` (.npz) plus its ``.json`` sidecar; return the sidecar.
 
     For a streamed dataset (``imagenet``) the .npz is the tree's index only (see
-    :func:`prepare_image_folder_index`).
+    :func:`impls.common.image_folder.prepare_image_folder_index`).
 
     Raises ValueError for an unknown name and DatasetUnavailable when the data cannot be read
     or fetched; in either case nothing is written. Both files are written atomically, the
@@ -269,78 +266,6 @@ def prepare_dataset(name: str, out_path: str | Path, *, fashion_mnist_dir: str |
     except BaseException:
         sidecar.unlink(missing_ok=True)
         raise
-    return meta
-
-
-# --------------------------------------------------------------------------- streamed (indexed) datasets
-
-
-def image_folder_layout(root: str | Path) -> str:
-    """The layout an ImageFolder tree must have, for error messages."""
-    return (f"{root}/train/<class>/*.JPEG and {root}/val/<class>/*.JPEG (ILSVRC-2012 with the validation "
-            f"images sorted into the same class folders; .jpeg/.jpg/.png accepted)")
-
-
-def resolve_imagenet_root(explicit: str | Path | None = None) -> Path:
-    """``explicit``, else ``$CREDITBENCH_IMAGENET_DIR``, else ``DEFAULT_IMAGENET_DIR``."""
-    import os
-
-    return Path(explicit or os.environ.get("CREDITBENCH_IMAGENET_DIR") or DEFAULT_IMAGENET_DIR)
-
-
-def index_image_folder(root: str | Path) -> dict[str, np.ndarray]:
-    """File lists and labels of ROOT/{train,val}/<class>/* (no pixels).
-
-    Classes are the sorted train folder names (label = position); files are sorted within a
-    class, paths relative to ROOT. A val folder whose class has no train folder, a missing
-    split or an empty split raises DatasetUnavailable naming the path and the expected layout.
-    """
-    root = Path(root)
-    missing = [str(root / split) for split in ("train", "val") if not (root / split).is_dir()]
-    if missing:
-        raise DatasetUnavailable(f"ImageNet tree not found: {' and '.join(missing)} "
-                                 f"{'is not a directory' if len(missing) == 1 else 'are not directories'}. Expected layout: "
-                                 f"{image_folder_layout(root)}. Point $CREDITBENCH_IMAGENET_DIR (or --imagenet-root) "
-                                 f"at the tree.")
-    classes = sorted(d.name for d in (root / "train").iterdir() if d.is_dir())
-    unknown = sorted(d.name for d in (root / "val").iterdir() if d.is_dir() and d.name not in classes)
-    if unknown:
-        raise DatasetUnavailable(f"{root / 'val'} has class folders without a train folder ({', '.join(unknown[:5])}); "
-                                 f"expected layout: {image_folder_layout(root)}")
-    out = {"classes": np.array(classes), "root": np.array(str(root.resolve()))}
-    for split in ("train", "val"):
-        files, labels = [], []
-        for label, name in enumerate(classes):
-            folder = root / split / name
-            names = sorted(f.name for f in folder.iterdir() if f.suffix.lower() in IMAGE_EXTENSIONS) \
-                if folder.is_dir() else []
-            files += [f"{split}/{name}/{n}" for n in names]
-            labels += [label] * len(names)
-        if not files:
-            raise DatasetUnavailable(f"{root / split} holds no images; expected layout: {image_folder_layout(root)}")
-        out[f"{split}_files"], out[f"{split}_labels"] = np.array(files), np.array(labels, np.int32)
-    return out
-
-
-def prepare_image_folder_index(out_path: str | Path, root: str | Path | None = None) -> dict[str, Any]:
-    """Write the index of an ImageFolder tree as ``out_path`` (.npz) plus its ``.json`` sidecar.
-
-    Keys: classes, root, train_files, train_labels, val_files, val_labels (the keys of
-    ``impls.two_routes.imagenet index``, so either writer serves both papers). Nothing is written
-    when the tree is missing (DatasetUnavailable).
-    """
-    out_path = Path(out_path)
-    root = resolve_imagenet_root(root)
-    index = index_image_folder(root)
-    buffer = io.BytesIO()
-    np.savez(buffer, **index)
-    payload = buffer.getvalue()
-    meta = {"name": "imagenet", "source": f"index of the ImageFolder tree {index['root']} (pixels streamed)",
-            "file": out_path.name, "sha256": _sha256(payload), "root": str(index["root"]),
-            "n_train": len(index["train_files"]), "n_val": len(index["val_files"]),
-            "num_classes": len(index["classes"]), "streamed": True}
-    atomic_write_json(out_path.with_suffix(".json"), meta)
-    atomic_write_bytes(out_path, payload)
     return meta
 
 

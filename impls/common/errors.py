@@ -22,3 +22,7 @@ def describe_schema_error(error, where: str) -> str:
     if validator == "required":
         return f"{where}: at '{path}': {error.message}"
     return f"{where}: key '{path}': {error.message}"
+
+
+class DatasetUnavailable(RuntimeError):
+    """The dataset is not on this machine and could not be fetched; the message says how."""

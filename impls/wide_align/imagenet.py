@@ -31,7 +31,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from impls.common.datasets import DatasetUnavailable, image_folder_layout
+from impls.common.errors import DatasetUnavailable
+from impls.common.image_folder import image_folder_layout
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
