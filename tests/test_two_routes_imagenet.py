@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from impls.common import image_folder
+from impls.common.errors import DatasetUnavailable
 from impls.two_routes import imagenet
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,18 +36,22 @@ def tree(tmp_path_factory) -> Path:
 
 
 def test_index_lists_every_image_with_its_class(tree, tmp_path):
+    """The common index (the ``dataset`` rule's ``prepare imagenet``) is what the two_routes stream reads."""
     out = tmp_path / "imagenet.npz"
-    assert imagenet.main(["index", str(tree), str(out)]) == 0
+    image_folder.prepare_image_folder_index(out, tree)
     idx = dict(np.load(out, allow_pickle=False))
     assert list(idx["classes"]) == list(CLASSES)
+    assert str(idx["root"]) == str(tree.resolve())
     assert len(idx["train_files"]) == 24 and len(idx["val_files"]) == 9
     assert sorted(np.bincount(idx["val_labels"])) == [3, 3, 3]
     assert all(f.split("/")[1] == CLASSES[y] for f, y in zip(idx["train_files"], idx["train_labels"]))
-    assert imagenet.main(["index", str(tmp_path), str(tmp_path / "x.npz")]) == 2   # not a tree: clear error
+    with pytest.raises(DatasetUnavailable, match="ImageNet tree not found"):   # not a tree: clear error
+        image_folder.prepare_image_folder_index(tmp_path / "x.npz", tmp_path)
+    assert not (tmp_path / "x.npz").exists()
 
 
 def test_train_stream_augments_shuffles_and_is_reproducible(tree):
-    idx = imagenet.index_tree(tree)
+    idx = image_folder.index_image_folder(tree)
     batches = list(imagenet.loader(idx, "train", 4, 16, workers=2, seed=0, epoch=1))
     assert len(batches) == 6
     x, y, m = batches[0]
@@ -60,7 +66,7 @@ def test_train_stream_augments_shuffles_and_is_reproducible(tree):
 
 
 def test_validation_scores_every_image_once(tree):
-    idx = imagenet.index_tree(tree)
+    idx = image_folder.index_image_folder(tree)
     batches = list(imagenet.loader(idx, "val", 4, 16, workers=1))
     masks = np.concatenate([b[2] for b in batches])
     labels = np.concatenate([b[1] for b in batches])[masks > 0]
@@ -72,7 +78,7 @@ def test_one_data_parallel_epoch_over_two_devices(tree, tmp_path):
     """ResNet-18 (width 2, 32 px) on the tree, batch 8 sharded over 2 forced host devices, through train_batch."""
     datasets = tmp_path / "datasets"
     datasets.mkdir()
-    assert imagenet.main(["index", str(tree), str(datasets / "imagenet.npz")]) == 0
+    image_folder.prepare_image_folder_index(datasets / "imagenet.npz", tree)
     spec = {"paper": "two_routes", "rule": "sa", "dataset": "imagenet", "seed": 0, "epochs": 1, "batch_size": 8,
             "scale": "paper", "model": {"arch": "resnet", "stem": "imagenet", "depth": 18, "width": 2,
                                         "image_size": 32},

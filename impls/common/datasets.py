@@ -15,9 +15,9 @@ for CIFAR; labels are int64. Sources (ARCHITECTURE.md, Contracts item 5):
 - ``mnist``, ``kmnist``, ``cifar10``, ``cifar100``  torchvision download (md5-checked).
 - ``imagenet``       streamed, never cached as arrays: ``prepare imagenet OUT`` writes only an index
                      of an ImageFolder tree (file lists, labels, class names, the tree's root; no
-                     pixels; :mod:`impls.common.image_folder`), in the same keys as
-                     ``impls.two_routes.imagenet index``. The root is
-                     ``--imagenet-root``, else ``$CREDITBENCH_IMAGENET_DIR``, else /data/imagenet.
+                     pixels; :mod:`impls.common.image_folder`), which both two_routes and wide_align
+                     stream from. The root is ``--imagenet-root``, else
+                     ``$CREDITBENCH_IMAGENET_DIR``, else /data/imagenet.
 
 A dataset that cannot be had raises :class:`DatasetUnavailable`, whose one-line message names
 the command that fetches it. Nothing is written unless the whole dataset was read.

@@ -1,9 +1,12 @@
 """Streaming ImageNet for two_routes at paper scale (spec §3): an ImageFolder tree, torchvision transforms,
 several worker processes, and data parallelism over every local device (GPUs or TPU chips) with jax.sharding.
 
-- ``python -m impls.two_routes.imagenet index ROOT OUT.npz`` writes the tree's index (file lists, labels,
-  class names; no pixels): ROOT/train/<class>/*.JPEG and ROOT/val/<class>/*.JPEG (the ILSVRC validation set
-  sorted into class folders, as torchvision's ImageNet or the usual valprep script leave it).
+- Input: the index of the ImageFolder tree ROOT/train/<class>/*.JPEG and ROOT/val/<class>/*.JPEG (the ILSVRC
+  validation set sorted into class folders, as torchvision's ImageNet or the usual valprep script leave it):
+  file lists, labels, class names and the tree's root, no pixels (``impls.common.image_folder``). The generic
+  ``dataset`` rule writes it (``snakemake resources/datasets/imagenet.npz``, i.e.
+  ``python -m impls.common.datasets prepare imagenet resources/datasets/imagenet.npz``; ROOT =
+  ``--imagenet-root``, else ``$CREDITBENCH_IMAGENET_DIR``, else /data/imagenet).
 - Train transform (ResNet-v1, spec §3): Inception random-resized crop (area 0.08-1, aspect 3/4-4/3) to
   ``image_size``, horizontal flip, ImageNet mean/std. Val: resize the short side to image_size·256/224, centre
   crop. Every validation image is scored (50,000; the original scored 48 × 1024 = 49,152): the last batch
@@ -17,33 +20,12 @@ The training program that consumes this stream is ``impls.two_routes.imagenet_pr
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
 
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 STD = np.array([0.229, 0.224, 0.225], np.float32)
-EXTENSIONS = (".jpeg", ".jpg", ".png")
-
-
-def index_tree(root: str | Path) -> dict:
-    """File lists and labels of ROOT/{train,val}/<class>/* (classes = sorted train folder names)."""
-    root = Path(root)
-    if not (root / "train").is_dir() or not (root / "val").is_dir():
-        raise FileNotFoundError(f"{root} has no train/ and val/ class folders; set CREDITBENCH_IMAGENET_DIR to an "
-                                f"ImageFolder tree of ILSVRC-2012 (val sorted into class folders)")
-    classes = sorted(d.name for d in (root / "train").iterdir() if d.is_dir())
-    out = {"classes": np.array(classes), "root": np.array(str(root))}
-    for split in ("train", "val"):
-        files, labels = [], []
-        for i, c in enumerate(classes):
-            folder = root / split / c
-            names = sorted(f.name for f in folder.iterdir() if f.suffix.lower() in EXTENSIONS) if folder.is_dir() else []
-            files += [f"{split}/{c}/{n}" for n in names]
-            labels += [i] * len(names)
-        out[f"{split}_files"], out[f"{split}_labels"] = np.array(files), np.array(labels, np.int32)
-    return out
 
 
 class _Images:
@@ -122,25 +104,3 @@ def default_workers() -> int:
     """$CREDITBENCH_DATA_WORKERS, else the CPUs this process may use (SLURM's cpus_per_task), at most 16."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return int(os.environ.get("CREDITBENCH_DATA_WORKERS", min(16, cpus)))
-
-
-def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 3 or argv[0] != "index":
-        print("usage: python -m impls.two_routes.imagenet index ROOT OUT.npz", file=sys.stderr)
-        return 2
-    from impls.common.io import atomic_write_npz
-
-    try:
-        index = index_tree(argv[1])
-    except FileNotFoundError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    atomic_write_npz(argv[2], index)
-    print(f"{len(index['train_files'])} train and {len(index['val_files'])} val images, "
-          f"{len(index['classes'])} classes", file=sys.stderr)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -2,9 +2,10 @@
 
 Data: an ImageFolder tree ROOT/train/<class>/*.JPEG, ROOT/val/<class>/*.JPEG (the ILSVRC-2012
 validation images sorted into class folders), read through the index that
-``python -m impls.common.datasets prepare imagenet resources/datasets/imagenet.npz`` writes (or
-``impls.two_routes.imagenet index``: same keys). The index holds file names, labels and the tree's
-root; pixels are decoded by DataLoader worker processes batch by batch and never cached.
+``python -m impls.common.datasets prepare imagenet resources/datasets/imagenet.npz`` writes (the
+``dataset`` rule: ``snakemake resources/datasets/imagenet.npz``; two_routes reads the same index).
+The index holds file names, labels and the tree's root; pixels are decoded by DataLoader worker
+processes batch by batch and never cached.
 
 Preprocessing (spec §2): train = RandomResizedCrop(image_size) with torchvision's defaults
 (area 0.08-1, aspect 3/4-4/3, bilinear) + horizontal flip + ImageNet mean/std; val =
