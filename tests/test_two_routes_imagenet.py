@@ -65,6 +65,41 @@ def test_train_stream_augments_shuffles_and_is_reproducible(tree):
     assert all(np.array_equal(a[1], b[1]) and np.allclose(a[0], b[0]) for a, b in zip(batches, again))
 
 
+FIRST_BATCH = """
+import hashlib, sys
+import numpy as np
+from impls.common import image_folder
+from impls.two_routes import imagenet
+idx = image_folder.index_image_folder(sys.argv[1])
+for epoch in (1, 2):
+    x, y, _ = next(imagenet.loader(idx, "train", 4, 16, workers=0, seed=3, epoch=epoch))
+    print(epoch, hashlib.sha256(x.tobytes() + y.tobytes()).hexdigest())
+"""
+
+
+def test_in_process_stream_is_the_same_in_every_process(tree):
+    """workers=0 (the alignment batch): the crops come from (seed, epoch), not from the process's torch seed."""
+    import torch
+
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    runs = [subprocess.run([sys.executable, "-c", FIRST_BATCH, str(tree)], cwd=REPO, env=env, capture_output=True,
+                           text=True, timeout=300) for _ in range(2)]
+    assert all(r.returncode == 0 for r in runs), runs[0].stderr[-3000:] + runs[1].stderr[-3000:]
+    first, second = (dict(line.split() for line in r.stdout.splitlines()) for r in runs)
+    assert first == second and first["1"] != first["2"]
+    # decoding does not move the caller's global torch RNG, and the caller's draws do not move the crops
+    idx = image_folder.index_image_folder(tree)
+    before = torch.get_rng_state()
+    stream = imagenet.loader(idx, "train", 4, 16, workers=0, seed=3, epoch=1)
+    a = next(stream)
+    assert torch.equal(torch.get_rng_state(), before)
+    torch.rand(5)
+    b = next(stream)
+    again = imagenet.loader(idx, "train", 4, 16, workers=0, seed=3, epoch=1)
+    for old, new in zip((a, b), (next(again), next(again))):
+        assert np.array_equal(old[0], new[0]) and np.array_equal(old[1], new[1])
+
+
 def test_validation_scores_every_image_once(tree):
     idx = image_folder.index_image_folder(tree)
     batches = list(imagenet.loader(idx, "val", 4, 16, workers=1))

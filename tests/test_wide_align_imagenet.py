@@ -171,6 +171,38 @@ def test_train_order_reshuffles_per_epoch_and_is_reproducible_from_the_seed(data
     assert not torch.equal(x1[list(o1).index(common)], x2[list(o2).index(common)])
 
 
+FIRST_BATCH = """
+import hashlib, sys
+from impls.wide_align import imagenet
+index = imagenet.load_index(sys.argv[1])
+stream = imagenet.loader(index, "train", 5, 20, seed=7, workers=0)
+for epoch in (1, 2):
+    stream.batch_sampler.set_epoch(epoch)
+    x, y = next(iter(stream))
+    print(epoch, hashlib.sha256(x.numpy().tobytes() + y.numpy().tobytes()).hexdigest())
+"""
+
+
+def test_in_process_crops_are_the_same_in_every_process(tmp_path):
+    """workers=0: each sample's crop and flip come from its own seed, not from the process's torch seed."""
+    from PIL import Image
+
+    rng = np.random.default_rng(2)
+    for split in ("train", "val"):
+        for name in CLASSES:
+            (tmp_path / "tree" / split / name).mkdir(parents=True)
+            for i in range(3 if split == "train" else 1):
+                Image.fromarray(rng.integers(0, 255, (31 + i, 27, 3), dtype=np.uint8)).save(
+                    tmp_path / "tree" / split / name / f"{i}.png")
+    image_folder.prepare_image_folder_index(tmp_path / "datasets" / "imagenet.npz", tmp_path / "tree")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    runs = [subprocess.run([sys.executable, "-c", FIRST_BATCH, str(tmp_path / "datasets")], cwd=REPO, env=env,
+                           capture_output=True, text=True, timeout=300) for _ in range(2)]
+    assert all(r.returncode == 0 for r in runs), runs[0].stderr[-3000:] + runs[1].stderr[-3000:]
+    first, second = (dict(line.split() for line in r.stdout.splitlines()) for r in runs)
+    assert first == second and first["1"] != first["2"]
+
+
 def imagenet_spec(rule="bp", seed=99, lr=1.0, width=4, depth=7, epochs=1, **hp):
     return speclib.validate_spec(dict(paper="wide_align", rule=rule, model={"arch": "allconv", "depth": depth,
                                                                             "width": width},

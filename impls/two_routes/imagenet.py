@@ -26,6 +26,7 @@ import numpy as np
 
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 STD = np.array([0.229, 0.224, 0.225], np.float32)
+AUGMENT_STREAM = 7_000_003   # the crops/flips of a workers=0 loader: SeedSequence([loader seed, AUGMENT_STREAM])
 
 
 class _Images:
@@ -56,17 +57,25 @@ def transforms(train: bool, image_size: int):
 
 def loader(index: dict, split: str, batch_size: int, image_size: int, workers: int, seed: int = 0, epoch: int = 0):
     """Iterator of numpy (x NHWC, y, mask) batches. train: reshuffled per (seed, epoch), drop_last;
-    val: file order, every image once, last batch padded (mask 0 on the padding)."""
+    val: file order, every image once, last batch padded (mask 0 on the padding).
+
+    The random crops and flips draw from torch's global RNG: with workers, each worker's is seeded
+    from the loader's generator; without (``workers=0``), batches are decoded inside
+    ``torch.random.fork_rng`` from a stream of their own seeded by (seed, epoch), so they are the
+    same in every process and the caller's global RNG is left untouched.
+    """
     import torch
 
     train = split == "train"
     ds = _Images(str(index["root"]), index[f"{split}_files"], index[f"{split}_labels"], transforms(train, image_size))
+    gen_seed = int(seed) * 100_003 + int(epoch)
     gen = torch.Generator()
-    gen.manual_seed(int(seed) * 100_003 + int(epoch))
+    gen.manual_seed(gen_seed)
     it = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=train, drop_last=train, generator=gen,
                                      num_workers=workers, collate_fn=_collate,
                                      worker_init_fn=_seed_worker, persistent_workers=False)
-    for x, y in it:
+    batches = iter(it) if workers > 0 else _in_process(it, gen_seed)
+    for x, y in batches:
         n = len(y)
         mask = np.ones(batch_size, np.float32)
         if n < batch_size:
@@ -75,6 +84,27 @@ def loader(index: dict, split: str, batch_size: int, image_size: int, workers: i
             y = np.concatenate([y, np.zeros(pad, y.dtype)])
             mask[n:] = 0.0
         yield x, y, mask
+
+
+def _in_process(it, gen_seed: int):
+    """The batches of a ``workers=0`` loader, each decoded with the global torch RNG set to a stream of
+    their own (seeded from ``gen_seed``) and restored afterwards, so that the caller's draws between
+    batches neither perturb the crops nor are perturbed by them."""
+    import torch
+
+    state = torch.Generator().manual_seed(
+        int(np.random.SeedSequence([gen_seed, AUGMENT_STREAM]).generate_state(1, np.uint64)[0] >> np.uint64(1))
+    ).get_state()
+    batches = iter(it)
+    while True:
+        with torch.random.fork_rng(devices=[]):
+            torch.set_rng_state(state)
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            state = torch.get_rng_state()
+        yield batch
 
 
 def _collate(items):

@@ -12,9 +12,10 @@ run alone; all runs share one compiled step, evaluation and measurement.
 
 Per run and epoch: the training stream (reshuffled per (seed, epoch)), then every validation image
 scored (top-1, top-5, loss, and ``test_n`` the images scored), then every ``metric_every`` epochs and at
-the last, the alignment angles on the first training batch of epoch 0's stream (loaded without
-workers). Seeds: key = PRNGKey(seed); weights fold_in(key, 0), probes and alignment noise key itself,
-step t's noise fold_in(fold_in(key, 2), t). A diverged run (``program.diverged_at``) trains no further.
+the last, the alignment angles on the first training batch of epoch 0's stream (loaded without workers,
+its crops seeded by (seed, epoch): the same in every process). Seeds: key = PRNGKey(seed); weights
+fold_in(key, 0), probes and alignment noise key itself, step t's noise fold_in(fold_in(key, 2), t). A
+diverged run (``program.diverged_at``) trains no further.
 """
 from __future__ import annotations
 
