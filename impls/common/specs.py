@@ -34,9 +34,21 @@ def load_schema(name: str) -> dict:
         return yaml.safe_load(handle)
 
 
-def validate_against(document: Any, schema_name: str, where: str) -> None:
-    """Raise ``SpecError`` naming the first offending key (sorted by path, so stable)."""
-    validator = jsonschema.Draft202012Validator(load_schema(schema_name))
+#: JSON Schema 2020-12, except that ``integer`` means a Python int: 3.0 is a number, not an integer
+#: (so a count or index written as a float is refused rather than passed on), and true is neither
+Validator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
+        "integer", lambda _checker, value: isinstance(value, int) and not isinstance(value, bool)))
+
+
+def validate_against(document: Any, schema: str | Mapping[str, Any], where: str) -> None:
+    """Raise ``SpecError`` naming the first offending key (sorted by path, so stable).
+
+    ``schema`` is a file name (``workflow/schemas/<schema>.schema.yaml``) or a schema dict, e.g. a
+    paper's ``impls.<paper>.options.SCHEMA``; both go through the same validator and messages.
+    """
+    validator = Validator(load_schema(schema) if isinstance(schema, str) else schema)
     errors = sorted(validator.iter_errors(document), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
         raise SpecError(describe_schema_error(errors[0], where))
@@ -82,10 +94,18 @@ def paper_options(paper: str):
 
 
 def validate_spec(spec: Mapping[str, Any]) -> dict:
-    """Validate a run spec (schema, then the paper's own options) and return it canonical."""
+    """Validate a run spec and return it canonical (validation never changes a value).
+
+    Three checks, first failure wins: ``run_spec.schema.yaml`` (every paper), the paper's
+    ``options.SCHEMA`` (what its specs may name: rules, datasets, keys, choices, types, ranges; optional),
+    then the paper's ``options.validate`` (what a schema cannot say: how keys depend on each other).
+    """
     spec = _normalise(copy.deepcopy(dict(spec)))
     validate_against(spec, "run_spec", "run spec")
-    paper_options(spec["paper"]).validate(spec)
+    options = paper_options(spec["paper"])
+    if getattr(options, "SCHEMA", None) is not None:
+        validate_against(spec, options.SCHEMA, "run spec")
+    options.validate(spec)
     return spec
 
 

@@ -1,11 +1,15 @@
 """What a pepita run spec may name (pure Python: imported when the workflow is parsed).
 
-Caller: ``impls.common.specs.validate_spec`` for every pepita spec, and ``impls.pepita.stacked``
-(``resolved_hparams`` fills in the defaults below, which are the original code's).
+Caller: ``impls.common.specs.validate_spec`` for every pepita spec: ``SCHEMA`` (built from the tables
+below: rules, datasets, per-arch model keys, hparams with their choices, types and ranges), then
+``validate`` (how keys depend on each other); and ``impls.pepita.stacked`` (``resolved_hparams``
+fills in the defaults below, which are the original code's).
 """
 from __future__ import annotations
 
 from impls.common.errors import SpecError
+from impls.common.option_schema import (BOOL, NON_NEGATIVE, NON_NEGATIVE_INT, NUMBER, POSITIVE_INT, keys,
+                                        list_of, one_of, run_spec, when)
 
 #: learning rules; update equations in impls/pepita/rules.py and impls/rules_torch/*.py
 RULES = {
@@ -16,11 +20,13 @@ RULES = {
 }
 ARCHS = ("fc", "conv")
 DATASETS = ("digits", "fashion_mnist", "mnist", "cifar10", "cifar100")
-MODEL_KEYS = {"fc": {"arch", "hidden", "activation"}, "conv": {"arch", "channels", "kernel", "pool"}}
 #: FC hidden nonlinearity: ReLU everywhere in the original; tanh for the BP/FA/DRTP baselines
 #: (spec §2.4 variant ``drtp_tanh``: DRTP as Frenkel et al. ran it, with bounded units)
 ACTIVATIONS = ("relu", "tanh")
 TANH_RULES = ("bp", "fa", "drtp")
+#: model keys per arch besides ``arch`` (defaults: impls.pepita.stacked), with what each accepts
+MODEL_OPTIONS = {"fc": {"hidden": list_of(POSITIVE_INT, non_empty=True), "activation": one_of(ACTIVATIONS)},
+                 "conv": {"channels": POSITIVE_INT, "kernel": POSITIVE_INT, "pool": POSITIVE_INT}}
 
 #: hparams, their defaults (None = depends on the architecture, see ``resolved_hparams``) and meaning
 HPARAMS = {
@@ -45,10 +51,19 @@ HPARAMS = {
 CHOICES = {"last_error": ("modulated", "standard"), "perturbation": ("error", "random"),
            "rp_noise": ("normal", "uniform"), "modulated_product": ("factored", "direct"),
            "F_init": ("he", "nok")}
-
-
-def _allowed(key: str, value, allowed) -> SpecError:
-    return SpecError(f"run spec: key '{key}' is {value!r}; allowed values: {', '.join(map(repr, allowed))}")
+#: what each hparam accepts (``CHOICES`` for the named ones)
+HPARAM_TYPES = {
+    "lr": NUMBER, "momentum": {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
+    "decay_epochs": list_of(NON_NEGATIVE_INT), "decay": NUMBER,
+    "keep": {"type": "number", "exclusiveMinimum": 0, "maximum": 1}, "F_scale": NON_NEGATIVE, "rp_k": NON_NEGATIVE,
+    "erin_sign": BOOL, "double_mask": BOOL, "carry_remainder": BOOL, "sqrt_conv": BOOL,
+    **{key: one_of(allowed) for key, allowed in CHOICES.items()},
+}
+SCHEMA = run_spec(
+    rule=sorted(RULES), dataset=DATASETS,
+    model={"properties": {"arch": one_of(ARCHS)},
+           "allOf": [when("arch", arch, keys({"arch": {}, **opts})) for arch, opts in MODEL_OPTIONS.items()]},
+    hparams=keys({key: HPARAM_TYPES[key] for key in HPARAMS}))
 
 
 def resolved_hparams(spec: dict) -> dict:
@@ -60,59 +75,22 @@ def resolved_hparams(spec: dict) -> dict:
     return out
 
 
-def _positive_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
-
-
 def validate(spec: dict) -> None:
-    """Raise ``SpecError`` naming the first key of ``spec`` this impl cannot run."""
-    if spec["rule"] not in RULES:
-        raise _allowed("rule", spec["rule"], sorted(RULES))
-    if spec["dataset"] not in DATASETS:
-        raise _allowed("dataset", spec["dataset"], DATASETS)
-    model = spec["model"]
+    """Raise ``SpecError`` naming the first key of ``spec`` this impl cannot run (after ``SCHEMA``: only
+    what depends on another key)."""
+    model, rule = spec["model"], spec["rule"]
     arch = model["arch"]
-    if arch not in ARCHS:
-        raise _allowed("model.arch", arch, ARCHS)
-    extra = set(model) - MODEL_KEYS[arch]
-    if extra:
-        raise SpecError(f"run spec: unknown key 'model.{sorted(extra)[0]}'; allowed keys for arch {arch!r}: "
-                        f"{', '.join(sorted(MODEL_KEYS[arch]))}")
-    if arch == "fc":
-        hidden = model.get("hidden", [1024])
-        if not isinstance(hidden, list) or not hidden or not all(_positive_int(h) for h in hidden):
-            raise SpecError(f"run spec: key 'model.hidden' is {hidden!r}; expected a non-empty list of positive integers")
-        activation = model.get("activation", "relu")
-        if activation not in ACTIVATIONS:
-            raise _allowed("model.activation", activation, ACTIVATIONS)
-        if activation != "relu" and spec["rule"] not in TANH_RULES:
-            raise SpecError(f"run spec: key 'model.activation' is {activation!r} for rule {spec['rule']!r}; "
-                            f"only rules {', '.join(TANH_RULES)} have a tanh variant (PEPITA is ReLU only)")
-    else:
-        for key in ("channels", "kernel", "pool"):
-            if key in model and not _positive_int(model[key]):
-                raise SpecError(f"run spec: key 'model.{key}' is {model[key]!r}; expected a positive integer")
-    extra = set(spec["hparams"]) - set(HPARAMS)
-    if extra:
-        raise SpecError(f"run spec: unknown key 'hparams.{sorted(extra)[0]}'; allowed keys: {', '.join(sorted(HPARAMS))}")
+    activation = model.get("activation", "relu")
+    if activation != "relu" and rule not in TANH_RULES:
+        raise SpecError(f"run spec: key 'model.activation' is {activation!r} for rule {rule!r}; "
+                        f"only rules {', '.join(TANH_RULES)} have a tanh variant (PEPITA is ReLU only)")
     hp = resolved_hparams(spec)
-    for key, allowed in CHOICES.items():
-        if hp[key] not in allowed:
-            raise _allowed(f"hparams.{key}", hp[key], allowed)
-    if not (isinstance(hp["decay_epochs"], list) and all(isinstance(e, int) and e >= 0 for e in hp["decay_epochs"])):
-        raise SpecError(f"run spec: key 'hparams.decay_epochs' is {hp['decay_epochs']!r}; expected a list of epochs >= 0")
-    if not 0 < hp["keep"] <= 1:
-        raise SpecError(f"run spec: key 'hparams.keep' is {hp['keep']!r}; expected 0 < keep <= 1")
-    if hp["F_scale"] < 0 or hp["rp_k"] < 0 or not 0 <= hp["momentum"] < 1:
-        raise SpecError("run spec: keys 'hparams.F_scale', 'hparams.rp_k' must be >= 0 and 'hparams.momentum' in [0, 1)")
-    if hp["perturbation"] == "random" and spec["rule"] != "pepita":
+    if hp["perturbation"] == "random" and rule != "pepita":
         raise SpecError("run spec: key 'hparams.perturbation' = 'random' applies to rule 'pepita' only")
-    for key, rule, needed in (("double_mask", "pepita", "fc"), ("sqrt_conv", "pepita", "conv"),
-                              ("carry_remainder", None, "fc")):
-        if not isinstance(hp[key], bool):
-            raise SpecError(f"run spec: key 'hparams.{key}' is {hp[key]!r}; expected true or false")
-        if hp[key] and (arch != needed or rule not in (None, spec["rule"])):
-            who = f"rule '{rule}' with arch '{needed}'" if rule else f"arch '{needed}'"
+    for key, only_rule, needed in (("double_mask", "pepita", "fc"), ("sqrt_conv", "pepita", "conv"),
+                                   ("carry_remainder", None, "fc")):
+        if hp[key] and (arch != needed or only_rule not in (None, rule)):
+            who = f"rule '{only_rule}' with arch '{needed}'" if only_rule else f"arch '{needed}'"
             raise SpecError(f"run spec: key 'hparams.{key}' applies to {who} only")
     if arch == "conv" and hp["keep"] != 1.0:
         raise SpecError("run spec: key 'hparams.keep' must be 1 for arch 'conv' (the conv code uses no dropout)")

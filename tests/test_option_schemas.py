@@ -1,0 +1,117 @@
+"""Each paper's option schema (``impls.<paper>.options.SCHEMA``): every planned spec passes it, bad
+specs are refused by it with a one-line message naming the key, and it is a valid JSON schema."""
+from functools import lru_cache
+
+import jsonschema
+import pytest
+import yaml
+
+from impls.common import plan as planlib
+from impls.common import specs as speclib
+from impls.common.errors import SpecError
+from tests.conftest import REPO
+
+CONFIG = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+PAPERS = CONFIG["papers"]
+#: papers whose schema-shaped option checks are schema data (the rest still check them in Python)
+SCHEMA_PAPERS = ["pepita"]
+SCALES = ("smoke", "cpu", "paper")
+
+
+@lru_cache(maxsize=None)
+def planned_specs(scale: str) -> dict[str, list[dict]]:
+    plan = planlib.build_plan({**CONFIG, "scale": scale}, REPO)
+    out: dict[str, list[dict]] = {}
+    for spec in plan.runs.values():
+        out.setdefault(spec["paper"], []).append(spec)
+    return out
+
+
+@pytest.mark.parametrize("scale", SCALES)
+@pytest.mark.parametrize("paper", PAPERS)
+def test_every_planned_spec_passes_unchanged(paper, scale):
+    specs = planned_specs(scale).get(paper, [])
+    assert specs or scale != "smoke", f"{paper} plans no run at scale {scale}"
+    schema = getattr(speclib.paper_options(paper), "SCHEMA", None)
+    for spec in specs:
+        if schema is not None:
+            speclib.validate_against(spec, schema, "run spec")
+        assert speclib.validate_spec(spec) == spec   # validation never changes a spec
+
+
+@pytest.mark.parametrize("paper", SCHEMA_PAPERS)
+def test_schema_is_a_valid_json_schema(paper):
+    schema = speclib.paper_options(paper).SCHEMA
+    jsonschema.Draft202012Validator.check_schema(schema)
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+
+
+BASE = {
+    "pepita": {"paper": "pepita", "rule": "pepita", "model": {"arch": "fc", "hidden": [32]}, "dataset": "digits",
+               "hparams": {"lr": 0.1}, "seed": 0, "epochs": 1, "batch_size": 64, "scale": "smoke"},
+}
+CONV = {"pepita": {"arch": "conv", "channels": 4, "kernel": 3}}
+
+#: (paper, overrides deep-merged into BASE[paper], the key the message names, what it says is allowed)
+BAD = [
+    ("pepita", {"rule": "dfa"}, "rule", "allowed values: 'bp', 'drtp', 'fa', 'pepita'"),
+    ("pepita", {"dataset": "kmnist"}, "dataset", "allowed values: 'digits'"),
+    ("pepita", {"model": {"arch": "mlp"}}, "model.arch", "allowed values: 'fc', 'conv'"),
+    ("pepita", {"model": {"width": 3}}, "model.width", "allowed keys: activation, arch, hidden"),
+    ("pepita", {"model": {**CONV["pepita"], "hidden": [3]}}, "model.hidden", "allowed keys: arch, channels, kernel"),
+    ("pepita", {"model": {"hidden": []}}, "model.hidden", "expected a non-empty list"),
+    ("pepita", {"model": {"hidden": [8, 0]}}, "model.hidden.1", "expected an integer >= 1"),
+    ("pepita", {"model": {"hidden": [8.0]}}, "model.hidden.0", "expected an integer >= 1"),
+    ("pepita", {"model": {"activation": "sigmoid"}}, "model.activation", "allowed values: 'relu', 'tanh'"),
+    ("pepita", {"model": {**CONV["pepita"], "kernel": 0}}, "model.kernel", "expected an integer >= 1"),
+    ("pepita", {"hparams": {"bogus": 1}}, "hparams.bogus", "allowed keys: F_init, F_scale, carry_remainder"),
+    ("pepita", {"hparams": {"last_error": "both"}}, "hparams.last_error", "allowed values: 'modulated', 'standard'"),
+    ("pepita", {"hparams": {"carry_remainder": 1}}, "hparams.carry_remainder", "expected true or false"),
+    ("pepita", {"hparams": {"keep": 0}}, "hparams.keep", "expected a number in (0, 1]"),
+    ("pepita", {"hparams": {"momentum": 1.0}}, "hparams.momentum", "expected a number in [0, 1)"),
+    ("pepita", {"hparams": {"F_scale": -0.1}}, "hparams.F_scale", "expected a number >= 0"),
+    ("pepita", {"hparams": {"decay_epochs": [1, -1]}}, "hparams.decay_epochs.1", "expected an integer >= 0"),
+    ("pepita", {"hparams": {"decay_epochs": 3}}, "hparams.decay_epochs", "expected a list"),
+]
+
+
+def _bad_spec(paper, overrides):
+    base = BASE[paper]
+    if "model" in overrides and overrides["model"].get("arch", base["model"]["arch"]) != base["model"]["arch"]:
+        base = {**base, "model": {}}   # another arch: its model block replaces the base one
+    return speclib.deep_merge(base, overrides)
+
+
+@pytest.mark.parametrize("paper, overrides, key, allowed", BAD)
+def test_bad_specs_are_refused_by_the_schema_naming_the_key(paper, overrides, key, allowed):
+    speclib.validate_spec(BASE[paper])
+    spec = _bad_spec(paper, overrides)
+    with pytest.raises(SpecError) as err:
+        speclib.validate_spec(spec)
+    message = str(err.value)
+    assert "\n" not in message and message.startswith("run spec: ")
+    assert f"'{key}'" in message and allowed in message, message
+    with pytest.raises(SpecError) as direct:   # the paper's schema alone refuses it: no Python check needed
+        speclib.validate_against(spec, speclib.paper_options(paper).SCHEMA, "run spec")
+    assert str(direct.value) == message
+
+
+def test_bad_table_covers_every_schema_paper():
+    assert {paper for paper, *_ in BAD} == set(SCHEMA_PAPERS) == set(BASE)
+
+
+@pytest.mark.parametrize("value, expected", [
+    (3.0, "key 'x' is 3.0; expected an integer >= 1"),
+    (True, "key 'x' is True; expected an integer >= 1"),
+    (0, "key 'x' is 0; expected an integer >= 1"),
+])
+def test_integers_are_python_ints(value, expected):
+    with pytest.raises(SpecError, match=expected):
+        speclib.validate_against({"x": value}, {"properties": {"x": {"type": "integer", "minimum": 1}}}, "doc")
+
+
+def test_unknown_key_message_names_the_dotted_key_and_the_allowed_keys():
+    schema = {"properties": {"a": {"type": "object", "properties": {"b": {}, "c": {}}, "additionalProperties": False}}}
+    with pytest.raises(SpecError) as err:
+        speclib.validate_against({"a": {"b": 1, "z": 2, "y": 3}}, schema, "doc")
+    assert str(err.value) == "doc: unknown key 'a.y'; allowed keys: b, c"
