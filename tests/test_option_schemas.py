@@ -14,7 +14,7 @@ from tests.conftest import REPO
 CONFIG = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 PAPERS = CONFIG["papers"]
 #: papers whose schema-shaped option checks are schema data (the rest still check them in Python)
-SCHEMA_PAPERS = ["pepita"]
+SCHEMA_PAPERS = ["pepita", "nodepert"]
 SCALES = ("smoke", "cpu", "paper")
 
 
@@ -49,8 +49,10 @@ def test_schema_is_a_valid_json_schema(paper):
 BASE = {
     "pepita": {"paper": "pepita", "rule": "pepita", "model": {"arch": "fc", "hidden": [32]}, "dataset": "digits",
                "hparams": {"lr": 0.1}, "seed": 0, "epochs": 1, "batch_size": 64, "scale": "smoke"},
+    "nodepert": {"paper": "nodepert", "rule": "np", "model": {"arch": "mlp", "hidden": [32, 32]}, "dataset": "digits",
+                 "hparams": {"lr": 0.01, "sigma": 1e-4}, "seed": 0, "epochs": 1, "batch_size": 100, "scale": "smoke"},
 }
-CONV = {"pepita": {"arch": "conv", "channels": 4, "kernel": 3}}
+CONV = {"pepita": {"arch": "conv", "channels": 4, "kernel": 3}, "nodepert": {"arch": "conv_base"}}
 
 #: (paper, overrides deep-merged into BASE[paper], the key the message names, what it says is allowed)
 BAD = [
@@ -72,6 +74,23 @@ BAD = [
     ("pepita", {"hparams": {"F_scale": -0.1}}, "hparams.F_scale", "expected a number >= 0"),
     ("pepita", {"hparams": {"decay_epochs": [1, -1]}}, "hparams.decay_epochs.1", "expected an integer >= 0"),
     ("pepita", {"hparams": {"decay_epochs": 3}}, "hparams.decay_epochs", "expected a list"),
+    ("nodepert", {"rule": "nodeperturb"}, "rule", "allowed values: 'np', 'np_indep_noise', 'sgd', 'np_clean_pre'"),
+    ("nodepert", {"dataset": "cifar100"}, "dataset", "allowed values: 'digits', 'fashion_mnist', 'mnist', 'cifar10'"),
+    ("nodepert", {"model": {"arch": "resnet"}}, "model.arch", "allowed values: 'mlp', 'conv_base', 'allcnn_a'"),
+    ("nodepert", {"model": {"depth": 3}}, "model.depth", "allowed keys: activation, arch, channel_scale, hidden"),
+    ("nodepert", {"model": {"hidden": [32, 0]}}, "model.hidden.1", "expected an integer >= 1"),
+    ("nodepert", {"model": {"hidden": 32}}, "model.hidden", "expected a list"),
+    ("nodepert", {"model": {"activation": "tanh"}}, "model.activation", "allowed values: 'relu', 'linear'"),
+    ("nodepert", {"model": {"n_hl": 0, "width": 4}}, "model.n_hl", "expected an integer >= 1"),
+    ("nodepert", {"model": {**CONV["nodepert"], "channel_scale": -1}}, "model.channel_scale", "expected a number > 0"),
+    ("nodepert", {"hparams": {"momentum": 0.9}}, "hparams.momentum", "allowed keys: linesearch_batches"),
+    ("nodepert", {"hparams": {"sigma": "small"}}, "hparams.sigma", "expected a number"),
+    ("nodepert", {"rule": "sgd_wd", "hparams": {"wd": -1e-4}}, "hparams.wd", "expected a number >= 0"),
+    ("nodepert", {"hparams": {"stop_at_test_acc": 100}}, "hparams.stop_at_test_acc", "expected a number in (0, 100)"),
+    ("nodepert", {"hparams": {"linesearch_steps": 2.0, "linesearch_batches": 1}}, "hparams.linesearch_steps",
+     "expected an integer >= 1"),
+    ("nodepert", {"hparams": {"snapshot_every": 0, "replay_epochs": 1}}, "hparams.snapshot_every",
+     "expected an integer >= 1"),
 ]
 
 

@@ -1,11 +1,14 @@
 """What a nodepert run spec may name (pure Python: imported when the workflow is parsed).
 
-Caller: ``impls.common.specs.validate_spec`` for every nodepert spec, and ``impls.nodepert.train``
+Caller: ``impls.common.specs.validate_spec`` for every nodepert spec: ``SCHEMA`` (built from the tables
+below: rules, datasets, archs, model keys and hparams with their types and ranges), then ``validate``
+(how keys depend on each other and on the rule and arch); and ``impls.nodepert.train``
 (``hidden_sizes``, ``optimizer_kind``).
 """
 from __future__ import annotations
 
 from impls.common.errors import SpecError
+from impls.common.option_schema import NON_NEGATIVE, NUMBER, POSITIVE, POSITIVE_INT, keys, list_of, one_of, run_spec
 
 #: learning rules; see impls/nodepert/rules.py for the estimators and train.py for the optimisers.
 #: The paper's defaults come first, then the named variants of spec §2.4.
@@ -27,16 +30,22 @@ CONV_ARCHS = ("conv_base", "allcnn_a")
 CONV_ESTIMATORS = ("np", "np_indep_noise", "sgd")
 ACTIVATIONS = ("relu", "linear")
 DATASETS = ("digits", "fashion_mnist", "mnist", "cifar10")
-HPARAMS = {"lr", "sigma", "wd", "stop_at_test_acc", "linesearch_steps", "linesearch_batches",
-           "snapshot_every", "replay_epochs"}
+#: hparams and what each accepts (sigma > 0 for the np rules and wd for the *_wd rules: ``validate``)
+HPARAMS = {"lr": NUMBER, "sigma": NUMBER, "wd": NON_NEGATIVE,
+           "stop_at_test_acc": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 100},
+           "linesearch_steps": POSITIVE_INT, "linesearch_batches": POSITIVE_INT,
+           "snapshot_every": POSITIVE_INT, "replay_epochs": POSITIVE_INT}
 #: crash-dynamics replay (spec §3 "crash_dynamics", impls.nodepert.replay): parameters are kept
 #: every ``snapshot_every`` epochs until the first crash; ``evaluate`` replays ``replay_epochs``
 #: epochs from the last one, logging after every minibatch
 REPLAY_HPARAMS = ("snapshot_every", "replay_epochs")
 #: line-search analysis (spec §3 "linesearch"): step sizes logspace(LOG10_MIN, LOG10_MAX, steps)
 LINESEARCH_LOG10_RANGE = (-4.0, 1.0)
-#: hidden = explicit list of widths, or n_hl x width (the depth/width sweeps' factors)
-MODEL_KEYS = {"arch", "hidden", "n_hl", "width", "activation", "channel_scale"}
+#: model keys and what each accepts: hidden = explicit list of widths, or n_hl x width (the depth/width
+#: sweeps' factors) for mlp; channel_scale for the conv archs (which arch takes which: ``validate``)
+MODEL_OPTIONS = {"arch": one_of(ARCHS), "hidden": list_of(POSITIVE_INT), "n_hl": POSITIVE_INT, "width": POSITIVE_INT,
+                 "activation": one_of(ACTIVATIONS), "channel_scale": POSITIVE}
+SCHEMA = run_spec(rule=RULES, dataset=DATASETS, model=keys(MODEL_OPTIONS), hparams=keys(HPARAMS))
 
 
 def estimator_name(rule: str) -> str:
@@ -61,70 +70,30 @@ def hidden_sizes(model: dict) -> list[int]:
     return list(model.get("hidden", []))
 
 
-def _allowed(key: str, value, allowed) -> SpecError:
-    return SpecError(f"run spec: key '{key}' is {value!r}; allowed values: {', '.join(map(repr, allowed))}")
-
-
-def _positive_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
-
-
 def validate(spec: dict) -> None:
-    """Raise ``SpecError`` naming the first key of ``spec`` this impl cannot run."""
-    rule = spec["rule"]
-    if rule not in RULES:
-        raise _allowed("rule", rule, list(RULES))
-    if spec["dataset"] not in DATASETS:
-        raise _allowed("dataset", spec["dataset"], DATASETS)
-    model = spec["model"]
-    if model["arch"] not in ARCHS:
-        raise _allowed("model.arch", model["arch"], ARCHS)
-    extra = set(model) - MODEL_KEYS
-    if extra:
-        raise SpecError(f"run spec: unknown key 'model.{sorted(extra)[0]}'; allowed keys: {', '.join(sorted(MODEL_KEYS))}")
+    """Raise ``SpecError`` naming the first key of ``spec`` this impl cannot run (after ``SCHEMA``: only
+    what depends on another key)."""
+    rule, model, hparams = spec["rule"], spec["model"], spec["hparams"]
     if model["arch"] in CONV_ARCHS:
         _validate_conv(spec)
     elif "channel_scale" in model:
         raise SpecError("run spec: key 'model.channel_scale' is only for the conv archs " + ", ".join(CONV_ARCHS))
     if ("n_hl" in model) != ("width" in model):
         raise SpecError("run spec: keys 'model.n_hl' and 'model.width' go together")
-    if "n_hl" in model:
-        if "hidden" in model:
-            raise SpecError("run spec: key 'model.hidden' cannot be combined with 'model.n_hl'/'model.width'")
-        for key in ("n_hl", "width"):
-            if not _positive_int(model[key]):
-                raise SpecError(f"run spec: key 'model.{key}' is {model[key]!r}; expected a positive integer")
-    hidden = model.get("hidden", [])
-    if not isinstance(hidden, list) or not all(_positive_int(h) for h in hidden):
-        raise SpecError(f"run spec: key 'model.hidden' is {hidden!r}; expected a list of positive integers")
-    if model.get("activation", "relu") not in ACTIVATIONS:
-        raise _allowed("model.activation", model.get("activation"), ACTIVATIONS)
-    hparams = spec["hparams"]
-    extra = set(hparams) - HPARAMS
-    if extra:
-        raise SpecError(f"run spec: unknown key 'hparams.{sorted(extra)[0]}'; allowed keys: {', '.join(sorted(HPARAMS))}")
+    if "n_hl" in model and "hidden" in model:
+        raise SpecError("run spec: key 'model.hidden' cannot be combined with 'model.n_hl'/'model.width'")
     if rule.startswith("np") and not hparams.get("sigma", 0) > 0:
         raise SpecError("run spec: key 'hparams.sigma' must be a positive number for node-perturbation rules")
-    for key in ("linesearch_steps", "linesearch_batches"):
-        if key in hparams and not _positive_int(hparams[key]):
-            raise SpecError(f"run spec: key 'hparams.{key}' is {hparams[key]!r}; expected a positive integer")
     if ("linesearch_steps" in hparams) != ("linesearch_batches" in hparams):
         raise SpecError("run spec: keys 'hparams.linesearch_steps' and 'hparams.linesearch_batches' go together")
-    if "stop_at_test_acc" in hparams and not 0 < hparams["stop_at_test_acc"] < 100:
-        raise SpecError(f"run spec: key 'hparams.stop_at_test_acc' is {hparams['stop_at_test_acc']!r}; "
-                        "expected a test accuracy in (0, 100)")
-    for key in REPLAY_HPARAMS:
-        if key in hparams and not _positive_int(hparams[key]):
-            raise SpecError(f"run spec: key 'hparams.{key}' is {hparams[key]!r}; expected a positive integer")
     if ("snapshot_every" in hparams) != ("replay_epochs" in hparams):
         raise SpecError("run spec: keys 'hparams.snapshot_every' and 'hparams.replay_epochs' go together")
     if "snapshot_every" in hparams and (model["arch"] != "mlp" or optimizer_kind(rule) != "sgd"):
         raise SpecError("run spec: key 'hparams.snapshot_every' (crash replay) needs model.arch 'mlp' and a "
                         "plain-SGD rule (np, np_indep_noise, np_clean_pre, np_batch_scalar or sgd)")
     if optimizer_kind(rule) == "sgd_wd":
-        wd = hparams.get("wd")
-        if isinstance(wd, bool) or not isinstance(wd, (int, float)) or wd < 0:
-            raise SpecError(f"run spec: key 'hparams.wd' is {wd!r}; rule {rule!r} needs a weight decay >= 0")
+        if "wd" not in hparams:
+            raise SpecError(f"run spec: key 'hparams.wd' is None; rule {rule!r} needs a weight decay >= 0")
     elif "wd" in hparams:
         raise SpecError(f"run spec: key 'hparams.wd' is only used by the *_wd rules, not {rule!r}")
 
@@ -134,9 +103,6 @@ def _validate_conv(spec: dict) -> None:
     for key in ("hidden", "n_hl", "width"):
         if key in model:
             raise SpecError(f"run spec: key 'model.{key}' is not used by model.arch {model['arch']!r}")
-    scale = model.get("channel_scale", 1.0)
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:
-        raise SpecError(f"run spec: key 'model.channel_scale' is {scale!r}; expected a positive number")
     if model.get("activation", "relu") != "relu":
         raise SpecError(f"run spec: key 'model.activation' must be 'relu' for model.arch {model['arch']!r}")
     if estimator_name(spec["rule"]) not in CONV_ESTIMATORS:
