@@ -14,7 +14,7 @@ from tests.conftest import REPO
 CONFIG = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 PAPERS = CONFIG["papers"]
 #: papers whose schema-shaped option checks are schema data (the rest still check them in Python)
-SCHEMA_PAPERS = ["pepita", "nodepert"]
+SCHEMA_PAPERS = ["pepita", "nodepert", "bpfree"]
 SCALES = ("smoke", "cpu", "paper")
 
 
@@ -51,8 +51,11 @@ BASE = {
                "hparams": {"lr": 0.1}, "seed": 0, "epochs": 1, "batch_size": 64, "scale": "smoke"},
     "nodepert": {"paper": "nodepert", "rule": "np", "model": {"arch": "mlp", "hidden": [32, 32]}, "dataset": "digits",
                  "hparams": {"lr": 0.01, "sigma": 1e-4}, "seed": 0, "epochs": 1, "batch_size": 100, "scale": "smoke"},
+    "bpfree": {"paper": "bpfree", "rule": "dfa", "model": {"arch": "mlp", "hidden": [16]}, "dataset": "digits",
+               "hparams": {"lr": 1e-3}, "seed": 0, "epochs": 1, "batch_size": 32, "scale": "smoke"},
 }
-CONV = {"pepita": {"arch": "conv", "channels": 4, "kernel": 3}, "nodepert": {"arch": "conv_base"}}
+CONV = {"pepita": {"arch": "conv", "channels": 4, "kernel": 3}, "nodepert": {"arch": "conv_base"},
+        "bpfree": {"arch": "conv", "conv": "4c3-2p"}}
 
 #: (paper, overrides deep-merged into BASE[paper], the key the message names, what it says is allowed)
 BAD = [
@@ -91,6 +94,29 @@ BAD = [
      "expected an integer >= 1"),
     ("nodepert", {"hparams": {"snapshot_every": 0, "replay_epochs": 1}}, "hparams.snapshot_every",
      "expected an integer >= 1"),
+    ("bpfree", {"rule": "np"}, "rule", "allowed values: 'bp', 'cce', 'dfa', 'drtp', 'fa', 'mse'"),
+    ("bpfree", {"dataset": "imagenet"}, "dataset", "allowed values: 'digits', 'fashion_mnist'"),
+    ("bpfree", {"model": {"arch": "resnet"}}, "model.arch", "allowed values: 'mlp', 'conv'"),
+    ("bpfree", {"model": {"width": 8}}, "model.width", "allowed keys: activation, arch, batchnorm, conv"),
+    ("bpfree", {"model": {"hidden": []}}, "model.hidden", "expected a non-empty list"),
+    ("bpfree", {"model": {"hidden": [16, -1]}}, "model.hidden.1", "expected an integer >= 1"),
+    ("bpfree", {"model": {"activation": "gelu"}}, "model.activation", "allowed values: 'tanh', 'relu', 'lrelu'"),
+    ("bpfree", {"model": {"scaler": "robust"}}, "model.scaler", "allowed values: 'standard', 'minmax'"),
+    ("bpfree", {"model": {"batchnorm": "yes"}}, "model.batchnorm", "expected true or false"),
+    ("bpfree", {"model": {"dropout": 1.0}}, "model.dropout", "expected a number in [0, 1)"),
+    ("bpfree", {"model": {**CONV["bpfree"], "conv": 32}}, "model.conv", "expected a string"),
+    ("bpfree", {"model": {**CONV["bpfree"], "conv_trained": 0}}, "model.conv_trained", "expected true or false"),
+    ("bpfree", {"hparams": {"momentun": 0.9}}, "hparams.momentun", "allowed keys: adversarial_eps, brightness"),
+    ("bpfree", {"hparams": {"optimizer": "adamw"}}, "hparams.optimizer", "allowed values: 'adam', 'rmsprop'"),
+    ("bpfree", {"hparams": {"trackers": ["bp_cosine", "bogus"]}}, "hparams.trackers",
+     "expected 'all' or a list (each item: one of 'bp_cosine', 'weight_alignment'"),
+    ("bpfree", {"hparams": {"trackers": "some"}}, "hparams.trackers", "expected 'all' or a list"),
+    ("bpfree", {"hparams": {"wd": -1e-4}}, "hparams.wd", "expected a number >= 0"),
+    ("bpfree", {"hparams": {"shuffle_buffer": True}}, "hparams.shuffle_buffer", "expected null or an integer >= 1"),
+    ("bpfree", {"hparams": {"early_stop_patience": 0}}, "hparams.early_stop_patience", "expected null or an integer"),
+    ("bpfree", {"hparams": {"lr_halving": "yes"}}, "hparams.lr_halving", "expected true or false"),
+    ("bpfree", {"hparams": {"stop_train_error": 100}}, "hparams.stop_train_error", "expected null or a number in [0, 100)"),
+    ("bpfree", {"hparams": {"adversarial_eps": -0.1}}, "hparams.adversarial_eps", "expected a number >= 0"),
 ]
 
 

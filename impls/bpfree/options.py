@@ -1,12 +1,17 @@
 """What a bpfree run spec may name (pure Python: imported when the workflow is parsed).
 
-Caller: ``impls.common.specs.validate_spec`` for every bpfree spec. Defaults (``MODEL_DEFAULTS``,
-``HPARAM_DEFAULTS``) are the Pathak repository's (spec §2.1–2.3); a spec only names what differs.
+Caller: ``impls.common.specs.validate_spec`` for every bpfree spec: ``SCHEMA`` (built from the tables
+below: rules, datasets, archs, model keys and hparams with their choices, types and ranges), then
+``validate`` (the conv string, and how keys depend on each other and on the rule). Defaults
+(``MODEL_DEFAULTS``, ``HPARAM_DEFAULTS``) are the Pathak repository's (spec §2.1–2.3); a spec only
+names what differs.
 """
 from __future__ import annotations
 
 from impls.bpfree import conv as convlib
 from impls.common.errors import SpecError
+from impls.common.option_schema import (BOOL, NON_NEGATIVE, POSITIVE_INT, STRING, keys, list_of, nullable, one_of,
+                                        run_spec, when)
 
 #: learning rules (spec §2.3 table; FA from §2.4). Update equations: impls/rules/*.py, impls/bpfree/rules.py
 RULES = {
@@ -65,13 +70,29 @@ HPARAM_DEFAULTS = {
                                  #   update ½ clean + ½ on x + ε·sign(∂L/∂x) clipped to the scaler range
                                  #   (impls.bpfree.adversarial)
 }
+RATE = {"type": "number", "minimum": 0, "exclusiveMaximum": 1}
+#: what each model key and hparam accepts (keys: those of the defaults above)
+MODEL_TYPES = {"task": one_of(TASKS), "hidden": list_of(POSITIVE_INT), "activation": one_of(ACTIVATIONS),
+               "batchnorm": BOOL, "dropout": RATE, "input_dropout": RATE, "feedback_init": one_of(FEEDBACK_INITS),
+               "weight_init": one_of(WEIGHT_INITS), "scaler": one_of(SCALERS), "output": one_of(OUTPUTS),
+               "conv": STRING, "conv_trained": BOOL}
+HPARAM_TYPES = {
+    "lr": NON_NEGATIVE, "optimizer": one_of(OPTIMIZERS), "momentum": NON_NEGATIVE, "wd": NON_NEGATIVE,
+    "trackers": {"anyOf": [{"const": "all"}, list_of(one_of(TRACKERS))]},
+    "shuffle_buffer": nullable(POSITIVE_INT), "brightness": NON_NEGATIVE,
+    "early_stop_patience": nullable(POSITIVE_INT), "early_stop_min_delta": NON_NEGATIVE, "lr_halving": BOOL,
+    "stop_train_error": nullable({"type": "number", "minimum": 0, "exclusiveMaximum": 100}),
+    "adversarial_eps": NON_NEGATIVE,
+}
+SCHEMA = run_spec(
+    rule=sorted(RULES), dataset=DATASETS,
+    model={**keys({"arch": one_of(ARCHS), **{key: MODEL_TYPES[key] for key in MODEL_DEFAULTS}}),
+           # the hidden layers may be empty only behind a conv stack
+           "allOf": [when("arch", "mlp", {"properties": {"hidden": list_of(POSITIVE_INT, non_empty=True)}})]},
+    hparams=keys({key: HPARAM_TYPES[key] for key in HPARAM_DEFAULTS}))
 #: what a conv net (arch conv) cannot be combined with: the trackers, aligned init and BN are defined
 #: for the fully connected layers of Pathak's nets only
 CONV_UNSUPPORTED = "model.batchnorm, model.weight_init 'aligned' and hparams.trackers"
-
-
-def _allowed(key: str, value, allowed) -> SpecError:
-    return SpecError(f"run spec: key '{key}' is {value!r}; allowed values: {', '.join(map(repr, allowed))}")
 
 
 def model_config(spec: dict) -> dict:
@@ -83,38 +104,14 @@ def hparams(spec: dict) -> dict:
 
 
 def validate(spec: dict) -> None:
-    """Raise ``SpecError`` naming the first key of ``spec`` this impl cannot run."""
+    """Raise ``SpecError`` naming the first key of ``spec`` this impl cannot run (after ``SCHEMA``: the
+    conv string and what depends on another key)."""
     rule = spec["rule"]
-    if rule not in RULES:
-        raise _allowed("rule", rule, sorted(RULES))
-    if spec["dataset"] not in DATASETS:
-        raise _allowed("dataset", spec["dataset"], DATASETS)
-    model = spec["model"]
-    if model["arch"] not in ARCHS:
-        raise _allowed("model.arch", model["arch"], ARCHS)
-    extra = set(model) - set(MODEL_DEFAULTS) - {"arch"}
-    if extra:
-        raise SpecError(f"run spec: unknown key 'model.{sorted(extra)[0]}'; allowed keys: "
-                        f"{', '.join(sorted(set(MODEL_DEFAULTS) | {'arch'}))}")
-    cfg = model_config(spec)
-    hidden = cfg["hidden"]
-    if not isinstance(hidden, list) or not all(isinstance(h, int) and h > 0 for h in hidden) or (
-            not hidden and model["arch"] != "conv"):
-        raise SpecError(f"run spec: key 'model.hidden' is {hidden!r}; expected a non-empty list of positive integers "
-                        "(may be empty for arch conv)")
-    _validate_conv(model["arch"], cfg, hparams(spec))
-    for key, allowed in (("task", TASKS), ("activation", ACTIVATIONS), ("feedback_init", FEEDBACK_INITS),
-                         ("weight_init", WEIGHT_INITS), ("scaler", SCALERS), ("output", OUTPUTS)):
-        if cfg[key] not in allowed:
-            raise _allowed(f"model.{key}", cfg[key], allowed)
+    cfg, hp = model_config(spec), hparams(spec)
+    _validate_conv(spec["model"]["arch"], cfg, hp)
     if cfg["weight_init"] == "aligned" and rule not in ALIGNABLE_RULES:
         raise SpecError(f"run spec: key 'model.weight_init' = 'aligned' needs a rule with one fixed B_l per hidden "
                         f"layer ({', '.join(ALIGNABLE_RULES)}); rule {rule!r} has none")
-    if not isinstance(cfg["batchnorm"], bool):
-        raise SpecError(f"run spec: key 'model.batchnorm' is {cfg['batchnorm']!r}; expected true or false")
-    for key in ("dropout", "input_dropout"):
-        if not (isinstance(cfg[key], (int, float)) and 0.0 <= cfg[key] < 1.0):
-            raise SpecError(f"run spec: key 'model.{key}' is {cfg[key]!r}; expected a rate in [0, 1)")
     if cfg["task"] == "reconstruction":
         if rule == "drtp":
             raise SpecError("run spec: rule 'drtp' cannot train model.task 'reconstruction': DRTP projects the "
@@ -126,60 +123,21 @@ def validate(spec: dict) -> None:
         if cfg["scaler"] in UNBOUNDED_SCALERS:
             raise SpecError(f"run spec: key 'model.scaler' is {cfg['scaler']!r}; reconstruction needs a bounded target "
                             "('standard' for a tanh output or 'minmax' for a sigmoid output)")
-    extra = set(spec["hparams"]) - set(HPARAM_DEFAULTS)
-    if extra:
-        raise SpecError(f"run spec: unknown key 'hparams.{sorted(extra)[0]}'; allowed keys: "
-                        f"{', '.join(sorted(HPARAM_DEFAULTS))}")
-    hp = hparams(spec)
-    if hp["optimizer"] not in OPTIMIZERS:
-        raise _allowed("hparams.optimizer", hp["optimizer"], OPTIMIZERS)
-    trackers = hp["trackers"]
-    if trackers != "all" and (not isinstance(trackers, list) or any(t not in TRACKERS for t in trackers)):
-        raise SpecError(f"run spec: key 'hparams.trackers' is {trackers!r}; expected 'all' or a list of "
-                        f"{', '.join(TRACKERS)}")
-    for key in ("lr", "momentum", "wd", "brightness"):
-        if not isinstance(hp[key], (int, float)) or isinstance(hp[key], bool) or hp[key] < 0:
-            raise SpecError(f"run spec: key 'hparams.{key}' is {hp[key]!r}; expected a non-negative number")
-    patience = hp["early_stop_patience"]
-    if patience is not None and (not isinstance(patience, int) or isinstance(patience, bool) or patience < 1):
-        raise SpecError(f"run spec: key 'hparams.early_stop_patience' is {patience!r}; expected null (off) "
-                        "or a positive integer")
-    if not isinstance(hp["early_stop_min_delta"], (int, float)) or hp["early_stop_min_delta"] < 0:
-        raise SpecError(f"run spec: key 'hparams.early_stop_min_delta' is {hp['early_stop_min_delta']!r}; "
-                        "expected a non-negative number")
-    if not isinstance(hp["lr_halving"], bool):
-        raise SpecError(f"run spec: key 'hparams.lr_halving' is {hp['lr_halving']!r}; expected true or false")
-    threshold = hp["stop_train_error"]
-    if threshold is not None and (not isinstance(threshold, (int, float)) or isinstance(threshold, bool)
-                                  or not 0 <= threshold < 100):
-        raise SpecError(f"run spec: key 'hparams.stop_train_error' is {threshold!r}; expected null (off) or a "
-                        "training error in percent, 0 <= k < 100")
-    if cfg["task"] == "reconstruction" and (hp["lr_halving"] or threshold is not None):
-        raise SpecError("run spec: keys 'hparams.lr_halving' / 'hparams.stop_train_error' monitor the training "
-                        "error, which model.task 'reconstruction' does not have")
-    if patience is not None and cfg["task"] == "reconstruction":
-        raise SpecError("run spec: key 'hparams.early_stop_patience' monitors the training error, which "
-                        "model.task 'reconstruction' does not have")
-    eps = hp["adversarial_eps"]
-    if not isinstance(eps, (int, float)) or isinstance(eps, bool) or eps < 0:
-        raise SpecError(f"run spec: key 'hparams.adversarial_eps' is {eps!r}; expected 0 (off) or a positive number")
-    if eps and (cfg["task"] != "classification" or hp["trackers"]):
+        if hp["lr_halving"] or hp["stop_train_error"] is not None:
+            raise SpecError("run spec: keys 'hparams.lr_halving' / 'hparams.stop_train_error' monitor the training "
+                            "error, which model.task 'reconstruction' does not have")
+        if hp["early_stop_patience"] is not None:
+            raise SpecError("run spec: key 'hparams.early_stop_patience' monitors the training error, which "
+                            "model.task 'reconstruction' does not have")
+    if hp["adversarial_eps"] and (cfg["task"] != "classification" or hp["trackers"]):
         raise SpecError("run spec: key 'hparams.adversarial_eps' needs model.task 'classification' (the sign of the "
                         "loss's input gradient) and no hparams.trackers (they are defined for clean batches only)")
-    buffer = hp["shuffle_buffer"]
-    if buffer is not None and (not isinstance(buffer, int) or isinstance(buffer, bool) or buffer < 1):
-        raise SpecError(f"run spec: key 'hparams.shuffle_buffer' is {buffer!r}; expected null (full shuffle) "
-                        "or a positive integer")
     if hp["brightness"] and cfg["scaler"] in UNBOUNDED_SCALERS:
         raise SpecError("run spec: key 'hparams.brightness' needs a bounded pixel range to clip to; "
                         f"model.scaler {cfg['scaler']!r} has none (use 'standard' or 'minmax')")
 
 
 def _validate_conv(arch: str, cfg: dict, hp: dict) -> None:
-    if not isinstance(cfg["conv"], str):
-        raise SpecError(f"run spec: key 'model.conv' is {cfg['conv']!r}; expected a string such as '32c5-2p'")
-    if not isinstance(cfg["conv_trained"], bool):
-        raise SpecError(f"run spec: key 'model.conv_trained' is {cfg['conv_trained']!r}; expected true or false")
     if arch != "conv":
         if cfg["conv"] or cfg["conv_trained"] is not True:
             raise SpecError("run spec: keys 'model.conv' / 'model.conv_trained' need model.arch 'conv'")

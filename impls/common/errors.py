@@ -32,7 +32,7 @@ def describe_schema_error(error, where: str) -> str:
 
 #: keywords whose failure is told as "expected <what the schema accepts>"
 _EXPECTABLE = {"type", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "minItems", "maxItems",
-               "uniqueItems", "const", "minLength", "pattern"}
+               "uniqueItems", "const", "minLength", "pattern", "anyOf", "oneOf"}
 _NOUNS = {"integer": "an integer", "number": "a number", "boolean": "true or false", "string": "a string",
           "array": "a list", "object": "a mapping", "null": "null"}
 
@@ -51,9 +51,11 @@ def _bounds(schema: dict) -> str:
 
 def expected(schema) -> str:
     """What a (leaf) schema accepts, in words: ``an integer >= 1``, ``null or a number in [0, 1)``,
-    ``a non-empty list (each item: an integer >= 1)``."""
+    ``a non-empty list (each item: an integer >= 1)``, ``'all' or a list (...)`` (anyOf)."""
     if not isinstance(schema, dict):
         return "nothing" if schema is False else "anything"
+    if "anyOf" in schema or "oneOf" in schema:
+        return " or ".join(expected(s) for s in schema.get("anyOf", schema.get("oneOf")))
     if "const" in schema:
         return repr(schema["const"])
     if "enum" in schema:
