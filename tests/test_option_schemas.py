@@ -14,7 +14,7 @@ from tests.conftest import REPO
 CONFIG = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 PAPERS = CONFIG["papers"]
 #: papers whose schema-shaped option checks are schema data (the rest still check them in Python)
-SCHEMA_PAPERS = ["pepita", "nodepert", "bpfree"]
+SCHEMA_PAPERS = ["pepita", "nodepert", "bpfree", "wide_align"]
 SCALES = ("smoke", "cpu", "paper")
 
 
@@ -53,7 +53,11 @@ BASE = {
                  "hparams": {"lr": 0.01, "sigma": 1e-4}, "seed": 0, "epochs": 1, "batch_size": 100, "scale": "smoke"},
     "bpfree": {"paper": "bpfree", "rule": "dfa", "model": {"arch": "mlp", "hidden": [16]}, "dataset": "digits",
                "hparams": {"lr": 1e-3}, "seed": 0, "epochs": 1, "batch_size": 32, "scale": "smoke"},
+    "wide_align": {"paper": "wide_align", "rule": "bp", "model": {"arch": "allconv", "depth": 3, "width": 8},
+                   "dataset": "digits", "hparams": {"lr": 1.0, "n_val": 300}, "seed": 0, "epochs": 2, "batch_size": 100,
+                   "scale": "smoke"},
 }
+RNN = {"arch": "rnn", "width": 8}
 CONV = {"pepita": {"arch": "conv", "channels": 4, "kernel": 3}, "nodepert": {"arch": "conv_base"},
         "bpfree": {"arch": "conv", "conv": "4c3-2p"}}
 
@@ -117,6 +121,25 @@ BAD = [
     ("bpfree", {"hparams": {"lr_halving": "yes"}}, "hparams.lr_halving", "expected true or false"),
     ("bpfree", {"hparams": {"stop_train_error": 100}}, "hparams.stop_train_error", "expected null or a number in [0, 100)"),
     ("bpfree", {"hparams": {"adversarial_eps": -0.1}}, "hparams.adversarial_eps", "expected a number >= 0"),
+    ("wide_align", {"rule": "drtp"}, "rule", "allowed values: 'alignada', 'alignprop', 'alignzero', 'bp', 'dfa'"),
+    ("wide_align", {"model": RNN}, "rule", "allowed values: 'alignada', 'alignzero', 'bptt', 'readout'"),
+    ("wide_align", {"model": RNN, "rule": "bptt", "dataset": "kmnist", "hparams": {"add_targets": "zero"}},
+     "hparams.add_targets", "allowed values: 'causal', 'released'"),
+    ("wide_align", {"dataset": "svhn"}, "dataset", "allowed values: 'digits', 'fashion_mnist'"),
+    ("wide_align", {"model": {"arch": "mlp"}}, "model.arch", "allowed values: 'allconv', 'rnn'"),
+    ("wide_align", {"model": {"hidden": [8]}}, "model.hidden", "allowed keys: arch, depth, norm, param, width"),
+    ("wide_align", {"model": {**RNN, "depth": 3}, "rule": "bptt"}, "model.depth", "allowed keys: arch, width"),
+    ("wide_align", {"model": {"norm": "layer"}}, "model.norm", "allowed values: 'batch', 'bn', 'none'"),
+    ("wide_align", {"model": {"depth": 5}}, "model.depth", "allowed values: 3, 7"),
+    ("wide_align", {"model": {"width": 0}}, "model.width", "expected an integer >= 1"),
+    ("wide_align", {"hparams": {"bogus": 1}}, "hparams.bogus", "allowed keys: add_alignada, add_targets"),
+    ("wide_align", {"hparams": {"optimizer": "rmsprop"}}, "hparams.optimizer", "allowed values: 'sgd', 'adam'"),
+    ("wide_align", {"hparams": {"score_epochs": [0]}}, "hparams.score_epochs.0", "expected an integer >= 1"),
+    ("wide_align", {"hparams": {"n_val": 0}}, "hparams.n_val", "expected an integer >= 1"),
+    ("wide_align", {"hparams": {"score_probes": 1.5}}, "hparams.score_probes", "expected an integer >= 1"),
+    ("wide_align", {"dataset": "imagenet", "hparams": {"image_size": 4}}, "hparams.image_size",
+     "expected an integer >= 8"),
+    ("wide_align", {"data": {"subset": "stratified"}}, "data.subset", "allowed values: 'first'"),
 ]
 
 

@@ -42,9 +42,12 @@ def keys(properties: Mapping[str, Any]) -> dict:
 
 
 def when(key: str, value: Any, then: Mapping[str, Any]) -> dict:
-    """Apply ``then`` to the enclosing object where its ``key`` equals ``value`` (or is one of a tuple)."""
-    test = {"enum": list(value)} if isinstance(value, tuple) else {"const": value}
-    return {"if": {"properties": {key: test}, "required": [key]}, "then": dict(then)}
+    """Apply ``then`` to the enclosing object where its ``key`` equals ``value`` (or is one of a tuple);
+    ``key`` may be dotted (``model.arch``) to test a key of a nested mapping."""
+    test: dict = {"enum": list(value)} if isinstance(value, tuple) else {"const": value}
+    for part in reversed(key.split(".")):
+        test = {"properties": {part: test}, "required": [part]}
+    return {"if": test, "then": dict(then)}
 
 
 def run_spec(*, rule: Iterable[str] | None = None, dataset: Iterable[str] | None = None,

@@ -1,12 +1,15 @@
 """What a wide_align run spec may name (pure Python: imported when the workflow is parsed).
 
-Caller: ``impls.common.specs.validate_spec`` for every wide_align spec, and the wide_align programs
-(``stacked``, ``train``, ``add_task``: ``resolved_hparams`` / ``resolved_model`` fill in the defaults
-below, the original code's).
+Caller: ``impls.common.specs.validate_spec`` for every wide_align spec: ``SCHEMA`` (built from the
+tables below: rules per arch, datasets, per-arch model keys and hparams with their choices, types and
+ranges, the data subset), then ``validate`` (how keys depend on each other, the epochs and the
+dataset); and the wide_align programs (``stacked``, ``train``, ``add_task``: ``resolved_hparams`` /
+``resolved_model`` fill in the defaults below, the original code's).
 """
 from __future__ import annotations
 
 from impls.common.errors import SpecError
+from impls.common.option_schema import NUMBER, POSITIVE_INT, keys, list_of, one_of, run_spec, when
 
 #: learning rules of the feed-forward net; update equations in impls/wide_align/rules.py
 RULES = {
@@ -52,10 +55,22 @@ HPARAMS = {
 }
 CHOICES = {"optimizer": ("sgd", "adam"), "targets": ("shifted", "onehot"), "dfa_feedback": ("full", "pooled"),
            "add_targets": ("causal", "released"), "add_alignada": ("default", "released")}
-
-
-def _allowed(key: str, value, allowed) -> SpecError:
-    return SpecError(f"run spec: key '{key}' is {value!r}; allowed values: {', '.join(map(repr, allowed))}")
+#: what each model key and hparam accepts (``MODEL_CHOICES`` / ``CHOICES`` for the named ones)
+MODEL_TYPES = {"arch": one_of(ARCHS), "width": POSITIVE_INT,
+               **{key: one_of(allowed) for key, allowed in MODEL_CHOICES.items()}}
+HPARAM_TYPES = {"lr": NUMBER, "n_val": POSITIVE_INT, "score_epochs": list_of(POSITIVE_INT), "score_probes": POSITIVE_INT,
+                "image_size": {"type": "integer", "minimum": 8},
+                **{key: one_of(allowed) for key, allowed in CHOICES.items()}}
+SCHEMA = run_spec(
+    dataset=DATASETS,
+    model={"properties": {"arch": one_of(ARCHS)},
+           "allOf": [when("arch", arch, keys({key: MODEL_TYPES[key] for key in defaults}))
+                     for arch, defaults in MODEL_DEFAULTS.items()]},
+    hparams=keys({key: HPARAM_TYPES[key] for key in HPARAMS}),
+    all_of=[when("model.arch", "allconv", {"properties": {"rule": one_of(sorted(RULES))}}),
+            when("model.arch", "rnn", {"properties": {"rule": one_of(sorted(RNN_RULES))}}),
+            # the first n_train images after the validation split, as the original: no stratified subset
+            {"properties": {"data": {"properties": {"subset": one_of(["first"])}}}}])
 
 
 def resolved_hparams(spec: dict) -> dict:
@@ -76,7 +91,7 @@ def strides(spec: dict) -> list[int]:
     return (IMAGENET_STRIDES if spec["dataset"] in STREAMED else STRIDES)[depth]
 
 
-def _validate_streamed(spec: dict, hp: dict) -> None:
+def _validate_streamed(spec: dict) -> None:
     """ImageNet specs: the official val split, no subsets, no alignment snapshots, feed-forward only."""
     name = spec["dataset"]
     if name not in STREAMED:
@@ -91,52 +106,15 @@ def _validate_streamed(spec: dict, hp: dict) -> None:
                             "(official validation split; no alignment snapshots)")
     if spec.get("data"):
         raise SpecError(f"run spec: key 'data.{sorted(spec['data'])[0]}' does not apply to {name!r} (streamed whole)")
-    if not _positive_int(hp["image_size"]) or hp["image_size"] < 8:
-        raise SpecError(f"run spec: key 'hparams.image_size' is {hp['image_size']!r}; expected an integer >= 8")
-
-
-def _positive_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 def validate(spec: dict) -> None:
-    """Raise ``SpecError`` naming the first key of ``spec`` this impl cannot run."""
-    subset = spec.get("data", {}).get("subset", "first")
-    if subset != "first":
-        raise SpecError(f"run spec: key 'data.subset' is {subset!r}; wide_align takes the first n_train images "
-                        "after its validation split (as the original), so only 'first' is allowed")
+    """Raise ``SpecError`` naming the first key of ``spec`` this impl cannot run (after ``SCHEMA``: only
+    what depends on another key)."""
     arch = spec["model"]["arch"]
-    if arch not in ARCHS:
-        raise _allowed("model.arch", arch, ARCHS)
-    rules = RULES if arch == "allconv" else RNN_RULES
-    if spec["rule"] not in rules:
-        raise _allowed("rule", spec["rule"], sorted(rules))
-    if spec["dataset"] not in DATASETS:
-        raise _allowed("dataset", spec["dataset"], DATASETS)
-    extra = set(spec["model"]) - set(MODEL_DEFAULTS[arch])
-    if extra:
-        raise SpecError(f"run spec: unknown key 'model.{sorted(extra)[0]}'; allowed keys for arch {arch!r}: "
-                        f"{', '.join(sorted(MODEL_DEFAULTS[arch]))}")
-    model = resolved_model(spec)
-    if not _positive_int(model["width"]):
-        raise SpecError(f"run spec: key 'model.width' is {model['width']!r}; expected a positive integer")
-    if arch == "allconv":
-        for key, allowed in MODEL_CHOICES.items():
-            if model[key] not in allowed:
-                raise _allowed(f"model.{key}", model[key], allowed)
-    extra = set(spec["hparams"]) - set(HPARAMS)
-    if extra:
-        raise SpecError(f"run spec: unknown key 'hparams.{sorted(extra)[0]}'; allowed keys: {', '.join(sorted(HPARAMS))}")
     hp = resolved_hparams(spec)
-    for key, allowed in CHOICES.items():
-        if hp[key] not in allowed:
-            raise _allowed(f"hparams.{key}", hp[key], allowed)
-    if not (isinstance(hp["score_epochs"], list) and all(_positive_int(e) for e in hp["score_epochs"])):
-        raise SpecError(f"run spec: key 'hparams.score_epochs' is {hp['score_epochs']!r}; expected epochs >= 1")
     if hp["score_epochs"] and (spec["rule"] != "bp" or arch != "allconv"):
         raise SpecError("run spec: key 'hparams.score_epochs' applies to rule 'bp' of arch 'allconv' only")
     if any(e > spec["epochs"] for e in hp["score_epochs"]):
         raise SpecError("run spec: key 'hparams.score_epochs' lists an epoch after the last one")
-    if not _positive_int(hp["n_val"]) or not _positive_int(hp["score_probes"]):
-        raise SpecError("run spec: keys 'hparams.n_val' and 'hparams.score_probes' must be positive integers")
-    _validate_streamed(spec, hp)
+    _validate_streamed(spec)
