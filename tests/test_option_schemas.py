@@ -13,8 +13,8 @@ from tests.conftest import REPO
 
 CONFIG = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 PAPERS = CONFIG["papers"]
-#: papers whose schema-shaped option checks are schema data (the rest still check them in Python)
-SCHEMA_PAPERS = ["pepita", "nodepert", "bpfree", "wide_align"]
+#: every paper's schema-shaped option checks are schema data
+SCHEMA_PAPERS = PAPERS
 SCALES = ("smoke", "cpu", "paper")
 
 
@@ -56,6 +56,9 @@ BASE = {
     "wide_align": {"paper": "wide_align", "rule": "bp", "model": {"arch": "allconv", "depth": 3, "width": 8},
                    "dataset": "digits", "hparams": {"lr": 1.0, "n_val": 300}, "seed": 0, "epochs": 2, "batch_size": 100,
                    "scale": "smoke"},
+    "two_routes": {"paper": "two_routes", "rule": "sa", "model": {"arch": "fc", "hidden": [6]}, "dataset": "digits",
+                   "hparams": {"lr": 0.1, "warmup_epochs": 0.0, "decay_epochs": []}, "seed": 0, "epochs": 1,
+                   "batch_size": 64, "scale": "smoke"},
 }
 RNN = {"arch": "rnn", "width": 8}
 CONV = {"pepita": {"arch": "conv", "channels": 4, "kernel": 3}, "nodepert": {"arch": "conv_base"},
@@ -140,6 +143,30 @@ BAD = [
     ("wide_align", {"dataset": "imagenet", "hparams": {"image_size": 4}}, "hparams.image_size",
      "expected an integer >= 8"),
     ("wide_align", {"data": {"subset": "stratified"}}, "data.subset", "allowed values: 'first'"),
+    ("two_routes", {"rule": "dfa"}, "rule", "allowed values: 'aa', 'bp', 'fa', 'ia', 'kp'"),
+    ("two_routes", {"dataset": "cifar10"}, "dataset", "allowed values: 'digits', 'fashion_mnist', 'imagenet'"),
+    ("two_routes", {"model": {"arch": "vgg"}}, "model.arch", "allowed values: 'resnet', 'linear', 'fc'"),
+    ("two_routes", {"model": {"blocks": 3}}, "model.blocks", "allowed keys: activation, arch, depth, hidden"),
+    ("two_routes", {"model": {"hidden": []}}, "model.hidden", "expected a non-empty list"),
+    ("two_routes", {"model": {"activation": "gelu"}}, "model.activation", "allowed values: 'sigmoid', 'tanh', 'relu'"),
+    ("two_routes", {"model": {"arch": "resnet", "stem": "tiny"}}, "model.stem", "allowed values: 'cifar', 'imagenet'"),
+    ("two_routes", {"model": {"arch": "resnet", "version": 3}}, "model.version", "allowed values: 1, 2"),
+    ("two_routes", {"model": {"arch": "resnet", "depth": "8"}}, "model.depth", "expected an integer >= 1"),
+    ("two_routes", {"hparams": {"bogus": 1}}, "hparams.bogus", "allowed keys: activation_backward, activation_forward"),
+    ("two_routes", {"hparams": {"noise_target": "forward"}}, "hparams.noise_target", "allowed values: 'backward', 'all'"),
+    ("two_routes", {"hparams": {"momentum": -0.9}}, "hparams.momentum", "expected a number >= 0"),
+    ("two_routes", {"hparams": {"alpha": -1e-3}}, "hparams.alpha", "expected null or a number >= 0"),
+    ("two_routes", {"hparams": {"decay_epochs": 30}}, "hparams.decay_epochs", "expected a list"),
+    ("two_routes", {"hparams": {"metric_every": 0}}, "hparams.metric_every", "expected an integer >= 1"),
+    ("two_routes", {"hparams": {"alpha_start": 1.5}}, "hparams.alpha_start", "expected a number in [0, 1]"),
+    ("two_routes", {"hparams": {"alpha_cycle": 0}}, "hparams.alpha_cycle", "expected null or a number > 0"),
+    ("two_routes", {"hparams": {"beta_schedule_rate": "fast"}}, "hparams.beta_schedule_rate", "expected a number"),
+    ("two_routes", {"hparams": {"alpha_schedule_type": "cyclic"}}, "hparams.alpha_schedule_type",
+     "allowed values: 'none', 'linear', 'exponential'"),
+    ("two_routes", {"hparams": {"delay_epochs": -1}}, "hparams.delay_epochs", "expected null or a number >= 0"),
+    ("two_routes", {"hparams": {"alternate_step_freq": 1.5}}, "hparams.alternate_step_freq",
+     "expected null or an integer >= 1"),
+    ("two_routes", {"hparams": {"normalize_input": "yes"}}, "hparams.normalize_input", "expected true or false"),
 ]
 
 

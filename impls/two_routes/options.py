@@ -1,12 +1,16 @@
 """What a two_routes run spec may name (pure Python: imported when the workflow is parsed).
 
-Caller: ``impls.common.specs.validate_spec`` for every two_routes spec. Defaults are the spec's
+Caller: ``impls.common.specs.validate_spec`` for every two_routes spec: ``SCHEMA`` (built from the
+tables below: rules, datasets, archs, model keys and hparams with their choices, types and ranges),
+then ``validate`` (how keys depend on each other and on the rule and arch). Defaults are the spec's
 (§2.2, §3): Nesterov momentum 0.9, warm-up then ×0.1 steps, L2 1e-4 on forward weights only, one
 optimiser for W and B, rule coefficients from ``impls.two_routes.rules`` unless alpha/beta/gamma say otherwise.
 """
 from __future__ import annotations
 
 from impls.common.errors import SpecError
+from impls.common.option_schema import (BOOL, NON_NEGATIVE, NUMBER, POSITIVE, POSITIVE_INT, keys, list_of, nullable,
+                                        one_of, run_spec)
 
 #: rule -> one line (update equations: impls/two_routes/rules.py)
 RULES = {
@@ -32,6 +36,10 @@ SCHEDULE_FIELDS = {
     "schedule_type": "none",  # none | linear | exponential
 }
 SCHEDULE_TYPES = ("none", "linear", "exponential")
+#: what each schedule field accepts
+SCHEDULE_FIELD_TYPES = {"start": {"type": "number", "minimum": 0, "maximum": 1},
+                        "stop": {"type": "number", "minimum": 0, "maximum": 1},
+                        "cycle": nullable(POSITIVE), "schedule_rate": NUMBER, "schedule_type": one_of(SCHEDULE_TYPES)}
 
 
 def schedule_keys() -> dict:
@@ -40,6 +48,9 @@ def schedule_keys() -> dict:
 
 
 ARCHS = ("resnet", "linear", "fc")
+STEMS = ("cifar", "imagenet")
+VERSIONS = (1, 2)
+FC_ACTIVATIONS = ("sigmoid", "tanh", "relu")
 DATASETS = ("digits", "fashion_mnist", "imagenet")
 MODEL_DEFAULTS = {
     "depth": 8,          # resnet: 6n+2 (stem cifar) or 18/34/50/101/152 (stem imagenet)
@@ -87,8 +98,26 @@ HPARAM_DEFAULTS = {
 }
 
 
-def _allowed(key, value, allowed):
-    return SpecError(f"run spec: key '{key}' is {value!r}; allowed values: {', '.join(map(repr, allowed))}")
+#: named hparam choices
+CHOICES = {"input_distribution": ("none", "normal", "uniform"), "noise_target": ("backward", "all"),
+           "optimizer_split": ("single", "separate"), "inputs": ("white", "data")}
+#: what each model key and hparam accepts (the resnet depth per stem: ``validate``)
+MODEL_TYPES = {"depth": POSITIVE_INT, "stem": one_of(STEMS), "width": POSITIVE_INT, "version": one_of(VERSIONS),
+               "n_in": POSITIVE_INT, "n_out": POSITIVE_INT, "image_size": POSITIVE_INT,
+               "hidden": list_of(POSITIVE_INT, non_empty=True), "activation": one_of(FC_ACTIVATIONS)}
+HPARAM_TYPES = {
+    **{key: NON_NEGATIVE for key in ("lr", "momentum", "wd", "warmup_epochs", "input_stddev", "noise_var", "b_lr")},
+    **{key: nullable(NON_NEGATIVE) for key in COEFFICIENTS},
+    "decay_epochs": list_of(NON_NEGATIVE), "metric_every": POSITIVE_INT, "steps_per_epoch": POSITIVE_INT,
+    "delay_epochs": nullable(NON_NEGATIVE), "alternate_step_freq": nullable(POSITIVE_INT),
+    **{f"{c}_{f}": SCHEDULE_FIELD_TYPES[f] for c in COEFFICIENTS for f in SCHEDULE_FIELDS},
+    **{flag: BOOL for flag in ("constant_rate",) + REGULARIZER_FLAGS + IA_FLAGS},
+    **{key: one_of(allowed) for key, allowed in CHOICES.items()},
+}
+SCHEMA = run_spec(
+    rule=sorted(RULES), dataset=DATASETS,
+    model=keys({"arch": one_of(ARCHS), **{key: MODEL_TYPES[key] for key in MODEL_DEFAULTS}}),
+    hparams=keys({key: HPARAM_TYPES[key] for key in HPARAM_DEFAULTS}))
 
 
 def model_config(spec: dict) -> dict:
@@ -108,80 +137,28 @@ def recorded(spec: dict) -> dict:
 
 
 def validate(spec: dict) -> None:
-    """Raise ``SpecError`` naming the first key of ``spec`` this impl cannot run."""
-    if spec["rule"] not in RULES:
-        raise _allowed("rule", spec["rule"], sorted(RULES))
-    if spec["dataset"] not in DATASETS:
-        raise _allowed("dataset", spec["dataset"], DATASETS)
-    model = spec["model"]
-    if model["arch"] not in ARCHS:
-        raise _allowed("model.arch", model["arch"], ARCHS)
-    extra = set(model) - set(MODEL_DEFAULTS) - {"arch"}
-    if extra:
-        raise SpecError(f"run spec: unknown key 'model.{sorted(extra)[0]}'; allowed keys: "
-                        f"{', '.join(sorted(set(MODEL_DEFAULTS) | {'arch'}))}")
-    cfg = model_config(spec)
-    if cfg["stem"] not in ("cifar", "imagenet"):
-        raise _allowed("model.stem", cfg["stem"], ("cifar", "imagenet"))
-    if cfg["version"] not in (1, 2):
-        raise _allowed("model.version", cfg["version"], (1, 2))
+    """Raise ``SpecError`` naming the first key of ``spec`` this impl cannot run (after ``SCHEMA``: only
+    what depends on another key)."""
+    model, cfg = spec["model"], model_config(spec)
     if model["arch"] == "resnet":
         depth = cfg["depth"]
         ok = (depth - 2) % 6 == 0 and depth >= 8 if cfg["stem"] == "cifar" else depth in (18, 34, 50, 101, 152)
         if not ok:
             raise SpecError(f"run spec: key 'model.depth' is {depth!r}; stem {cfg['stem']} needs "
                             + ("6n+2 (8, 14, 20, ...)" if cfg["stem"] == "cifar" else "18, 34, 50, 101 or 152"))
-    elif model["arch"] == "fc":
-        if (not isinstance(cfg["hidden"], list) or not cfg["hidden"]
-                or not all(isinstance(h, int) and h > 0 for h in cfg["hidden"])):
-            raise SpecError(f"run spec: key 'model.hidden' is {cfg['hidden']!r}; expected a list of positive integers")
-        if cfg["activation"] not in ("sigmoid", "tanh", "relu"):
-            raise _allowed("model.activation", cfg["activation"], ("sigmoid", "tanh", "relu"))
-    elif spec["rule"] not in ("wm", "ia", "sa", "aa"):
+    elif model["arch"] == "linear" and spec["rule"] not in ("wm", "ia", "sa", "aa"):
         raise SpecError(f"run spec: key 'rule' is {spec['rule']!r}; model.arch 'linear' (B-only fixed-point "
                         f"dynamics) needs wm, ia, sa or aa")
-    extra = set(spec["hparams"]) - set(HPARAM_DEFAULTS)
-    if extra:
-        raise SpecError(f"run spec: unknown key 'hparams.{sorted(extra)[0]}'; allowed keys: "
-                        f"{', '.join(sorted(HPARAM_DEFAULTS))}")
     hp = hparams(spec)
-    for key, allowed in (("input_distribution", ("none", "normal", "uniform")),
-                         ("noise_target", ("backward", "all")), ("optimizer_split", ("single", "separate")),
-                         ("inputs", ("white", "data"))):
-        if hp[key] not in allowed:
-            raise _allowed(f"hparams.{key}", hp[key], allowed)
-    for key in ("lr", "momentum", "wd", "warmup_epochs", "input_stddev", "noise_var", "b_lr"):
-        if not isinstance(hp[key], (int, float)) or hp[key] < 0:
-            raise SpecError(f"run spec: key 'hparams.{key}' is {hp[key]!r}; expected a non-negative number")
-    for key in ("alpha", "beta", "gamma"):
-        if hp[key] is not None and (not isinstance(hp[key], (int, float)) or hp[key] < 0):
-            raise SpecError(f"run spec: key 'hparams.{key}' is {hp[key]!r}; expected null or a non-negative number")
-    if not isinstance(hp["decay_epochs"], list):
-        raise SpecError(f"run spec: key 'hparams.decay_epochs' is {hp['decay_epochs']!r}; expected a list of epochs")
-    for key in ("metric_every", "steps_per_epoch"):
-        if not isinstance(hp[key], int) or hp[key] < 1:
-            raise SpecError(f"run spec: key 'hparams.{key}' is {hp[key]!r}; expected a positive integer")
     _validate_schedules(spec["rule"], hp)
     _validate_rates_and_switches(spec, hp)
 
 
 def _validate_schedules(rule: str, hp: dict) -> None:
     for c in COEFFICIENTS:
-        for end in ("start", "stop"):
-            v = hp[f"{c}_{end}"]
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0.0 <= v <= 1.0:
-                raise SpecError(f"run spec: key 'hparams.{c}_{end}' is {v!r}; expected a fraction of training in [0, 1]")
         if hp[f"{c}_start"] > hp[f"{c}_stop"]:
             raise SpecError(f"run spec: key 'hparams.{c}_start' is {hp[f'{c}_start']!r}; expected at most "
                             f"hparams.{c}_stop ({hp[f'{c}_stop']!r})")
-        cycle = hp[f"{c}_cycle"]
-        if cycle is not None and (not isinstance(cycle, (int, float)) or isinstance(cycle, bool) or cycle <= 0):
-            raise SpecError(f"run spec: key 'hparams.{c}_cycle' is {cycle!r}; expected null or a positive number of epochs")
-        rate = hp[f"{c}_schedule_rate"]
-        if not isinstance(rate, (int, float)) or isinstance(rate, bool):
-            raise SpecError(f"run spec: key 'hparams.{c}_schedule_rate' is {rate!r}; expected a number")
-        if hp[f"{c}_schedule_type"] not in SCHEDULE_TYPES:
-            raise _allowed(f"hparams.{c}_schedule_type", hp[f"{c}_schedule_type"], SCHEDULE_TYPES)
     used = [k for k in schedule_keys() if k in hp and hp[k] != schedule_keys()[k]]
     if used:
         own = RULE_COEFFICIENTS[rule]
@@ -192,14 +169,6 @@ def _validate_schedules(rule: str, hp: dict) -> None:
 
 
 def _validate_rates_and_switches(spec: dict, hp: dict) -> None:
-    delay, k = hp["delay_epochs"], hp["alternate_step_freq"]
-    if delay is not None and (not isinstance(delay, (int, float)) or isinstance(delay, bool) or delay < 0):
-        raise SpecError(f"run spec: key 'hparams.delay_epochs' is {delay!r}; expected null or a non-negative number")
-    if k is not None and (not isinstance(k, int) or isinstance(k, bool) or k < 1):
-        raise SpecError(f"run spec: key 'hparams.alternate_step_freq' is {k!r}; expected null or an integer >= 1")
-    for flag in ("constant_rate",) + REGULARIZER_FLAGS + IA_FLAGS:
-        if not isinstance(hp[flag], bool):
-            raise _allowed(f"hparams.{flag}", hp[flag], (False, True))
     for flag in IA_FLAGS:
         if hp[flag] and spec["rule"] != "ia":
             raise SpecError(f"run spec: key 'hparams.{flag}' is True; it is an information-alignment switch "
