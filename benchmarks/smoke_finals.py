@@ -8,7 +8,8 @@ A run is matched by the content of its spec (``spec.json``, canonical JSON), not
 directory. ``compare`` prints the counts (matched, identical, moved within/outside the tolerance,
 status changed, only before, only after), the largest differences, and every run whose status
 changed or whose final test accuracy moved by more than ``--tolerance`` points (default 0.5).
-A refactor must show no such run.
+Metrics that time the machine rather than the training (``time_*``, e.g. wide_align's seconds per
+epoch) are left out of the comparison. A refactor must show no such run.
 """
 from __future__ import annotations
 
@@ -38,7 +39,9 @@ def record(results: Path) -> dict[str, dict]:
 
 
 def _numbers(final: dict) -> dict[str, float]:
-    return {k: v for k, v in final.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    """The final metrics that depend on the training alone (clock metrics ``time_*`` left out)."""
+    return {k: v for k, v in final.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and not k.startswith("time_")}
 
 
 def compare(before: dict, after: dict, tolerance: float) -> tuple[dict, list[str]]:
@@ -57,7 +60,7 @@ def compare(before: dict, after: dict, tolerance: float) -> tuple[dict, list[str
                             f"{b['status']} (diverged {b['diverged_epoch']})")
             continue
         na, nb = _numbers(a["final"]), _numbers(b["final"])
-        if na == nb and set(a["final"]) == set(b["final"]):
+        if na == nb and set(a["final"]) == set(b["final"]):  # identical up to clock metrics
             counts["identical"] += 1
             continue
         diffs = {k: abs(na[k] - nb[k]) for k in set(na) & set(nb) if math.isfinite(na[k]) and math.isfinite(nb[k])}

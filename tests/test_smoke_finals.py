@@ -16,7 +16,8 @@ def _results(root, runs):
         d.mkdir(parents=True)
         (d / "spec.json").write_text(json.dumps(spec))
         (d / "final.json").write_text(json.dumps({"run_id": rid, "status": status, "diverged_epoch": None,
-                                                  "final": {"final_acc": acc, "test_loss": 1.0}}))
+                                                  "final": {"final_acc": acc, "test_loss": 1.0,
+                                                            "time_epoch": len(rid)}}))
     return root
 
 
@@ -27,8 +28,8 @@ def _run(*args):
 def test_compare_matches_by_spec_and_flags_what_moved(tmp_path):
     a, b, c = ({"paper": "p", "seed": s, "hparams": {"lr": 0.1}} for s in range(3))
     before = _results(tmp_path / "before", {"x-1": (a, "ok", 50.0), "x-2": (b, "ok", 60.0), "x-3": (c, "ok", 70.0)})
-    # other ids (as after a change of naming): matched by spec all the same
-    after = _results(tmp_path / "after", {"y-1": (a, "ok", 50.0), "y-2": (b, "ok", 60.3), "y-3": (c, "diverged", None)})
+    # other ids (as after a change of naming; time_epoch differs): matched by spec all the same
+    after = _results(tmp_path / "after", {"yy-1": (a, "ok", 50.0), "y-2": (b, "ok", 60.3), "y-3": (c, "diverged", None)})
     for name, root in (("before", before), ("after", after)):
         assert _run("record", str(root), str(tmp_path / f"{name}.json")).returncode == 0
     done = _run("compare", str(tmp_path / "before.json"), str(tmp_path / "after.json"))
