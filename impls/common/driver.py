@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import sys
 import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -58,10 +59,10 @@ class Progress:
         return self.epoch
 
 
-class BatchProgram:
-    """What a paper implements for the driver; the defaults suit most papers.
+class BatchProgram(ABC):
+    """What a paper implements for the driver; the defaults of the hooks suit most papers.
 
-    Required: ``metric_names``, ``evaluate``, ``train_epoch``, ``state``, ``load_state``,
+    Required (abstract): ``metric_names``, ``evaluate``, ``train_epoch``, ``state``, ``load_state``,
     ``run_files``, ``device``. The run axis is the leading axis of every per-run array.
     """
 
@@ -72,29 +73,29 @@ class BatchProgram:
     #: losses whose non-finite value marks a run diverged (``diverged``'s default)
     divergence_losses = ("train_loss", "test_loss")
 
+    @abstractmethod
     def evaluate(self) -> Mapping[str, np.ndarray]:
         """Metrics of the untrained runs (epoch 0), each an array over runs."""
-        raise NotImplementedError
 
+    @abstractmethod
     def train_epoch(self, progress: Progress) -> Mapping[str, np.ndarray]:
         """Train epoch ``progress.epoch`` (1-based) of every active run; return its metrics."""
-        raise NotImplementedError
 
+    @abstractmethod
     def state(self) -> Any:
         """Everything that evolves during training, as a tree of dicts, lists, None and arrays."""
-        raise NotImplementedError
 
+    @abstractmethod
     def load_state(self, state: Any) -> None:
         """Take back a tree ``state()`` returned (its arrays as numpy, its tuples as lists)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def run_files(self, i: int) -> Mapping[str, Mapping[str, np.ndarray]]:
         """Files of run ``i`` after training: ``{"params.npz": {name: array}}``."""
-        raise NotImplementedError
 
+    @abstractmethod
     def device(self) -> dict[str, str]:
         """The accelerator record (``provenance.jax_device()`` or ``torch_loop.device_record``)."""
-        raise NotImplementedError
 
     # ------------------------------------------------------------------ optional hooks
     def diverged(self, progress: Progress) -> np.ndarray:
