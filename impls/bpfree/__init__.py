@@ -1,2 +1,1 @@
-"""bpfree: DFA, DRTP, local losses, FA and BP for fully connected nets and the source papers' conv nets
-(spec ../shared/papers/bpfree.md)."""
+"""bpfree: DFA, DRTP, local losses, FA and BP for fully connected nets and the source papers' conv nets."""

@@ -1,6 +1,6 @@
 """wide_align: Boopathy & Fiete, ICML 2022 -- How to train your wide neural network without backprop.
 
-Spec: ../shared/papers/wide_align.md. PyTorch. Modules: ``options`` (what a spec may name),
+PyTorch. Modules: ``options`` (what a spec may name),
 ``models`` (NTK all-conv net, batch-axis norm, stacked over runs), ``rules`` (BP, FA, DFA,
 Align-zero, Align-ada, Align-prop, last-layer), ``stacked`` (a batch of runs as one stacked net:
 data, state, train epoch, evaluation), ``train`` (the programs the common driver trains and
