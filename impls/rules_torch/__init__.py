@@ -121,6 +121,21 @@ def minibatch_mean(grads: Sequence[torch.Tensor], y: torch.Tensor, target: torch
     return scaled, state, {"loss": cross_entropy(y, target).mean(-1), "y": y}
 
 
+def fixed_feedback_rule(init_one_run: Callable, pseudo_grads: Callable, activation: str = "relu") -> LearningRule:
+    """A rule whose state is fixed random feedback (FA, DFA): ``init(weights, generator)`` draws
+    ``init_one_run`` run by run (``stacked_feedback``); ``estimate`` is ``pseudo_grads`` per example
+    averaged over the minibatch (``minibatch_mean``)."""
+
+    def init(weights, generator: torch.Generator):
+        return stacked_feedback(init_one_run, weights, generator)
+
+    def estimate(weights, feedback, x, target, masks=None):
+        grads, y = pseudo_grads(weights, x, target, feedback, masks, activation)
+        return minibatch_mean(grads, y, target, feedback)
+
+    return LearningRule(init=init, estimate=estimate)
+
+
 def set_grads(weights: Sequence[torch.Tensor], grads: Sequence[torch.Tensor]) -> None:
     """Hand pseudo-gradients to a ``torch.optim`` optimiser over ``weights`` (``.grad`` of each leaf)."""
     for w, g in zip(weights, grads):

@@ -30,8 +30,7 @@ from typing import Sequence
 
 import torch
 
-from impls.rules_torch import (LearningRule, hidden_derivative, minibatch_mean, mlp_forward, outer_sum,
-                               stacked_feedback)
+from impls.rules_torch import LearningRule, fixed_feedback_rule, hidden_derivative, mlp_forward, outer_sum
 
 #: layouts of the conv-net feedback (``conv_signal``'s ``mode``)
 CONV_MODES = ("full", "pooled")
@@ -75,15 +74,7 @@ def pseudo_grads(weights, x, target, feedback, masks=None, activation: str = "re
 
 def direct_feedback_alignment(activation: str = "relu") -> LearningRule:
     """DFA as a rule object; ``init(weights, generator)`` draws :func:`init_feedback` run by run."""
-
-    def init(weights, generator: torch.Generator):
-        return stacked_feedback(init_feedback, weights, generator)
-
-    def estimate(weights, feedback, x, target, masks=None):
-        grads, y = pseudo_grads(weights, x, target, feedback, masks, activation)
-        return minibatch_mean(grads, y, target, feedback)
-
-    return LearningRule(init=init, estimate=estimate)
+    return fixed_feedback_rule(init_feedback, pseudo_grads, activation)
 
 
 # ----------------------------------------------------------------------------- conv nets

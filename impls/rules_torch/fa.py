@@ -21,7 +21,7 @@ import math
 
 import torch
 
-from impls.rules_torch import LearningRule, backprop, minibatch_mean, mlp_forward, stacked_feedback
+from impls.rules_torch import LearningRule, backprop, fixed_feedback_rule, mlp_forward
 
 
 def init_feedback(weights, generator: torch.Generator) -> list[torch.Tensor | None]:
@@ -45,12 +45,4 @@ def pseudo_grads(weights, x, target, feedback, masks=None, activation: str = "re
 
 def feedback_alignment(activation: str = "relu") -> LearningRule:
     """FA as a rule object; ``init(weights, generator)`` draws :func:`init_feedback` run by run."""
-
-    def init(weights, generator: torch.Generator):
-        return stacked_feedback(init_feedback, weights, generator)
-
-    def estimate(weights, feedback, x, target, masks=None):
-        grads, y = pseudo_grads(weights, x, target, feedback, masks, activation)
-        return minibatch_mean(grads, y, target, feedback)
-
-    return LearningRule(init=init, estimate=estimate)
+    return fixed_feedback_rule(init_feedback, pseudo_grads, activation)
