@@ -1,6 +1,6 @@
 """aggregate: the runs of one figure -> one tidy table (results/<paper>/<figure>.csv).
 
-Caller: workflow/scripts/aggregate.py (the ``aggregate`` rule).
+Caller: workflow/scripts/figure.py (the ``figure`` rule).
 Returns/writes: one row per (run, epoch, split, metric) with the figure's factors as columns
 (``hparams.lr`` becomes ``lr``), the run's ``status`` (ok|diverged), ``diverged_epoch`` and
 its reduced metrics (``final_acc``, ``best_test_acc``, ``final_test_acc``, ...).

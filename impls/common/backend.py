@@ -1,14 +1,53 @@
-"""The accelerator a job expects, asserted before any work (no silent CPU fallback).
+"""The accelerator a job expects, asserted before any work (no silent CPU fallback), and the
+threads and compilation cache a job's framework uses.
 
-Caller: ``impls.common.cli`` before a JAX impl trains or evaluates.
+Caller: ``impls.common.cli`` before an impl trains or evaluates.
 """
 from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
 
 PLATFORMS = ("auto", "cpu", "gpu", "tpu")
 
 
 class BackendMismatch(RuntimeError):
     """The job was asked for an accelerator it cannot see."""
+
+
+def configure_framework(framework: str, threads: int | None, compile_cache: Path | None) -> None:
+    """Set, before JAX or PyTorch is imported, how many CPU threads it may use and where JAX keeps
+    its persistent compilation cache. Only environment variables: nothing is imported here.
+
+    ``threads=1`` turns off XLA's multi-threaded Eigen kernels and sets OMP/MKL/OpenBLAS threads to
+    1 (PyTorch sizes its intra-op pool from ``OMP_NUM_THREADS``); ``threads=n`` sets those pools
+    to n; XLA's own CPU thread pool has no size setting and keeps one thread per core. ``None``
+    leaves every framework default. The compilation cache keeps every compiled program (no minimum
+    compile time or size), keyed by XLA on the program, its flags, the jax version and the device,
+    so a later process with the same shapes loads the executable instead of compiling it again.
+    """
+    if threads is not None:
+        if threads < 1:
+            raise BackendMismatch(f"--threads must be at least 1, got {threads}")
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            os.environ[var] = str(threads)
+        if framework == "jax" and threads == 1:
+            flags = os.environ.get("XLA_FLAGS", "")
+            if "xla_cpu_multi_thread_eigen" not in flags:
+                os.environ["XLA_FLAGS"] = f"{flags} --xla_cpu_multi_thread_eigen=false".strip()
+    if compile_cache is not None and framework == "jax":
+        os.environ["JAX_COMPILATION_CACHE_DIR"] = str(Path(compile_cache).resolve())
+        os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+        os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
+
+
+@functools.cache
+def require_platform(framework: str, expected: str) -> str:
+    """``require_jax_platform`` or ``require_torch_platform``, once per process."""
+    if framework == "jax":
+        return require_jax_platform(expected)
+    return require_torch_platform(expected)
 
 
 def require_jax_platform(expected: str) -> str:

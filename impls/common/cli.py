@@ -1,9 +1,12 @@
-"""``python -m impls.<paper> train|evaluate BATCH_JSON``: the one entry every impl shares.
+"""``python -m impls.<paper> run|train|evaluate BATCH_JSON...``: the one entry every impl shares.
 
-Caller: the ``train`` and ``evaluate`` rules (workflow/rules/train.smk), tests, users.
+Caller: the ``train`` rule (workflow/rules/train.smk: ``run``), tests, users.
 A paper's ``__main__`` is one ``main(Impl(...))`` call.
 
-A batch file (written by the ``batch_spec`` rule) lists run ids and their specs. ``train``
+A batch file (written by the workflow when it plans, ``Plan.write_batch_files``) lists run ids
+and their specs. ``run`` trains and then evaluates each batch given, one after another in this
+one process (imports, JIT caches and the persistent compilation cache are shared), and writes
+``--job-file`` last, listing every batch's evaluation. ``train``
 validates every spec, refuses a batch whose runs differ outside the paper's ``batch_over``,
 checks the accelerator, skips runs already trained, hands the rest to the common driver
 (``impls.common.driver``) with the paper's program in one process, and writes ``trained.json``
@@ -23,7 +26,7 @@ from typing import Any, Callable
 
 from impls.common import metrics, provenance
 from impls.common import specs as speclib
-from impls.common.backend import PLATFORMS, BackendMismatch, require_jax_platform, require_torch_platform
+from impls.common.backend import PLATFORMS, BackendMismatch, configure_framework, require_platform
 from impls.common.checkpoint import CheckpointMismatch
 from impls.common.errors import SpecError
 from impls.common.io import atomic_write_json, read_json
@@ -134,15 +137,16 @@ def paper_batch_over(paper: str) -> list[str]:
     return list(load_paper(speclib.REPO_ROOT, paper)["batch_over"])
 
 
-def _train(args, impl: Impl) -> None:
+def _results_dir(args, batch_json: Path) -> Path:
+    return args.results_dir if args.results_dir is not None else batch_json.resolve().parents[2]
+
+
+def _train(args, impl: Impl, batch_json: Path) -> None:
     from impls.common import driver
 
-    doc = read_json(args.batch_json)
-    job = load_batch(args.batch_json, args.results_dir, paper_batch_over(doc["paper"]))
-    if impl.framework == "jax":
-        require_jax_platform(args.platform)
-    else:
-        require_torch_platform(args.platform)
+    doc = read_json(batch_json)
+    job = load_batch(batch_json, _results_dir(args, batch_json), paper_batch_over(doc["paper"]))
+    require_platform(impl.framework, args.platform)
     todo = pending(job)
     print(f"[{job.batch_id}] {len(job.run_ids)} runs, {len(todo.run_ids)} to train", file=sys.stderr, flush=True)
     if todo.run_ids:
@@ -152,38 +156,61 @@ def _train(args, impl: Impl) -> None:
     atomic_write_json(job.batch_dir / "trained.json", {"batch_id": job.batch_id, "runs": statuses})
 
 
-def _evaluate(args, impl: Impl) -> None:
-    job = load_batch(args.batch_json, args.results_dir)
+def _evaluate(args, impl: Impl, batch_json: Path) -> dict:
+    job = load_batch(batch_json, _results_dir(args, batch_json))
     finals = {rid: metrics.reduce_run(d) for rid, d in zip(job.run_ids, job.run_dirs)}
     if impl.evaluate:
         resolve(impl.evaluate)(job, finals, TrainOptions(args.datasets_dir, 0.0, args.platform))
     for rid, run_dir in zip(job.run_ids, job.run_dirs):
         atomic_write_json(run_dir / "final.json", finals[rid])
-    atomic_write_json(job.batch_dir / "evaluated.json", {
+    evaluated = {
         "batch_id": job.batch_id,
         "runs": {rid: {"status": f["status"], "final_acc": f["final"].get("final_acc")} for rid, f in finals.items()},
         "git_commit": provenance.git_commit(),
-    })
+    }
+    atomic_write_json(job.batch_dir / "evaluated.json", evaluated)
+    return evaluated
+
+
+def _run(args, impl: Impl) -> None:
+    """Train then evaluate every batch, in order; the job file is written only when all are done."""
+    batches = {}
+    for batch_json in args.batch_json:
+        _train(args, impl, batch_json)
+        batches[str(batch_json)] = _evaluate(args, impl, batch_json)
+    if args.job_file is not None:
+        atomic_write_json(args.job_file, {"batches": batches})
+
+
+COMMANDS = {
+    "run": (_run, "train, then evaluate, each batch in turn (what the workflow's train rule calls)"),
+    "train": (lambda args, impl: [_train(args, impl, b) for b in args.batch_json], "train each batch"),
+    "evaluate": (lambda args, impl: [_evaluate(args, impl, b) for b in args.batch_json],
+                 "evaluate each trained batch (final.json of its runs, then evaluated.json)"),
+}
 
 
 def main(impl: Impl, argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m impls.<paper>", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("train", "evaluate"):
-        p = sub.add_parser(name)
-        p.add_argument("batch_json", type=Path, help="results/<paper>/batches/<batch>/batch.json")
+    for name, (_, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("batch_json", type=Path, nargs="+", help="results/<paper>/batches/<batch>/batch.json")
         p.add_argument("--results-dir", type=Path, default=None, help="default: the batch file's results/<paper>")
         p.add_argument("--datasets-dir", type=Path, default=Path("resources/datasets"))
         p.add_argument("--platform", choices=PLATFORMS, default="auto")
         p.add_argument("--checkpoint-minutes", type=float, default=10.0)
+        p.add_argument("--threads", type=int, default=None,
+                       help="CPU threads the framework may use (default: its own choice, all cores)")
+        p.add_argument("--compile-cache", type=Path, default=None,
+                       help="JAX persistent compilation cache directory, shared by jobs and repeated runs")
+        if name == "run":
+            p.add_argument("--job-file", type=Path, default=None,
+                           help="written last, when every batch is trained and evaluated (the rule's output)")
     args = parser.parse_args(argv)
-    if args.results_dir is None:
-        args.results_dir = args.batch_json.resolve().parents[2]
     try:
-        if args.command == "train":
-            _train(args, impl)
-        else:
-            _evaluate(args, impl)
+        configure_framework(impl.framework, args.threads, args.compile_cache)
+        COMMANDS[args.command][0](args, impl)
     except (SpecError, BackendMismatch, CheckpointMismatch, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -53,9 +53,26 @@ def to_jsonable(value: Any) -> Any:
     return value
 
 
+def json_text(obj: Any) -> str:
+    """The text ``atomic_write_json`` writes for ``obj``."""
+    return json.dumps(to_jsonable(obj), indent=2, sort_keys=True, allow_nan=False) + "\n"
+
+
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
-    text = json.dumps(to_jsonable(obj), indent=2, sort_keys=True, allow_nan=False)
-    return atomic_write_text(path, text + "\n")
+    return atomic_write_text(path, json_text(obj))
+
+
+def write_json_if_changed(path: str | os.PathLike, obj: Any) -> bool:
+    """Write ``obj`` to ``path`` (atomically) unless the file already holds exactly that text, so
+    that an unchanged file keeps its mtime. Returns whether it wrote."""
+    text = json_text(obj)
+    try:
+        if Path(path).read_text(encoding="utf-8") == text:
+            return False
+    except (OSError, UnicodeDecodeError):
+        pass
+    atomic_write_text(path, text)
+    return True
 
 
 def read_json(path: str | os.PathLike) -> Any:

@@ -10,6 +10,10 @@ Returns: a ``Plan``; nothing is written to disk.
   (seeds, learning rates, ...): the impl trains it in one vectorised process. Batches are
   formed over every figure of every configured paper, so each run belongs to exactly one
   batch whichever target is asked for.
+- A *train job* is what one ``train`` rule job (one Python process) does: train, then evaluate,
+  one or more batches of a paper, one after another, sharing the imports and compiled code.
+  ``train_jobs[scale].batches`` sets how many (smoke: a paper's batches in one job; cpu and
+  paper: one batch per job, so a cluster runs every batch as its own job).
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ import yaml
 
 from impls.common import specs as speclib
 from impls.common.errors import SpecError
+from impls.common.io import write_json_if_changed
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,13 @@ class Batch:
     dataset: str
 
 
+@dataclass(frozen=True)
+class TrainJob:
+    paper: str
+    job_id: str
+    batch_ids: tuple[str, ...]
+
+
 @dataclass
 class Plan:
     scale: str
@@ -57,10 +69,30 @@ class Plan:
     runs: dict[str, dict] = field(default_factory=dict)
     batches: dict[str, Batch] = field(default_factory=dict)
     batch_of: dict[str, str] = field(default_factory=dict)
+    jobs: dict[str, TrainJob] = field(default_factory=dict)
+    job_of: dict[str, str] = field(default_factory=dict)
+    threads: int = 1
 
     def figure_batches(self, target: str) -> list[Batch]:
         ids = dict.fromkeys(self.batch_of[r] for r in self.figures[target].run_ids)
         return [self.batches[b] for b in ids]
+
+    def figure_jobs(self, target: str) -> list[TrainJob]:
+        ids = dict.fromkeys(self.job_of[b.batch_id] for b in self.figure_batches(target))
+        return [self.jobs[j] for j in ids]
+
+    def batch_file(self, results: str | Path, batch_id: str) -> Path:
+        return Path(results) / self.batches[batch_id].paper / "batches" / batch_id / "batch.json"
+
+    def batch_doc(self, batch_id: str) -> dict:
+        batch = self.batches[batch_id]
+        return {"paper": batch.paper, "batch_id": batch_id, "runs": {r: self.runs[r] for r in batch.run_ids}}
+
+    def write_batch_files(self, results: str | Path) -> None:
+        """Write ``<results>/<paper>/batches/<batch>/batch.json`` of every batch whose file is missing
+        or different (an unchanged file keeps its mtime, so Snakemake does not retrain it)."""
+        for batch_id in self.batches:
+            write_json_if_changed(self.batch_file(results, batch_id), self.batch_doc(batch_id))
 
     def targets(self, paper: str | None = None) -> list[str]:
         return [t for t, f in self.figures.items() if paper is None or f.paper == paper]
@@ -147,6 +179,8 @@ def build_plan(config: Mapping[str, Any], root: str | Path) -> Plan:
     scale = config["scale"]
     plan = Plan(scale=scale)
     max_runs = int(config.get("max_runs_per_batch") or 64)
+    cut = {**DEFAULT_TRAIN_JOBS.get(scale, {}), **(config.get("train_jobs") or {}).get(scale, {})}
+    plan.threads = int(cut["threads"])
     for paper in config["papers"]:
         doc = load_paper(root, paper)
         plan.papers[paper] = doc
@@ -177,4 +211,22 @@ def build_plan(config: Mapping[str, Any], root: str | Path) -> Plan:
                 plan.batches[batch_id] = Batch(paper, batch_id, chunk, first["dataset"])
                 for rid in chunk:
                     plan.batch_of[rid] = batch_id
+        _cut_jobs(plan, paper, int(cut["batches"]))
     return plan
+
+
+#: train_jobs of a scale that config.yaml leaves out
+DEFAULT_TRAIN_JOBS = {"smoke": {"batches": 64, "threads": 1}, "cpu": {"batches": 1, "threads": 2},
+                      "paper": {"batches": 1, "threads": 4}}
+
+
+def _cut_jobs(plan: Plan, paper: str, batches_per_job: int) -> None:
+    """Cut the paper's batches, in plan order, into train jobs of at most ``batches_per_job``.
+    A job of one batch is named after it; a larger one ``<paper>-<n>x-<hash of its batch ids>``."""
+    ids = [b for b, batch in plan.batches.items() if batch.paper == paper]
+    for start in range(0, len(ids), batches_per_job):
+        chunk = tuple(ids[start:start + batches_per_job])
+        job_id = chunk[0] if len(chunk) == 1 else f"{paper}-{len(chunk)}x-{speclib.short_hash(','.join(chunk))}"
+        plan.jobs[job_id] = TrainJob(paper, job_id, chunk)
+        for batch_id in chunk:
+            plan.job_of[batch_id] = job_id

@@ -1,6 +1,6 @@
 """plot: a figure's tidy table -> PNG + PDF (seaborn), as paper.yaml's ``plot`` block says.
 
-Caller: workflow/scripts/plot.py (the ``plot`` rule).
+Caller: workflow/scripts/figure.py (the ``figure`` rule).
 Every image carries a title naming the paper figure it reproduces and a footer with the
 scale, dataset and git commit. Diverged runs stay visible: drawn up to the epoch they
 diverged, ending in an ``x``, and marked "(diverged)" in the legend.

@@ -9,13 +9,17 @@ from snakemake.exceptions import WorkflowError
 from impls.common.errors import SpecError
 from impls.common.plan import build_plan
 
+RESULTS = "results"
+DATASETS = "resources/datasets"
+# JAX's persistent compilation cache, shared by every train job and by repeated runs
+COMPILE_CACHE = "resources/jax-compile-cache"
+
 try:
     PLAN = build_plan(config, workflow.basedir)
 except SpecError as err:
     raise WorkflowError(str(err)) from None
-
-RESULTS = "results"
-DATASETS = "resources/datasets"
+# every batch.json, written only where missing or changed (so an unchanged batch is not retrained)
+PLAN.write_batch_files(RESULTS)
 
 
 def _uses_conda():
@@ -36,17 +40,9 @@ def paper_env(wildcards):
     return f"{workflow.basedir}/envs/{PLAN.papers[wildcards.paper]['framework']}.yaml"
 
 
-def batch_dir(paper, batch_id):
-    return f"{RESULTS}/{paper}/batches/{batch_id}"
-
-
-def batch_dataset(wildcards):
-    return f"{DATASETS}/{PLAN.batches[wildcards.batch].dataset}.npz"
-
-
 def figure_evaluations(wildcards):
-    """evaluated.json of every batch that holds a run of this figure."""
-    return [f"{batch_dir(b.paper, b.batch_id)}/evaluated.json" for b in PLAN.figure_batches(wildcards.figure)]
+    """The job file of every train job that trains a run of this figure."""
+    return [f"{RESULTS}/{j.paper}/jobs/{j.job_id}.json" for j in PLAN.figure_jobs(wildcards.figure)]
 
 
 def figure_outputs(target):
@@ -63,13 +59,13 @@ def all_figure_outputs():
 
 
 def train_resources(name):
-    """Resources of the train/evaluate jobs: the accelerator they must hold."""
+    """Resources of the train jobs: the accelerator they must hold."""
     platform = config["platform"]
     return {"gpu": 1 if platform == "gpu" else 0, "tpu": 1 if platform == "tpu" else 0}
 
 
 wildcard_constraints:
     paper="[a-z_]+",
-    batch="[A-Za-z0-9_.-]+",
+    job="[A-Za-z0-9_.-]+",
     figure="(fig|tab)_[a-z0-9_]+",
     dataset="[a-z0-9_]+",

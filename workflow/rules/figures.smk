@@ -1,4 +1,4 @@
-# aggregate -> results/<paper>/<figure>.csv (tidy), plot -> .png (in the report) + .pdf
+# figure: aggregate -> results/<paper>/<figure>.csv (tidy), then plot -> .png (in the report) + .pdf
 
 
 def figure_params(wildcards):
@@ -11,25 +11,12 @@ def figure_params(wildcards):
     }
 
 
-rule aggregate:
+rule figure:
+    # one job (one process) per figure: the tidy table, then its plot
     input:
         figure_evaluations,
     output:
-        f"{RESULTS}/{{paper}}/{{figure}}.csv",
-    localrule: True
-    log:
-        "logs/{paper}/aggregate/{figure}.log",
-    params:
-        figure=figure_params,
-        results=RESULTS,
-    script:
-        "../scripts/aggregate.py"
-
-
-rule plot:
-    input:
-        f"{RESULTS}/{{paper}}/{{figure}}.csv",
-    output:
+        csv=f"{RESULTS}/{{paper}}/{{figure}}.csv",
         png=report(
             f"{RESULTS}/{{paper}}/{{figure}}.png",
             caption="../report/figure.rst",
@@ -40,11 +27,12 @@ rule plot:
         pdf=f"{RESULTS}/{{paper}}/{{figure}}.pdf",
     localrule: True
     log:
-        "logs/{paper}/plot/{figure}.log",
+        "logs/{paper}/figure/{figure}.log",
     params:
         figure=figure_params,
+        results=RESULTS,
     script:
-        "../scripts/plot.py"
+        "../scripts/figure.py"
 
 
 def claim_targets():

@@ -1,55 +1,36 @@
-# batch_spec -> train -> evaluate, generic over papers: each calls `python -m impls.<paper>`.
-# A batch is every run that differs only in the paper's `batch_over` keys; one job trains it.
+# train: one job trains, then evaluates, the batches of one train job (PLAN.jobs) by calling
+# `python -m impls.<paper> run`, generic over papers. A batch is every run that differs only in the
+# paper's `batch_over` keys; its batch.json is written when the workflow is planned
+# (common.smk). How many batches one job takes, and its threads: config train_jobs.
 
 
-rule batch_spec:
-    output:
-        f"{RESULTS}/{{paper}}/batches/{{batch}}/batch.json",
-    localrule: True
-    params:
-        runs=lambda wc: {rid: PLAN.runs[rid] for rid in PLAN.batches[wc.batch].run_ids},
-    run:
-        from impls.common.io import atomic_write_json
+def job_batch_files(wildcards):
+    return [str(PLAN.batch_file(RESULTS, b)) for b in PLAN.jobs[wildcards.job].batch_ids]
 
-        atomic_write_json(output[0], {"paper": wildcards.paper, "batch_id": wildcards.batch, "runs": params.runs})
+
+def job_datasets(wildcards):
+    names = dict.fromkeys(PLAN.batches[b].dataset for b in PLAN.jobs[wildcards.job].batch_ids)
+    return [f"{DATASETS}/{name}.npz" for name in names]
 
 
 rule train:
     input:
-        batch=f"{RESULTS}/{{paper}}/batches/{{batch}}/batch.json",
-        data=batch_dataset,
+        batches=job_batch_files,
+        data=job_datasets,
     output:
-        f"{RESULTS}/{{paper}}/batches/{{batch}}/trained.json",
+        f"{RESULTS}/{{paper}}/jobs/{{job}}.json",
     log:
-        "logs/{paper}/train/{batch}.log",
+        "logs/{paper}/train/{job}.log",
+    threads: PLAN.threads
     params:
         platform=config["platform"],
         checkpoint_minutes=config.get("checkpoint_minutes", 10),
+        compile_cache=COMPILE_CACHE,
     resources:
         **train_resources("train"),
     conda:
         paper_env
     shell:
-        "{PY_ENV} {PYTHON} -m impls.{wildcards.paper} train {input.batch}"
-        " --datasets-dir {DATASETS} --platform {params.platform}"
-        " --checkpoint-minutes {params.checkpoint_minutes} 2> {log}"
-
-
-rule evaluate:
-    input:
-        batch=f"{RESULTS}/{{paper}}/batches/{{batch}}/batch.json",
-        trained=f"{RESULTS}/{{paper}}/batches/{{batch}}/trained.json",
-        data=batch_dataset,
-    output:
-        f"{RESULTS}/{{paper}}/batches/{{batch}}/evaluated.json",
-    log:
-        "logs/{paper}/evaluate/{batch}.log",
-    params:
-        platform=config["platform"],
-    resources:
-        **train_resources("evaluate"),
-    conda:
-        paper_env
-    shell:
-        "{PY_ENV} {PYTHON} -m impls.{wildcards.paper} evaluate {input.batch}"
-        " --datasets-dir {DATASETS} --platform {params.platform} 2> {log}"
+        "{PY_ENV} {PYTHON} -m impls.{wildcards.paper} run {input.batches} --job-file {output}"
+        " --datasets-dir {DATASETS} --platform {params.platform} --threads {threads}"
+        " --compile-cache {params.compile_cache} --checkpoint-minutes {params.checkpoint_minutes} 2> {log}"
