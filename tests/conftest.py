@@ -35,6 +35,20 @@ def run_snakemake(cwd: Path, *args: str, timeout: int = 900) -> subprocess.Compl
 
 
 @pytest.fixture(scope="session")
+def smoke_dag(tmp_path_factory) -> Path:
+    """The whole smoke DAG, built once per test session and shared by the end-to-end tests:
+    `snakemake --cores 2 all` (every figure and table of every configured paper, and the scorecard),
+    then `--report results/report.html`, in a fresh copy of the repo. Tests only read it; one that
+    runs Snakemake in it must not change what it built. Returns the copy's root."""
+    root = copy_repo(tmp_path_factory.mktemp("smoke-dag") / "repo")
+    done = run_snakemake(root, "--cores", "2", "all", timeout=3600)
+    assert done.returncode == 0, done.stderr[-5000:]
+    report = run_snakemake(root, "--cores", "1", "all", "--report", "results/report.html")
+    assert report.returncode == 0, report.stderr[-5000:]
+    return root
+
+
+@pytest.fixture(scope="session")
 def datasets_dir(tmp_path_factory) -> Path:
     """resources/datasets with digits cached (the smoke dataset)."""
     from impls.common.datasets import prepare_dataset

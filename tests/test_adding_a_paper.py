@@ -2,7 +2,7 @@
 
 The toy paper trains softmax regression (numpy) on digits. It adds papers/toy/paper.yaml and
 impls/toy/ only: its targets (fig_toy_curve, toy_all) are generated from paper.yaml, and the
-generic rules (dataset, batch_spec, train, evaluate, aggregate, plot, scorecard) do the rest.
+generic rules (dataset, train, figure, scorecard) do the rest.
 """
 from __future__ import annotations
 

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from impls.common.io import read_json
 from impls.common.plan import build_plan, paper_target
 from tests.conftest import REPO, configured_claims, run_snakemake
 from tests.e2e_checks import DEFAULT_MIN_PNG_BYTES, MIN_PNG_BYTES, PAPER_CHECKS
@@ -21,15 +22,20 @@ pytestmark = pytest.mark.e2e
 CONFIG = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 PLAN = build_plan(CONFIG, REPO)  # at the configured scale: smoke
 PAPERS = list(PLAN.papers)
-GENERIC_RULES = ("dataset", "batch_spec", "train", "evaluate", "aggregate", "plot", "scorecard", "all")
+GENERIC_RULES = ("dataset", "train", "figure", "scorecard", "all")
 
 
 def only(paper: str, *settings: str) -> list[str]:
     return ["--config", f"papers=[{paper}]", *settings]
 
 
-def finished(done) -> bool:
-    return done.returncode == 0 and "Nothing to be done" in done.stdout + done.stderr
+def written_files(root):
+    return sorted(str(p.relative_to(root)) for p in root.glob("results/**/*") if p.is_file())
+
+
+def only_batch_files(root) -> bool:
+    """Planning writes each batch's batch.json (a dry run too) and nothing else."""
+    return all(name.endswith("/batch.json") and "/batches/" in name for name in written_files(root))
 
 
 def test_dry_run_lists_the_dag(workdir):
@@ -37,7 +43,18 @@ def test_dry_run_lists_the_dag(workdir):
     assert done.returncode == 0, done.stderr
     for rule in GENERIC_RULES:
         assert rule in done.stdout
-    assert not (workdir / "results").exists() and not (workdir / "resources").exists()
+    assert only_batch_files(workdir) and not (workdir / "resources").exists()
+    assert len(written_files(workdir)) == len(PLAN.batches)
+    # one train job per paper at smoke scale (config train_jobs): its batches share one process
+    jobs = {p: [j for j in PLAN.jobs.values() if j.paper == p] for p in PAPERS}
+    assert all(len(paper_jobs) == 1 for paper_jobs in jobs.values()), jobs
+
+
+def test_planning_again_leaves_unchanged_batch_files_alone(workdir):
+    assert run_snakemake(workdir, "-n", "all").returncode == 0
+    stamps = {p: p.stat().st_mtime_ns for p in workdir.glob("results/*/batches/*/batch.json")}
+    assert run_snakemake(workdir, "-n", "all").returncode == 0
+    assert {p: p.stat().st_mtime_ns for p in workdir.glob("results/*/batches/*/batch.json")} == stamps
 
 
 def test_every_figure_of_the_plan_is_a_target(workdir):
@@ -48,32 +65,36 @@ def test_every_figure_of_the_plan_is_a_target(workdir):
 
 
 @pytest.mark.parametrize("paper", PAPERS)
-def test_every_target_renders_at_smoke_scale(workdir, paper):
+def test_every_target_renders_at_smoke_scale(smoke_dag, paper):
     targets = PLAN.targets(paper)
-    dry = run_snakemake(workdir, "-n", *targets, *only(paper))
-    assert dry.returncode == 0, dry.stderr[-3000:]
-
-    done = run_snakemake(workdir, "--cores", "2", *targets, "results/scorecard.csv", *only(paper), timeout=1800)
-    assert done.returncode == 0, done.stderr[-3000:]
-    out, logs = workdir / "results" / paper, workdir / "logs" / paper
+    out, logs = smoke_dag / "results" / paper, smoke_dag / "logs" / paper
     for target in targets:
         assert (out / f"{target}.png").stat().st_size > MIN_PNG_BYTES.get(paper, DEFAULT_MIN_PNG_BYTES), target
         assert (out / f"{target}.pdf").stat().st_size > 1_000, target
-    # one train process per batch: runs differing only in batch_over keys train together
-    assert sorted(log.stem for log in (logs / "train").glob("*.log")) == sorted(
-        b.batch_id for b in PLAN.batches.values() if b.paper == paper)
+    # one train process per train job, each trained and evaluated every batch it names
+    jobs = [j for j in PLAN.jobs.values() if j.paper == paper]
+    assert sorted(log.stem for log in (logs / "train").glob("*.log")) == sorted(j.job_id for j in jobs)
+    for job in jobs:
+        assert sorted(read_json(out / "jobs" / f"{job.job_id}.json")["batches"]) == sorted(job.batch_ids)
+        for batch_id in job.batch_ids:
+            evaluated = read_json(out / "batches" / batch_id / "evaluated.json")
+            assert sorted(evaluated["runs"]) == sorted(PLAN.batches[batch_id].run_ids)
     if paper in PAPER_CHECKS:
         PAPER_CHECKS[paper](out, logs, PLAN)
 
-    assert finished(run_snakemake(workdir, "--cores", "2", *targets, paper_target(paper), *only(paper)))
-
-    report = run_snakemake(workdir, "--cores", "1", *targets, "results/scorecard.csv",
-                           "--report", "results/report.html", *only(paper))
-    assert report.returncode == 0, report.stderr[-3000:]
-    html = (workdir / "results" / "report.html").read_text(errors="replace")
+    html = (smoke_dag / "results" / "report.html").read_text(errors="replace")
     assert "scorecard" in html
     for target in targets:
         assert target in html and json.dumps(PLAN.figures[target].label)[1:-1] in html, target
+
+
+def test_a_built_dag_has_nothing_left_to_do(smoke_dag):
+    done = run_snakemake(smoke_dag, "-n", "all", *PLAN.targets(), *(paper_target(p) for p in PAPERS))
+    assert finished(done), (done.stdout + done.stderr)[-3000:]
+
+
+def finished(done) -> bool:
+    return done.returncode == 0 and "Nothing to be done" in done.stdout + done.stderr
 
 
 @pytest.mark.parametrize("scale", ["cpu", "paper"])
@@ -82,19 +103,20 @@ def test_cpu_and_paper_dags_resolve(workdir, paper, scale):
     done = run_snakemake(workdir, "-n", *PLAN.targets(paper), *only(paper, f"scale={scale}"))
     assert done.returncode == 0, done.stderr[-3000:]
     assert "train" in done.stdout + done.stderr
-    assert not (workdir / "results").exists()
+    assert only_batch_files(workdir)
+    # one train job per batch at cpu and paper scale (on a cluster: one SLURM job per batch)
+    plan = build_plan({**CONFIG, "papers": [paper], "scale": scale}, REPO)
+    assert all(job.batch_ids == (job_id,) for job_id, job in plan.jobs.items())
 
 
-def test_scorecard_lists_every_configured_claim(workdir):
+def test_scorecard_lists_every_configured_claim(smoke_dag):
     # claims targeted at another scale are listed, not run
-    card = run_snakemake(workdir, "--cores", "1", "results/scorecard.csv")
-    assert card.returncode == 0, card.stderr[-3000:]
-    scorecard = pd.read_csv(workdir / "results" / "scorecard.csv")
-    claims = configured_claims(workdir)
+    scorecard = pd.read_csv(smoke_dag / "results" / "scorecard.csv")
+    claims = configured_claims(smoke_dag)
     assert list(scorecard["claim_id"]) == [c["id"] for c in claims]
     other_scale = [c.get("scale", "paper") != PLAN.scale for c in claims]
     assert set(scorecard["verdict"][other_scale]) <= {"not run at this scale"}
-    assert (workdir / "results" / "scorecard.png").stat().st_size > 10_000
+    assert (smoke_dag / "results" / "scorecard.png").stat().st_size > 10_000
 
 
 @pytest.mark.parametrize("override, message", [

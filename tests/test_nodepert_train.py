@@ -75,6 +75,43 @@ def test_writes_the_run_contract(tmp_path, datasets_dir):
     assert not (batch_dir / "checkpoint.npz").exists()
 
 
+def test_run_trains_and_evaluates_several_batches_in_one_process(tmp_path, datasets_dir):
+    """`run B1 B2 --job-file J` (what the train rule calls) gives each batch exactly what `train`
+    then `evaluate` give it, and writes the job file last, naming both batches."""
+    np_runs, sgd_runs = make_specs(epochs=2), make_specs(rule="sgd", lrs=(0.1,), epochs=2)
+    one_by_one = tmp_path / "apart" / "results"
+    for batch_id, runs in (("b1", np_runs), ("b2", sgd_runs)):
+        batch = write_batch(one_by_one, runs, batch_id)
+        for command in ("train", "evaluate"):
+            assert impl(command, batch, datasets_dir).returncode == 0
+    together = tmp_path / "together" / "results"
+    batches = [write_batch(together, np_runs, "b1"), write_batch(together, sgd_runs, "b2")]
+    job_file = together / "nodepert" / "jobs" / "j.json"
+    done = subprocess.run([sys.executable, "-m", "impls.nodepert", "run", *map(str, batches), "--job-file",
+                           str(job_file), "--datasets-dir", str(datasets_dir)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert sorted(read_json(job_file)["batches"]) == ["b1", "b2"]
+    for rid in {**np_runs, **sgd_runs}:
+        a, b = (root / "nodepert" / "runs" / rid for root in (one_by_one, together))
+        pd.testing.assert_frame_equal(pd.read_csv(a / "metrics.csv"), pd.read_csv(b / "metrics.csv"))
+        assert read_json(a / "final.json")["final"] == read_json(b / "final.json")["final"]
+    for batch_id in ("b1", "b2"):
+        assert (together / "nodepert" / "batches" / batch_id / "evaluated.json").exists()
+
+
+def test_a_bad_batch_file_stops_the_job_before_any_training(tmp_path, datasets_dir):
+    good = write_batch(tmp_path / "results", make_specs(epochs=1), "good")
+    bad = write_batch(tmp_path / "results", {"np-x": {"paper": "nodepert"}}, "bad")
+    job_file = tmp_path / "results" / "nodepert" / "jobs" / "j.json"
+    done = subprocess.run([sys.executable, "-m", "impls.nodepert", "run", str(good), str(bad), "--job-file",
+                           str(job_file), "--datasets-dir", str(datasets_dir)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 2 and "bad/batch.json: run 'np-x'" in done.stderr, done.stderr
+    assert "epoch" not in done.stderr and not (tmp_path / "results" / "nodepert" / "runs").exists()
+    assert not job_file.exists()
+
+
 def test_same_spec_and_seed_give_identical_metrics(tmp_path, datasets_dir):
     runs = make_specs(lrs=(0.1,), seeds=(0, 1))
     a = train_and_evaluate(tmp_path / "a", runs, datasets_dir)
@@ -165,7 +202,7 @@ def test_bad_batch_file_exits_2_with_one_line(tmp_path, datasets_dir):
     batch = write_batch(tmp_path / "results", {rid: spec})
     done = impl("train", batch, datasets_dir)
     assert done.returncode == 2
-    assert done.stderr.strip() == ("error: run spec: key 'rule' is 'magic'; "
+    assert done.stderr.strip() == (f"error: {batch}: run {rid!r}: run spec: key 'rule' is 'magic'; "
                                    "allowed values: 'np', 'np_indep_noise', 'sgd', 'np_clean_pre', "
                                    "'np_batch_scalar', 'np_wd', 'sgd_wd', 'np_adam', 'sgd_adam'")
     assert not (tmp_path / "results" / "nodepert" / "runs").exists()

@@ -1,5 +1,6 @@
 """Figures -> runs -> batches; config and spec validation (no Snakemake needed)."""
 import copy
+import json
 
 import pytest
 import yaml
@@ -87,6 +88,43 @@ def test_seeds_override_and_batch_cap():
     assert len(runs) == 2 * 2 * 3
     assert all(len(b.run_ids) <= 4 for b in plan.batches.values())
     assert sorted(r for b in plan.batches.values() for r in b.run_ids) == sorted(plan.runs)
+
+
+@pytest.mark.parametrize("per_job", [1, 2, 5, 64])
+def test_train_jobs_cut_each_papers_batches_in_plan_order(per_job):
+    config = {**CONFIG, "train_jobs": {"smoke": {"batches": per_job, "threads": 1}}}
+    plan = planlib.build_plan(config, REPO)
+    for paper in plan.papers:
+        batches = [b for b, batch in plan.batches.items() if batch.paper == paper]
+        jobs = [j for j in plan.jobs.values() if j.paper == paper]
+        assert [b for j in jobs for b in j.batch_ids] == batches  # every batch once, in order
+        assert all(1 <= len(j.batch_ids) <= per_job for j in jobs)
+        assert len(jobs) == -(-len(batches) // per_job)
+        assert all(plan.job_of[b] == j.job_id for j in jobs for b in j.batch_ids)
+        # a job of one batch is named after it
+        assert all(j.job_id == j.batch_ids[0] for j in jobs if len(j.batch_ids) == 1)
+
+
+def test_train_jobs_default_per_scale_and_threads():
+    smoke = planlib.build_plan({k: v for k, v in CONFIG.items() if k != "train_jobs"}, REPO)
+    assert smoke.threads == 1 and len(smoke.jobs) == len(smoke.papers)
+    cpu = planlib.build_plan({**CONFIG, "scale": "cpu", "train_jobs": {"cpu": {"threads": 3}}}, REPO)
+    assert cpu.threads == 3 and all(j.batch_ids == (jid,) for jid, j in cpu.jobs.items())
+
+
+def test_batch_files_are_written_once_and_only_when_changed(tmp_path):
+    plan = planlib.build_plan(CONFIG, REPO)
+    plan.write_batch_files(tmp_path)
+    files = sorted(tmp_path.glob("*/batches/*/batch.json"))
+    assert len(files) == len(plan.batches)
+    some = plan.batch_file(tmp_path, next(iter(plan.batches)))
+    assert json.loads(some.read_text())["runs"] == plan.batch_doc(some.parent.name)["runs"]
+    stamps = {f: f.stat().st_mtime_ns for f in files}
+    plan.write_batch_files(tmp_path)
+    assert {f: f.stat().st_mtime_ns for f in files} == stamps  # unchanged: not rewritten
+    some.write_text("{}")
+    plan.write_batch_files(tmp_path)
+    assert json.loads(some.read_text())["batch_id"] == some.parent.name  # changed: rewritten
 
 
 def test_shared_runs_are_planned_once(tmp_path):

@@ -12,7 +12,7 @@ import shutil
 import pandas as pd
 import pytest
 
-from tests.conftest import configured_claims, run_snakemake
+from tests.conftest import configured_claims
 
 pytestmark = pytest.mark.e2e
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -34,19 +34,15 @@ def _shown_image_size(page, row_text):
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
-def test_report_renders_figures_and_scorecard_in_chromium(workdir, tmp_path):
+def test_report_renders_figures_and_scorecard_in_chromium(smoke_dag, tmp_path):
+    """The report of the session's smoke DAG (tests/conftest.py: every figure, the scorecard)."""
     sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
-    targets = ("fig_nodepert_lr", "results/scorecard.csv", "results/scorecard.png")
-    done = run_snakemake(workdir, "--cores", "2", *targets)
-    assert done.returncode == 0, done.stderr[-3000:]
-    report = run_snakemake(workdir, "--cores", "1", *targets, "--report", "results/report.html")
-    assert report.returncode == 0, report.stderr[-3000:]
-    claims = configured_claims(workdir)
+    claims = configured_claims(smoke_dag)
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto((workdir / "results" / "report.html").as_uri())
+        page.goto((smoke_dag / "results" / "report.html").as_uri())
         page.wait_for_selector("text=Results")
         page.screenshot(path=tmp_path / "home.png")
 

@@ -103,7 +103,10 @@ def load_batch(batch_json: Path, results_dir: Path, batch_over: list[str] | None
     doc = read_json(batch_json)
     run_ids, specs = [], []
     for rid, spec in doc["runs"].items():
-        spec = speclib.validate_spec(spec)
+        try:
+            spec = speclib.validate_spec(spec)
+        except SpecError as err:
+            raise SpecError(f"{batch_json}: run {rid!r}: {err}") from None
         if speclib.run_id(spec) != rid:
             raise SpecError(f"{batch_json}: run {rid!r} does not match its spec (id {speclib.run_id(spec)!r}); "
                             f"delete the batch file so the workflow rewrites it")
@@ -173,11 +176,15 @@ def _evaluate(args, impl: Impl, batch_json: Path) -> dict:
 
 
 def _run(args, impl: Impl) -> None:
-    """Train then evaluate every batch, in order; the job file is written only when all are done."""
+    """Train then evaluate every batch, in order; the job file is written only when all are done.
+    Every batch file is checked before any training starts."""
+    for batch_json in args.batch_json:
+        load_batch(batch_json, _results_dir(args, batch_json), paper_batch_over(read_json(batch_json)["paper"]))
     batches = {}
     for batch_json in args.batch_json:
         _train(args, impl, batch_json)
-        batches[str(batch_json)] = _evaluate(args, impl, batch_json)
+        evaluated = _evaluate(args, impl, batch_json)
+        batches[evaluated["batch_id"]] = evaluated
     if args.job_file is not None:
         atomic_write_json(args.job_file, {"batches": batches})
 
