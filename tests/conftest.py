@@ -1,6 +1,7 @@
 """Shared fixtures: the repository, a scratch copy of it for Snakemake runs, cached digits."""
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -30,8 +31,19 @@ def workdir(tmp_path) -> Path:
     return copy_repo(tmp_path / "repo")
 
 
+#: Snakemake imports every installed executor plugin at start-up, and the SLURM plugin then runs
+#: `scontrol show config` with a 10 s timeout. On a host with the SLURM client but no reachable
+#: controller (this project's CI machine between cluster tests) that is a 9 s wait per Snakemake
+#: start. Local runs never use SLURM, so their scontrol reads an empty configuration and fails at
+#: once (a missing file would not do: scontrol then looks for a controller through DNS, for a
+#: minute). The cluster tests (tests/cluster) do not go through this helper.
+LOCAL_ENV = {"SLURM_CONF": "/dev/null"}
+
+
 def run_snakemake(cwd: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
-    return subprocess.run([SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    """Snakemake with the local executor, in ``cwd``."""
+    return subprocess.run([SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **LOCAL_ENV})
 
 
 @pytest.fixture(scope="session")
