@@ -100,6 +100,35 @@ def test_run_trains_and_evaluates_several_batches_in_one_process(tmp_path, datas
         assert (together / "nodepert" / "batches" / batch_id / "evaluated.json").exists()
 
 
+def test_a_killed_train_job_skips_finished_batches_and_resumes_the_interrupted_one(tmp_path, datasets_dir):
+    """A train job of two batches killed in the second: run again, it trains nothing of the first,
+    resumes the second from its checkpoint and ends where an uninterrupted job ends."""
+    first, second = make_specs(epochs=1), make_specs(rule="sgd", lrs=(0.1,), epochs=2)
+
+    def run(root, env=None):
+        batches = [write_batch(root, first, "b1"), write_batch(root, second, "b2")]
+        job_file = root / "nodepert" / "jobs" / "j.json"
+        return job_file, subprocess.run(
+            [sys.executable, "-m", "impls.nodepert", "run", *map(str, batches), "--job-file", str(job_file),
+             "--datasets-dir", str(datasets_dir), "--checkpoint-minutes", "0"],
+            capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=600)
+
+    _, whole = run(tmp_path / "whole")
+    assert whole.returncode == 0, whole.stderr
+    job_file, killed = run(tmp_path / "cut", {KILL_AFTER_EPOCH_ENV: "1"})
+    batches = tmp_path / "cut" / "nodepert" / "batches"
+    assert killed.returncode != 0 and not job_file.exists()
+    assert (batches / "b1" / "evaluated.json").exists() and (batches / "b2" / "checkpoint.npz").exists()
+    _, resumed = run(tmp_path / "cut")
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"[b1] {len(first)} runs, 0 to train" in resumed.stderr
+    assert "[b2] resumed from checkpoint at epoch 1" in resumed.stderr and job_file.exists()
+    for rid in {**first, **second}:
+        a, b = (tmp_path / side / "nodepert" / "runs" / rid for side in ("whole", "cut"))
+        pd.testing.assert_frame_equal(pd.read_csv(a / "metrics.csv"), pd.read_csv(b / "metrics.csv"))
+        assert read_json(a / "final.json")["final"] == read_json(b / "final.json")["final"]
+
+
 def test_a_bad_batch_file_stops_the_job_before_any_training(tmp_path, datasets_dir):
     good = write_batch(tmp_path / "results", make_specs(epochs=1), "good")
     bad = write_batch(tmp_path / "results", {"np-x": {"paper": "nodepert"}}, "bad")
