@@ -139,13 +139,44 @@ def test_slurm_profile():
         assert key in defaults, f"default-resources lacks {key}"
 
     per_rule = profile["set-resources"]
-    assert {"train", "evaluate"} <= set(per_rule)
+    assert "train" in per_rule
     train = per_rule["train"]
     assert int(train["gpu"]) == 1
     assert int(train["runtime"]) > int(defaults["runtime"])
     assert int(train["mem_mb"]) > int(defaults["mem_mb"])
     for rule, resources in per_rule.items():
         assert "gpu" not in resources or "gres" not in resources, f"{rule}: gpu and gres both set"
+
+
+def workflow_rules() -> dict[str, bool]:
+    """Every rule the workflow's .smk files define by name -> whether it is a localrule."""
+    rules = {}
+    for path in [ROOT / "Snakefile", *sorted((ROOT / "workflow" / "rules").glob("*.smk"))]:
+        blocks = re.split(r"^rule\s+(\w+)\s*:", path.read_text(), flags=re.M)
+        for name, body in zip(blocks[1::2], blocks[2::2]):
+            body = re.split(r"^\S", body, maxsplit=1, flags=re.M)[0]  # up to the next top-level line
+            rules[name] = bool(re.search(r"^\s+localrule:\s*True", body, re.M))
+    return rules
+
+
+def test_workflow_rules_parse():
+    # guards the test below: the parser finds the rules and their localrule flags
+    rules = workflow_rules()
+    assert rules.get("train") is False
+    assert rules.get("dataset") is True and rules.get("figure") is True and rules.get("all") is True
+
+
+@pytest.mark.parametrize("path", ["profiles/slurm/config.v8+.yaml", "tests/cluster/profile/config.v8+.yaml"])
+def test_slurm_per_rule_settings_name_submitted_rules(path):
+    """set-threads and set-resources of the SLURM profile and its CI overlay name only rules that the
+    workflow defines and submits (not localrules): an entry for a removed or local rule does nothing."""
+    profile = yaml.safe_load((ROOT / path).read_text())
+    rules = workflow_rules()
+    submitted = {name for name, local in rules.items() if not local}
+    for key in ("set-threads", "set-resources"):
+        named = set(profile.get(key) or {})
+        assert named, f"{path}: no {key}"
+        assert named <= submitted, f"{path}: {key} names {sorted(named - submitted)}; submitted rules: {sorted(submitted)}"
 
 
 def test_slurm_resources_use_plugin_names():
@@ -324,4 +355,5 @@ def test_tpu_profile_on_a_cpu_host_fails_with_a_clear_error(workdir):
     assert "Refusing to fall back silently" in logs or "JAX cannot initialise it" in logs, logs[-3000:]
     assert "tpu=1" in out.replace(" ", ""), "train jobs must hold the global tpu resource"
     assert not list((workdir / "results/nodepert/batches").glob("*/trained.json"))
+    assert not list((workdir / "results/nodepert/jobs").glob("*.json"))
     assert not list((workdir / "results/nodepert/runs").glob("*/final.json"))
