@@ -1,14 +1,17 @@
 """Proofs that a DAG went through SLURM and equals a local run (used by tests/cluster/ci_slurm.sh).
 
   python tests/cluster/check_slurm_run.py dag --slurm-dir A --local-dir B --since 2026-01-01T00:00:00 T...
-      - sacct lists the run's train/evaluate jobs (the plugin's --comment names the rule), all COMPLETED
-      - every results/<paper>/runs/<id>/final.json in A records provenance.slurm_job_id, a job sacct lists
-        as a COMPLETED train or evaluate job; none in B does
+      - sacct lists the run's train jobs (the plugin's --comment names the rule and its wildcards), all
+        COMPLETED, one per job file results/<paper>/jobs/<job>.json in A; no other rule was submitted
+        (dataset, figure, scorecard and the targets are localrules)
+      - every results/<paper>/runs/<id>/final.json in A records provenance.slurm_job_id, the COMPLETED
+        train job whose job file lists the run; none in B does
       - each target's CSV (results/<paper>/<target>.csv) is identical in A and B
-  python tests/cluster/check_slurm_run.py preempt --log L --failed J1 --requeued J2 --batch-dir D --since T
+  python tests/cluster/check_slurm_run.py preempt --log L --failed J1 --requeued J2 --batch-dir D \
+          --job-file F --since T
       - sacct shows J1 FAILED (SIGTERM), J2 (its resubmission) REQUEUED once then COMPLETED, log L (the
         last attempt's) says it resumed from a checkpoint at an epoch >= 1 and reached epoch 30/30;
-        D/trained.json exists
+        D/trained.json and D/evaluated.json exist, and the job file F lists D's batch
 Exits 1 with a message naming what failed.
 """
 from __future__ import annotations
@@ -58,19 +61,41 @@ def check_dag(args) -> None:
     by_rule: dict[str, list[str]] = {}
     for jobid, j in jobs.items():
         by_rule.setdefault(j["rule"], []).append(jobid)
-    for rule in ("train", "evaluate"):
-        if not by_rule.get(rule):
-            fail(f"sacct lists no {rule} job since {args.since}")
-    bad = {jid: j["state"] for jid, j in jobs.items() if j["rule"] in ("train", "evaluate") and j["state"] != "COMPLETED"}
-    if bad:
-        fail(f"train/evaluate jobs not COMPLETED: {bad}")
-    local_rules = {"dataset", "batch_spec", "aggregate", "plot"}
+    if not by_rule.get("train"):
+        fail(f"sacct lists no train job since {args.since}")
+    # train is the only rule that is not a localrule; the localrules run on the submitting host
+    local_rules = {"dataset", "figure", "scorecard", "all"}
     if set(by_rule) & local_rules:
         fail(f"localrules were submitted to SLURM: {set(by_rule) & local_rules}")
+    others = {rule: ids for rule, ids in by_rule.items() if rule not in ("train", None)}
+    if others:
+        fail(f"jobs of rules other than train were submitted to SLURM: {others}")
+    bad = {jid: j["state"] for jid, j in jobs.items() if j["rule"] == "train" and j["state"] != "COMPLETED"}
+    if bad:
+        fail(f"train jobs not COMPLETED: {bad}")
 
     papers = sorted({paper_of(t, slurm) for t in args.targets})
     n_final = 0
     for paper in papers:
+        # the plugin's comment: rule_train_wildcards_<paper>_<job> (the wildcard values joined by "_")
+        by_comment = {j["comment"]: jid for jid, j in jobs.items()
+                      if j["comment"].startswith(f"rule_train_wildcards_{paper}_")}
+        job_files = sorted((slurm / "results" / paper / "jobs").glob("*.json"))
+        if not job_files:
+            fail(f"no job file under {slurm}/results/{paper}/jobs")
+        if len(by_comment) != len(job_files):
+            fail(f"{paper}: {len(job_files)} job files but {len(by_comment)} train jobs in sacct: {sorted(by_comment)}")
+        train_job_of_run: dict[str, str] = {}
+        for path in job_files:
+            comment = f"rule_train_wildcards_{paper}_{path.stem}"
+            if comment not in by_comment:
+                fail(f"{path}: no train job with comment {comment!r} in sacct")
+            batches = json.loads(path.read_text())["batches"]
+            for evaluated in batches.values():
+                for rid in evaluated["runs"]:
+                    train_job_of_run[rid] = by_comment[comment]
+            print(f"[check] {paper}/jobs/{path.stem}.json: {len(batches)} batches, trained and evaluated by "
+                  f"train job {by_comment[comment]}")
         finals = sorted((slurm / "results" / paper / "runs").glob("*/final.json"))
         if not finals:
             fail(f"no final.json under {slurm}/results/{paper}/runs")
@@ -79,15 +104,19 @@ def check_dag(args) -> None:
             jid = prov.get("slurm_job_id")
             if not jid:
                 fail(f"{path}: provenance.slurm_job_id is {jid!r}")
-            if jid not in jobs or jobs[jid]["rule"] not in ("train", "evaluate"):
-                fail(f"{path}: slurm_job_id {jid} is not a train/evaluate job sacct lists")
+            rid = path.parent.name
+            if rid not in train_job_of_run:
+                fail(f"{path}: run {rid} is in no job file of {paper}")
+            if jid != train_job_of_run[rid]:
+                fail(f"{path}: slurm_job_id {jid} is not {train_job_of_run[rid]}, the COMPLETED train job "
+                     f"whose job file lists run {rid}")
             n_final += 1
         for path in sorted((local / "results" / paper / "runs").glob("*/final.json")):
             jid = json.loads(path.read_text()).get("provenance", {}).get("slurm_job_id")
             if jid:
                 fail(f"{path}: the local run records slurm_job_id {jid}")
-    print(f"[check] {n_final} final.json record a SLURM job id that sacct lists as COMPLETED "
-          f"({len(by_rule['train'])} train, {len(by_rule['evaluate'])} evaluate jobs)")
+    print(f"[check] {n_final} final.json record the SLURM job id of the train job that trained them, "
+          f"which sacct lists as COMPLETED ({len(by_rule['train'])} train jobs, no other job submitted)")
 
     for target in args.targets:
         paper = paper_of(target, slurm)
@@ -137,8 +166,12 @@ def check_preempt(args) -> None:
         fail(f"{args.log} does not say 'resumed from checkpoint at epoch N' with N >= 1:\n{text[-2000:]}")
     if not re.search(r"epoch 30/30", text):
         fail(f"{args.log} does not reach epoch 30/30")
-    if not (Path(args.batch_dir) / "trained.json").is_file():
-        fail(f"{args.batch_dir}/trained.json missing")
+    for name in ("trained.json", "evaluated.json"):
+        if not (Path(args.batch_dir) / name).is_file():
+            fail(f"{args.batch_dir}/{name} missing")
+    listed = json.loads(Path(args.job_file).read_text())["batches"]
+    if str(Path(args.batch_dir) / "batch.json") not in listed:
+        fail(f"{args.job_file} does not list {args.batch_dir}/batch.json: {sorted(listed)}")
     print(f"[check] job {args.failed} FAILED by SIGTERM and was resubmitted as job {args.requeued}, which SLURM "
           f"requeued and which resumed from checkpoint at epoch {m.group(1)} and COMPLETED the 30 epochs")
 
@@ -155,7 +188,8 @@ def main() -> None:
     p.add_argument("--log", required=True)
     p.add_argument("--failed", required=True, help="job killed by SIGTERM (resubmitted by snakemake)")
     p.add_argument("--requeued", required=True, help="the resubmitted job, requeued by scontrol")
-    p.add_argument("--batch-dir", required=True)
+    p.add_argument("--batch-dir", required=True, help="results/<paper>/batches/<batch> of the train job")
+    p.add_argument("--job-file", required=True, help="results/<paper>/jobs/<job>.json, the train job's output")
     p.add_argument("--since", required=True)
     args = ap.parse_args()
     check_dag(args) if args.cmd == "dag" else check_preempt(args)

@@ -8,12 +8,14 @@
 #   2. pytest tests/cluster: profile + overlay submit correct sbatch requests; a wrong account is refused
 #   3. the targets at scale=smoke in two scratch copies of the repo: locally (--cores 2) and through
 #      SLURM (--profile profiles/slurm --workflow-profile tests/cluster/profile); then check_slurm_run.py:
-#      sacct lists the train/evaluate jobs COMPLETED, every final.json records its SLURM job id,
-#      and each target's CSV is identical in both copies
-#   4. preemption (skip with CI_SLURM_PREEMPT=0): one cpu-scale nodepert train batch (Fashion-MNIST,
-#      30 epochs, checkpoint every epoch) is killed mid-training with `scancel --signal=TERM` (snakemake
-#      resubmits it: restart-times) and its successor is requeued with `scontrol requeue` (SLURM reruns
-#      it); each time training resumes from the checkpoint, and the batch completes
+#      sacct lists the train jobs COMPLETED (the only rule submitted; at smoke scale one job per paper
+#      trains and evaluates all of its batches), every final.json records the SLURM job id of its train
+#      job, and each target's CSV is identical in both copies
+#   4. preemption (skip with CI_SLURM_PREEMPT=0): one cpu-scale nodepert train job (one batch: at cpu
+#      scale the job id is the batch id; Fashion-MNIST, 30 epochs, checkpoint every epoch) is killed
+#      mid-training with `scancel --signal=TERM` (snakemake resubmits it: restart-times) and its successor
+#      is requeued with `scontrol requeue` (SLURM reruns it); each time training resumes from the
+#      checkpoint, and the job completes the training and the evaluation of the batch
 # On failure it prints the snakemake, SLURM job, slurmctld and slurmd logs.
 #
 # Environment: SNAKEMAKE (default .venv/bin/snakemake; its python runs the checks), CI_SLURM_SCRATCH
@@ -145,17 +147,20 @@ if [ "${CI_SLURM_PREEMPT:-1}" != 0 ]; then
     copy_repo "$SCRATCH/preempt"
     cd "$SCRATCH/preempt"
     PCONFIG=(scale=cpu platform=cpu "papers=[nodepert]" checkpoint_minutes=0)
-    # one train batch of fig_nodepert_lr at cpu scale (4 learning rates x 30 epochs of Fashion-MNIST)
-    BATCH=$("$SNAKEMAKE" --workflow-profile none --cores 1 -n fig_nodepert_lr --config "${PCONFIG[@]}" 2>/dev/null \
-        | grep -oE 'results/nodepert/batches/[^ ,/]+/trained\.json' | sort | tail -n 1)
-    [ -n "$BATCH" ] || { echo "error: no train batch found for the preemption test" >&2; exit 1; }
-    BDIR=$(dirname "$BATCH")
-    TLOG=logs/nodepert/train/$(basename "$BDIR").log
-    log "preemption test on $BATCH (dataset prepared on the login node first)"
+    # one train job of fig_nodepert_lr at cpu scale (one batch: 4 learning rates x 30 epochs of Fashion-MNIST);
+    # its output is the job file, and at cpu scale (config train_jobs: 1 batch per job) job id == batch id
+    JOBFILE=$("$SNAKEMAKE" --workflow-profile none --cores 1 -n fig_nodepert_lr --config "${PCONFIG[@]}" 2>/dev/null \
+        | grep -oE 'results/nodepert/jobs/[^ ,/]+\.json' | sort | tail -n 1)
+    [ -n "$JOBFILE" ] || { echo "error: no train job found for the preemption test" >&2; exit 1; }
+    JOBID=$(basename "$JOBFILE" .json)
+    BDIR=results/nodepert/batches/$JOBID
+    [ -f "$BDIR/batch.json" ] || { echo "error: $BDIR/batch.json missing: is train job $JOBID not one batch?" >&2; exit 1; }
+    TLOG=logs/nodepert/train/$JOBID.log
+    log "preemption test on $JOBFILE (dataset prepared on the login node first)"
     "$SNAKEMAKE" --workflow-profile none --cores 1 resources/datasets/fashion_mnist.npz --config "${PCONFIG[@]}" \
         > "$SCRATCH/preempt-dataset.log" 2>&1
     PSINCE=$(date +%FT%T)
-    timeout -k 30 "$PREEMPT_TIMEOUT" "$SNAKEMAKE" "${SLURM_PROFILE[@]}" "$BATCH" --config "${PCONFIG[@]}" \
+    timeout -k 30 "$PREEMPT_TIMEOUT" "$SNAKEMAKE" "${SLURM_PROFILE[@]}" "$JOBFILE" --config "${PCONFIG[@]}" \
         > "$SCRATCH/preempt.log" 2>&1 &
     SMK=$!
     # a) after 2 checkpointed epochs
@@ -176,11 +181,11 @@ if [ "${CI_SLURM_PREEMPT:-1}" != 0 ]; then
     wait_log "resumed from checkpoint at epoch ($(seq -s '|' $(( RESUMED1 + 1 )) 30))" 900
     RESUMED2=$(grep -oE "resumed from checkpoint at epoch [0-9]+" "$TLOG" | grep -oE "[0-9]+$")
     log "b) job $JOB2 requeued by SLURM: resumed from checkpoint at epoch $RESUMED2"
-    wait $SMK || { echo "error: snakemake did not complete the batch after the interruptions" >&2; exit 1; }
+    wait $SMK || { echo "error: snakemake did not complete the train job after the interruptions" >&2; exit 1; }
     log "snakemake done; last lines of the train log:"
     tail -n 2 "$TLOG"
     "$PY" "$HERE/check_slurm_run.py" preempt --log "$TLOG" --failed "$JOB1" --requeued "$JOB2" \
-        --batch-dir "$BDIR" --since "$PSINCE"
+        --batch-dir "$BDIR" --job-file "$JOBFILE" --since "$PSINCE"
     cd "$REPO"
 fi
 log "all SLURM checks passed"

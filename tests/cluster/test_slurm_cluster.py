@@ -38,17 +38,24 @@ def _cluster_reason() -> str | None:
 REASON = _cluster_reason()
 pytestmark = pytest.mark.skipif(REASON is not None, reason=str(REASON))
 
+# Shaped like the workflow: `train` declares its own threads (as train.smk does) and has set-threads and
+# set-resources entries in the profiles; `other` is a submitted rule without them (it gets
+# default-resources); `figure` is a localrule after train and must run on the submitting host.
 TOY = """
-localrules: all
+localrules: all, figure
 rule all:
-    input: "train.txt", "evaluate.txt"
+    input: "figure.txt", "other.txt"
 rule train:
     output: "train.txt"
+    threads: 2
     shell: "echo $SLURM_JOB_ID $SLURM_CPUS_PER_TASK > {output}"
-rule evaluate:
-    input: "train.txt"
-    output: "evaluate.txt"
+rule other:
+    output: "other.txt"
     shell: "echo $SLURM_JOB_ID > {output}"
+rule figure:
+    input: "train.txt"
+    output: "figure.txt"
+    shell: "echo ${{SLURM_JOB_ID:-none}} > {output}"
 """
 
 
@@ -80,15 +87,22 @@ def test_profile_requests_reach_sbatch(tmp_path):
     assert len(fields) == 2, f"the train job ran outside SLURM (no SLURM_JOB_ID): {fields}"
     train = {"job": fields[0], "cpus": fields[1]}
     job = _sacct(train["job"])
-    # overlay's set-resources train: runtime 30, mem_mb 3000; set-threads train 1 -> cpus_per_task
+    # overlay's set-resources train: runtime 30, mem_mb 3000; set-threads train 1 (replacing the rule's
+    # threads: 2) -> cpus_per_task
     assert job["state"] == "COMPLETED"
     assert job["account"] == ACCOUNT and job["partition"] == PARTITION
     assert job["timelimit"] == "00:30:00", job
     assert job["reqmem"].rstrip("Mn") in ("3000", "2.93G"), job
-    assert job["cpus"] == "1" and train["cpus"] == "1"
+    assert job["cpus"] == "1" and train["cpus"] == "1", (job, train)
     assert job["comment"].startswith("rule_train"), job
-    evaluate = _sacct((wd / "evaluate.txt").read_text().strip())
-    assert evaluate["timelimit"] == "00:15:00" and evaluate["state"] == "COMPLETED"
+    # a submitted rule without per-rule entries gets the overlay's default-resources: runtime 15, mem_mb 2000
+    other = _sacct((wd / "other.txt").read_text().strip())
+    assert other["state"] == "COMPLETED" and other["comment"].startswith("rule_other"), other
+    assert other["account"] == ACCOUNT and other["partition"] == PARTITION
+    assert other["timelimit"] == "00:15:00", other
+    assert other["reqmem"].rstrip("Mn") in ("2000", "1.95G"), other
+    # the localrule ran on this host, outside any SLURM job
+    assert (wd / "figure.txt").read_text().strip() == "none"
     # the overlay keeps the SLURM logs of successful jobs
     assert list((wd / "logs/slurm/rule_train").rglob("*.log")), "no SLURM log kept for the train job"
 
