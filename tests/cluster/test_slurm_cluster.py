@@ -1,6 +1,8 @@
 """profiles/slurm on a live SLURM cluster (tests/cluster/start_slurm.sh starts one; ci_slurm.sh runs these).
 
-Skipped, with the reason, when no cluster answers (`scontrol ping`), e.g. in `make test`. A toy workflow
+Opt-in: skipped unless CREDITBENCH_SLURM_CLUSTER=1 (ci_slurm.sh sets it), so that `make test` never submits
+jobs to a cluster that happens to run on the machine (e.g. another session's ci_slurm.sh); skipped, with the
+reason, when no cluster answers (`scontrol ping`) or it lacks the CI account. A toy workflow
 goes through `--profile profiles/slurm --workflow-profile tests/cluster/profile`, and sacct shows that the
 plugin's resource names reached sbatch; the unedited profile and a wrong account are refused at submission.
 """
@@ -20,6 +22,9 @@ PARTITION = os.environ.get("SLURM_CI_PARTITION", "ci")
 
 
 def _cluster_reason() -> str | None:
+    if os.environ.get("CREDITBENCH_SLURM_CLUSTER") != "1":
+        return ("submits SLURM jobs: set CREDITBENCH_SLURM_CLUSTER=1 with a cluster running "
+                "(tests/cluster/ci_slurm.sh does both)")
     if not shutil.which("scontrol") or not shutil.which("sacct"):
         return "no SLURM client commands (start one with: sudo tests/cluster/start_slurm.sh)"
     try:
