@@ -7,6 +7,7 @@ TPU profile must serialise TPU jobs and assert the TPU backend. Needs no Snakefi
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -15,6 +16,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from tests.conftest import LOCAL_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILES = ROOT / "profiles"
@@ -43,7 +46,8 @@ def snakemake_bin() -> Path:
 def snakemake_options() -> frozenset[str]:
     """Every long option (without '--') that `snakemake --help` lists, plugins included."""
     out = subprocess.run(
-        [str(snakemake_bin()), "--help"], capture_output=True, text=True, timeout=60, check=True
+        [str(snakemake_bin()), "--help"], capture_output=True, text=True, timeout=60, check=True,
+        env={**os.environ, **LOCAL_ENV},
     ).stdout
     return frozenset(re.findall(r"(?<![\w-])--([a-z0-9][a-z0-9-]*)", out))
 
@@ -93,7 +97,7 @@ def test_snakemake_accepts_profile(name, tmp_path):
     (tmp_path / "Snakefile").write_text(TOY_SNAKEFILE)
     proc = subprocess.run(
         [str(snakemake_bin()), "--profile", str(PROFILES / name), "--dry-run", "all"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+        cwd=tmp_path, capture_output=True, text=True, timeout=60, env={**os.environ, **LOCAL_ENV},
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "rule train:" in proc.stdout + proc.stderr
@@ -346,7 +350,7 @@ def test_tpu_profile_on_a_cpu_host_fails_with_a_clear_error(workdir):
     proc = subprocess.run(
         [str(snakemake_bin()), "--profile", "profiles/tpu-vm", "--workflow-profile", "none",
          "--cores", "2", "--restart-times", "0", "fig_nodepert_lr"],
-        cwd=workdir, capture_output=True, text=True, timeout=600,
+        cwd=workdir, capture_output=True, text=True, timeout=600, env={**os.environ, **LOCAL_ENV},
     )
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0, out[-3000:]
