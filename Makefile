@@ -9,6 +9,7 @@ PYTHON    ?= $(shell for p in python3.11 python3 python3.12 python3.13; do \
                 $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1 && { command -v $$p; break; }; done)
 SNAKEMAKE := $(VENV)/bin/snakemake
 CORES     ?= all
+TEST_WORKERS ?= 2
 
 .PHONY: run test venv report bench clean help
 
@@ -49,8 +50,10 @@ run: venv
 report: venv
 	$(SNAKEMAKE) --cores 1 all --report results/report.html
 
+# pytest-xdist: TEST_WORKERS processes share the test files (--dist loadfile), so the end-to-end
+# tests that read the one smoke DAG (tests/test_e2e.py, fixture smoke_dag) build it once
 test: venv
-	$(VENV)/bin/python -m pytest
+	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 bench: venv
 	$(VENV)/bin/python benchmarks/bench_nodepert.py

@@ -51,7 +51,9 @@ def smoke_dag(tmp_path_factory) -> Path:
     """The whole smoke DAG, built once per test session and shared by the end-to-end tests:
     `snakemake --cores 2 all` (every figure and table of every configured paper, and the scorecard),
     then `--report results/report.html`, in a fresh copy of the repo. Tests only read it; one that
-    runs Snakemake in it must not change what it built. Returns the copy's root."""
+    runs Snakemake in it must not change what it built. Its tests all live in tests/test_e2e.py:
+    `make test` distributes whole files over its pytest-xdist workers (--dist loadfile), so one
+    worker builds the DAG once. Returns the copy's root."""
     root = copy_repo(tmp_path_factory.mktemp("smoke-dag") / "repo")
     done = run_snakemake(root, "--cores", "2", "all", timeout=3600)
     assert done.returncode == 0, done.stderr[-5000:]

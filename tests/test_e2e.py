@@ -2,7 +2,10 @@
 
 Every paper of config/config.yaml is a case, with the fig_*/tab_* targets of its paper.yaml
 (impls.common.plan.build_plan), so a paper added to the config is covered without editing this
-file. What a paper's outputs must show beyond "rendered" lives in tests/e2e_checks.py.
+file. What a paper's outputs must show beyond "rendered" lives in tests/e2e_checks.py, and the
+check of the HTML report in a real browser in tests/report_browser.py. Every test that reads the
+session's smoke DAG (tests/conftest.py ``smoke_dag``) is in this file, so that `make test`
+(pytest-xdist, ``--dist loadfile``) builds it once, in one worker.
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ import yaml
 from impls.common.io import read_json
 from impls.common.plan import build_plan, paper_target
 from tests.conftest import REPO, configured_claims, run_snakemake
+from tests.report_browser import CHROMIUM, check_report_renders_figures_and_scorecard_in_chromium
 from tests.e2e_checks import DEFAULT_MIN_PNG_BYTES, MIN_PNG_BYTES, PAPER_CHECKS
 
 pytestmark = pytest.mark.e2e
@@ -117,6 +121,11 @@ def test_scorecard_lists_every_configured_claim(smoke_dag):
     other_scale = [c.get("scale", "paper") != PLAN.scale for c in claims]
     assert set(scorecard["verdict"][other_scale]) <= {"not run at this scale"}
     assert (smoke_dag / "results" / "scorecard.png").stat().st_size > 10_000
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_report_renders_figures_and_scorecard_in_chromium(smoke_dag, tmp_path):
+    check_report_renders_figures_and_scorecard_in_chromium(smoke_dag, tmp_path)
 
 
 @pytest.mark.parametrize("override, message", [

@@ -1,5 +1,7 @@
 """The HTML report, opened in a real headless Chromium: figures and scorecard are there and render.
 
+Called by tests/test_e2e.py on the session's smoke DAG (so that under pytest-xdist's
+``--dist loadfile`` every test that reads that DAG runs in the same worker, which builds it once).
 Needs Debian's `chromium` (.ci/run installs it) and the `playwright` Python package (pinned in
 requirements.txt), which drives the system Chromium; no browser is downloaded.
 """
@@ -14,7 +16,6 @@ import pytest
 
 from tests.conftest import configured_claims
 
-pytestmark = pytest.mark.e2e
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
@@ -33,8 +34,7 @@ def _shown_image_size(page, row_text):
     return max(sizes)
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
-def test_report_renders_figures_and_scorecard_in_chromium(smoke_dag, tmp_path):
+def check_report_renders_figures_and_scorecard_in_chromium(smoke_dag, tmp_path):
     """The report of the session's smoke DAG (tests/conftest.py: every figure, the scorecard)."""
     sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
     claims = configured_claims(smoke_dag)
