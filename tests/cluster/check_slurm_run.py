@@ -169,9 +169,9 @@ def check_preempt(args) -> None:
     for name in ("trained.json", "evaluated.json"):
         if not (Path(args.batch_dir) / name).is_file():
             fail(f"{args.batch_dir}/{name} missing")
-    listed = json.loads(Path(args.job_file).read_text())["batches"]
-    if str(Path(args.batch_dir) / "batch.json") not in listed:
-        fail(f"{args.job_file} does not list {args.batch_dir}/batch.json: {sorted(listed)}")
+    listed = json.loads(Path(args.job_file).read_text())["batches"]  # batch id -> its evaluated.json
+    if Path(args.batch_dir).name not in listed:
+        fail(f"{args.job_file} does not list batch {Path(args.batch_dir).name}: {sorted(listed)}")
     print(f"[check] job {args.failed} FAILED by SIGTERM and was resubmitted as job {args.requeued}, which SLURM "
           f"requeued and which resumed from checkpoint at epoch {m.group(1)} and COMPLETED the 30 epochs")
 
