@@ -1,6 +1,6 @@
 """The nodepert paper's own aggregations and plots (paper.yaml ``aggregate:``/``plot.kind``).
 
-Caller: the generic ``aggregate`` and ``plot`` rules (impls.common.aggregate/plotting), via
+Caller: the generic ``figure`` rule (impls.common.aggregate, then impls.common.plotting), via
 ``"impls.nodepert.figures:<function>"``. Plot functions take (tidy table, figure) and return a
 matplotlib Figure; aggregate functions take (figure, results_dir) and return a DataFrame.
 
