@@ -135,3 +135,24 @@ def test_trend_predicates_report_values_and_count_diverged_runs_as_failing():
     assert verdict == "not reproduced" and "-inf" in ours
     bad = claim(predicate={**BEST, "trend": "sideways"})
     assert evaluate_claim(bad, FALLS, "cpu")[1] == "not reproduced"
+
+
+def test_list_selection_and_diverged_predicate():
+    t = T.copy()
+    t.loc[t["run_id"].str.startswith("np-0.017"), "status"] = "diverged"
+    every = claim(predicate={"kind": "diverged", "select": {"rule": "np", "hparams.lr": 0.017}})
+    assert evaluate_claim(every, t, "cpu") == ("2 of 2 runs diverged", "reproduced")
+    mixed = claim(predicate={"kind": "diverged", "select": {"rule": "np", "hparams.lr": [1e-4, 0.017]}})
+    assert evaluate_claim(mixed, t, "cpu") == ("2 of 4 runs diverged", "not reproduced")
+
+
+def test_columns_above_holds_only_when_every_row_clears_the_margin():
+    scores = pd.DataFrame({"run_id": ["a", "a", "b", "b"], "layer": [1, 2, 1, 2], "width": [8, 8, 32, 32],
+                           "score": [0.5, 0.4, 0.9, 0.8], "control": [0.45, 0.1, 0.6, 0.1]})
+    above = claim(predicate={"kind": "columns_above", "select": {"layer": [1, 2]}, "a": "score", "b": "control",
+                             "margin": 0.0})
+    assert evaluate_claim(above, scores, "cpu") == ("min score − control = 0.050 over 4 rows", "reproduced")
+    assert evaluate_claim({**above, "predicate": {**above["predicate"], "margin": 0.1}}, scores, "cpu")[1] == \
+        "not reproduced"
+    assert evaluate_claim({**above, "predicate": {**above["predicate"], "select": {"layer": 2}, "margin": 0.1}},
+                          scores, "cpu")[1] == "reproduced"

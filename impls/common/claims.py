@@ -25,6 +25,11 @@ claim (cpu scale: Fashion-MNIST cannot match MNIST numbers) names an explicit pr
 - ``largest_passing_trend`` select, by, over, metric, threshold, trend: per level of ``by``, the
   largest value of ``over`` whose metric's mean over seeds exceeds ``threshold`` (e.g. the largest
   learning rate still above 50 % accuracy; 0 when none does), with ``trend`` as above
+- ``diverged``      select: every selected run ended diverged
+- ``columns_above`` select, a, b, margin: in every selected row column a exceeds column b by more
+  than ``margin`` (e.g. an alignment score above its shuffled control at every width and layer)
+
+A selection maps factor columns to a value, or to a list of values (any of them).
 """
 from __future__ import annotations
 
@@ -42,6 +47,8 @@ COLUMNS = ["paper", "figure", "label", "claim_id", "claim", "claim_scale", "pape
 
 
 def _matches(series: pd.Series, value: Any) -> pd.Series:
+    if isinstance(value, (list, tuple)):
+        return np.logical_or.reduce([_matches(series, v) for v in value]) if value else series.isna() & False
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return np.isclose(series.astype(float), float(value), rtol=1e-9, atol=0.0)
     return series.astype(str) == str(value)
@@ -152,10 +159,23 @@ def largest_passing_trend(table, p) -> tuple[str, bool]:
             _trend_holds(largest.to_numpy(dtype=float), p["trend"], float(p.get("factor", 1.0))))
 
 
+def diverged(table, p) -> tuple[str, bool]:
+    runs = select(table, p["select"]).drop_duplicates("run_id")
+    n = int((runs["status"] == "diverged").sum())
+    return f"{n} of {len(runs)} runs diverged", bool(n == len(runs))
+
+
+def columns_above(table, p) -> tuple[str, bool]:
+    rows = select(table, p.get("select"))
+    gap = rows[p["a"]].astype(float) - rows[p["b"]].astype(float)
+    return (f"min {p['a']} − {p['b']} = {gap.min():.3f} over {len(rows)} rows",
+            bool(gap.notna().all() and (gap > float(p["margin"])).all()))
+
+
 PREDICATES: dict[str, Callable[[pd.DataFrame, Mapping], tuple[str, bool]]] = {
     "close_curves": close_curves, "close": close, "increasing": increasing, "below": below,
     "drop_from_peak": drop_from_peak, "best_over_trend": best_over_trend,
-    "largest_passing_trend": largest_passing_trend,
+    "largest_passing_trend": largest_passing_trend, "diverged": diverged, "columns_above": columns_above,
 }
 
 
