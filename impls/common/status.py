@@ -1,16 +1,23 @@
 """The README's paper status table, generated from scorecards (never typed by hand).
 
     python -m impls.common.status docs/status/scorecard-smoke.csv docs/status/scorecard-cpu.csv --readme README.md
+    python -m impls.common.status update docs/status/scorecard-cpu.csv --scale cpu fig_wide_align_add ...
 
 Caller: a developer after a smoke or cpu run (copy results/scorecard.csv to
 docs/status/scorecard-<scale>.csv, and one figure PNG per paper to docs/status/<paper>.png);
 tests/test_status.py checks the README still equals what this generates.
 Returns: markdown; with ``--readme`` it rewrites the block between the status markers.
+
+``update`` scores the claims of the named figures only, from their tables in ``results/`` (which must
+hold exactly the runs of that figure at ``--scale``, checked against the plan), and replaces those
+claims' rows in a committed scorecard (adding new claims): a cpu run of some figures of a paper
+updates the status without rerunning every other figure. Every other row is kept as it was.
 """
 from __future__ import annotations
 
 import argparse
 import re
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -68,7 +75,56 @@ def rewrite_readme(readme: Path, table: str) -> None:
     readme.write_text(new)
 
 
+def scored_figures(targets: list[str], scale: str, results: Path, root: Path = ROOT) -> pd.DataFrame:
+    """Scorecard rows of every claim on ``targets``, from ``results/<paper>/<target>.csv`` at ``scale``."""
+    from impls.common.claims import scorecard
+    from impls.common.plan import build_plan, load_yaml
+
+    papers = sorted({p.parent.name for p in (root / "papers").glob("*/paper.yaml")})
+    plan = build_plan({**load_yaml(root / "config" / "config.yaml"), "scale": scale, "papers": papers}, root)
+    tables = {}
+    for target in targets:
+        if target not in plan.figures:
+            raise SystemExit(f"update: no figure named {target!r} in any paper.yaml")
+        fig = plan.figures[target]
+        path = results / fig.paper / f"{target}.csv"
+        if not path.exists():
+            raise SystemExit(f"update: {path} does not exist; run: snakemake {target} --config scale={scale}")
+        table = pd.read_csv(path)
+        if set(table["run_id"]) != set(fig.run_ids):
+            raise SystemExit(f"update: {path} does not hold the {len(fig.run_ids)} runs of {target} at scale "
+                             f"{scale} (it holds {table['run_id'].nunique()}); rebuild it at that scale")
+        tables[target] = table
+    wanted = {p: {**doc, "claims": [c for c in doc.get("claims", []) if c["figure"] in tables]}
+              for p, doc in plan.papers.items()}
+    labels = {t: f.label for t, f in plan.figures.items()}
+    return scorecard(wanted, labels, scale, tables)
+
+
+def update_scorecard(card: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
+    """``card`` with the rows of ``new``'s claims replaced (same paper and claim id) or appended."""
+    key = ["paper", "claim_id"]
+    kept = card[~card.set_index(key).index.isin(new.set_index(key).index)]
+    order = {p: i for i, p in enumerate(ALL_PAPERS)}
+    out = pd.concat([kept, new], ignore_index=True)
+    return out.sort_values("paper", key=lambda s: s.map(order), kind="stable").reset_index(drop=True)
+
+
 def main(argv=None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["update"]:
+        parser = argparse.ArgumentParser(prog="python -m impls.common.status update",
+                                         description="replace the rows of some figures' claims in a scorecard")
+        parser.add_argument("scorecard", type=Path)
+        parser.add_argument("targets", nargs="+")
+        parser.add_argument("--scale", required=True, choices=["smoke", "cpu", "paper"])
+        parser.add_argument("--results", type=Path, default=ROOT / "results")
+        args = parser.parse_args(argv[1:])
+        new = scored_figures(args.targets, args.scale, args.results)
+        card = update_scorecard(pd.read_csv(args.scorecard), new)
+        args.scorecard.write_text(card.to_csv(index=False))
+        print(new[["paper", "claim_id", "ours", "verdict"]].to_string(index=False))
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("scorecards", nargs="*", type=Path)
     parser.add_argument("--readme", type=Path)
