@@ -109,7 +109,7 @@ def final_figure(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
 def summary_table(table: pd.DataFrame, by, metrics) -> pd.DataFrame:
     """mean ± std over seeds of each reduced metric, one row per combination of ``by``."""
     runs = table.drop_duplicates("run_id")
-    grouped = runs.groupby([column_name(b) for b in by], sort=True)
+    grouped = runs.groupby([column_name(b) for b in by], sort=True, dropna=False)   # keep rows a factor does not apply to
     out = grouped[list(metrics)].agg(["mean", "std", "count"])
     out[("runs", "diverged")] = grouped["status"].agg(lambda s: int((s == "diverged").sum()))
     return out
