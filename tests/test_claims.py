@@ -156,3 +156,12 @@ def test_columns_above_holds_only_when_every_row_clears_the_margin():
         "not reproduced"
     assert evaluate_claim({**above, "predicate": {**above["predicate"], "select": {"layer": 2}, "margin": 0.1}},
                           scores, "cpu")[1] == "reproduced"
+
+
+def test_curve_at_bounds_the_mean_curve_at_one_epoch():
+    at = claim(predicate={"kind": "curve_at", "select": {"rule": "sgd", "hparams.lr": 0.017}, "metric": "test_acc",
+                          "epoch": 1, "min": 80.0})
+    assert evaluate_claim(at, T, "cpu") == ("test_acc at epoch 1: 80.50", "reproduced")   # seeds 0, 1: 80, 81
+    assert evaluate_claim({**at, "predicate": {**at["predicate"], "max": 80.2}}, T, "cpu")[1] == "not reproduced"
+    ours, verdict = evaluate_claim({**at, "predicate": {**at["predicate"], "epoch": 9}}, T, "cpu")
+    assert verdict == "not reproduced" and "no value at epoch 9" in ours

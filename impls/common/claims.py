@@ -26,6 +26,8 @@ claim (cpu scale: Fashion-MNIST cannot match MNIST numbers) names an explicit pr
   largest value of ``over`` whose metric's mean over seeds exceeds ``threshold`` (e.g. the largest
   learning rate still above 50 % accuracy; 0 when none does), with ``trend`` as above
 - ``diverged``      select: every selected run ended diverged
+- ``curve_at``      select, metric, epoch, min and/or max: the per-epoch mean of a tidy metric (e.g.
+  weights_angle) at ``epoch`` lies within [min, max]
 - ``columns_above`` select, a, b, margin: in every selected row column a exceeds column b by more
   than ``margin`` (e.g. an alignment score above its shuffled control at every width and layer)
 
@@ -165,6 +167,15 @@ def diverged(table, p) -> tuple[str, bool]:
     return f"{n} of {len(runs)} runs diverged", bool(n == len(runs))
 
 
+def curve_at(table, p) -> tuple[str, bool]:
+    c = curve(table, p["select"], p["metric"])
+    if p["epoch"] not in c.index:
+        raise LookupError(f"{p['metric']} has no value at epoch {p['epoch']} (epochs {c.index.min()}-{c.index.max()})")
+    v = float(c.loc[p["epoch"]])
+    ok = math.isfinite(v) and v >= float(p.get("min", -math.inf)) and v <= float(p.get("max", math.inf))
+    return f"{p['metric']} at epoch {p['epoch']}: {v:.2f}", ok
+
+
 def columns_above(table, p) -> tuple[str, bool]:
     rows = select(table, p.get("select"))
     gap = rows[p["a"]].astype(float) - rows[p["b"]].astype(float)
@@ -176,6 +187,7 @@ PREDICATES: dict[str, Callable[[pd.DataFrame, Mapping], tuple[str, bool]]] = {
     "close_curves": close_curves, "close": close, "increasing": increasing, "below": below,
     "drop_from_peak": drop_from_peak, "best_over_trend": best_over_trend,
     "largest_passing_trend": largest_passing_trend, "diverged": diverged, "columns_above": columns_above,
+    "curve_at": curve_at,
 }
 
 
