@@ -8,10 +8,11 @@ re-derived below with ``lax`` convolutions, independently of ``impls.two_routes.
   conv back to the padded shape, so E‖BWx‖² also sums the reconstruction on the padding border. Stride 1
   layers use SAME padding; there the two agree.
 - IA with ``reconstruction_reversal``: the original's null is E‖WᵀBᵀx‖² *instead of* E‖BWx‖² (it zeroes the
-  forward term); ours adds the two.
+  forward term), and its reconstruction amp uses WᵀBᵀx; ours now does the same (it used to add the two).
 
-The first test checks the re-derivation where both must agree; the two ``xfail(strict=True)`` tests pin the
-differences (they start failing, i.e. XPASS, once ours matches the original). See papers/two_routes/README.md,
+The first test checks the re-derivation where both must agree; the ``xfail(strict=True)`` test pins the
+stride-2 difference (it starts failing, i.e. XPASS, once ours matches the original); the reversal test checks
+that ours matches. See papers/two_routes/README.md,
 "Ours vs the original code". Runs in a few seconds on CPU.
 """
 from __future__ import annotations
@@ -93,12 +94,11 @@ def test_ia_null_gradient_at_a_stride_2_layer_equals_the_original():
     np.testing.assert_allclose(ours, orig, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.xfail(strict=True, reason="ours: reconstruction_reversal adds E‖WᵀBᵀx‖² to E‖BWx‖²; the original "
-                                       "replaces E‖BWx‖² by it")
-def test_ia_reconstruction_reversal_null_equals_the_original():
+def test_ia_reconstruction_reversal_null_and_amp_equal_the_original():
     k = jax.random.split(KEY, 3)
     x, kf, kb = _rand(k[0], (16, 6)), _rand(k[1], (6, 4)), _rand(k[2], (6, 4))
-    rule = information_alignment(reversal=True)
-    ours = rule.primitive_values(Projections(x, kf, kb, P.DENSE))["null"]
+    rule = information_alignment(reversal=True, reconstruction_amp=True)
+    ours = rule.primitive_values(Projections(x, kf, kb, P.DENSE))
     r_b = (x @ kb) @ kf.T                    # WᵀBᵀx in row-vector storage
-    np.testing.assert_allclose(ours, jnp.sum(r_b ** 2) / len(x), rtol=1e-5)
+    np.testing.assert_allclose(ours["null"], jnp.sum(r_b ** 2) / len(x), rtol=1e-5)
+    np.testing.assert_allclose(ours["amp"], -jnp.sum(x * r_b) / len(x), rtol=1e-5)

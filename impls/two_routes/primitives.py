@@ -9,7 +9,7 @@ sum over every other axis (units, or H × W × channels). No ½ factors.
 | decay     | ‖W‖² + ‖B‖²                            | 2B                         |
 | sparse    | E‖Wx‖² + E‖Bᵀx‖²                       | 2ΣB                        |
 | amp       | −E[(Wx)·(Bᵀx)]                         | −ΣWᵀ                       |
-| null      | E‖BWx‖²  (+ E‖WᵀBᵀx‖² if ``reversal``) | 2BWΣWᵀ                     |
+| null      | E‖BWx‖²  (E‖WᵀBᵀx‖² if ``reversal``)   | 2BWΣWᵀ                     |
 | self      | −tr(BW) = −⟨K_f, K_b⟩                  | −Wᵀ                        |
 
 Conv versions: Wx -> conv(x, K_f), Bᵀx -> conv(x, K_b), BWx -> convᵀ(conv(x, K_f), K_b),
@@ -62,19 +62,17 @@ def sparse_of(p: Projections):
     return _E(p.forward ** 2) + _E(p.backward ** 2)
 
 
-def amp_of(p: Projections, reconstruction: bool = False):
-    """−E[p_f·p_b]; ``reconstruction`` (IA switch ``reconstruction_amp``): −E[x·r_f]."""
+def amp_of(p: Projections, reconstruction: bool = False, reversal: bool = False):
+    """−E[p_f·p_b]; ``reconstruction`` (IA switch ``reconstruction_amp``): −E[x·r_f], or −E[x·r_b] when
+    ``reversal`` (``reconstruction_reversal``) is on too, as the original code does."""
     if reconstruction:
-        return -_E(p.x * p.forward_reconstruction)
+        return -_E(p.x * (p.backward_reconstruction if reversal else p.forward_reconstruction))
     return -_E(p.forward * p.backward)
 
 
 def null_of(p: Projections, reversal: bool = False):
-    """E‖r_f‖² (+ E‖r_b‖² with ``reversal``)."""
-    out = _E(p.forward_reconstruction ** 2)
-    if reversal:
-        out = out + _E(p.backward_reconstruction ** 2)
-    return out
+    """E‖r_f‖²; with ``reversal`` E‖r_b‖² instead (the original zeroes the forward term)."""
+    return _E((p.backward_reconstruction if reversal else p.forward_reconstruction) ** 2)
 
 
 def self_of(p: Projections):
@@ -97,7 +95,7 @@ def amp(x, kf, kb, geo: Geometry = DENSE, reconstruction: bool = False):
 
 
 def null(x, kf, kb, geo: Geometry = DENSE, reversal: bool = False):
-    """E‖BWx‖² (+ E‖WᵀBᵀx‖² with ``reversal``, the IA switch ``reconstruction_reversal``; off by default)."""
+    """E‖BWx‖², or E‖WᵀBᵀx‖² with ``reversal`` (the IA switch ``reconstruction_reversal``; off by default)."""
     return null_of(Projections(x, kf, kb, geo), reversal)
 
 

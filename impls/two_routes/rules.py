@@ -50,7 +50,7 @@ class AlignmentRule(NamedTuple):
             if term == "null":
                 out[term] = P.null_of(proj, reversal=self.reversal)
             elif term == "amp":
-                out[term] = P.amp_of(proj, reconstruction=self.reconstruction_amp)
+                out[term] = P.amp_of(proj, reconstruction=self.reconstruction_amp, reversal=self.reversal)
             else:
                 out[term] = PRIMITIVES_OF[term](proj)
         return out
@@ -105,7 +105,8 @@ def information_alignment(alpha: float = 2e-3, beta: float = 1e-3, gamma: float 
 
     ΔB = −η(−αΣWᵀ + 2βBWΣWᵀ + 2γB); fixed point B* = (α/2β)ΣWᵀ(WΣWᵀ + (γ/β)I)⁻¹; at α = 2β and white
     inputs the ridge pseudo-inverse Wᵀ(WWᵀ + γ/(βσ²) I)⁻¹ (B is a linear decoder of x from Wx).
-    Switches (spec §2.5, all off): ``reversal`` (``reconstruction_reversal``) adds E‖WᵀBᵀx‖² to null;
+    Switches (spec §2.5, all off): ``reversal`` (``reconstruction_reversal``) uses E‖WᵀBᵀx‖² as null instead
+    of E‖BWx‖² (and WᵀBᵀx in the reconstruction amp), as the original code does;
     ``reconstruction_amp`` uses amp = −E[x·(BWx)]; ``use_sparse`` puts γ on sparse instead of decay
     (ΔB's 2γB becomes 2γΣB).
     """
