@@ -10,7 +10,8 @@ batch 100, on the same 55,000 / 5,000 train / validation split of a 60,000-image
   (``--original-json``);
 - ours: ``impls.wide_align.stacked.StackedRuns`` (the loop the Snakemake train jobs run), all seeds and
   lrs of a rule stacked in one batch, data from ``--npz`` (checked to hold the same images and labels
-  as the IDX files in ``--data``), validation after every epoch.
+  as the IDX files in ``--data``), validation after every epoch; or the ``ours_runs`` of an earlier
+  ``--out`` of this script (``--ours-json``).
 
 The two sides draw from different generators (numpy's legacy seed vs our torch streams), so their
 initial weights and batch orders differ for every seed: what is compared is the distribution over
@@ -63,6 +64,17 @@ def original_curves(rows: list[dict], width: int, epochs: int) -> dict[tuple[str
         if row["seed"] in cell:
             raise ValueError(f"the original's JSON has seed {row['seed']} twice for {row['rule']} lr {row['lr']}")
         cell[row["seed"]] = [float(v) for v in row["val_acc"][:epochs]]
+    return out
+
+
+def ours_curves(runs: list[dict], epochs: int) -> dict[tuple[str, float], dict[int, list[float]]]:
+    """The same mapping from the ``ours_runs`` of an earlier ``--out`` of this script."""
+    out: dict[tuple[str, float], dict[int, list[float]]] = {}
+    for run in runs:
+        if len(run["val_acc"]) < epochs:
+            raise ValueError(f"our {run['rule']} lr {run['lr']} seed {run['seed']} has {len(run['val_acc'])} epochs, "
+                             f"fewer than --epochs {epochs}")
+        out.setdefault((run["rule"], float(run["lr"])), {})[run["seed"]] = [float(v) for v in run["val_acc"][:epochs]]
     return out
 
 
@@ -124,7 +136,14 @@ def run_ours(args) -> dict[tuple[str, float], dict[int, list[float]]]:
         for spec, c in zip(specs, curves):
             out.setdefault((rule, float(spec["hparams"]["lr"])), {})[spec["seed"]] = c
         print(f"ours {rule}: {len(specs)} runs stacked, {time.perf_counter() - t0:.1f} s", flush=True)
+        if args.out:  # so far, in case the run is stopped (reusable with --ours-json)
+            args.out.write_text(json.dumps({"partial": True, "ours_runs": runs_list(out)}, indent=1))
     return out
+
+
+def runs_list(ours: dict) -> list[dict]:
+    return [{"rule": rule, "lr": lr, "seed": seed, "val_acc": c} for (rule, lr), mine in ours.items()
+            for seed, c in mine.items()]
 
 
 def main():
@@ -133,6 +152,8 @@ def main():
     p.add_argument("--original-python", default=None, help="python of a TensorFlow venv that runs the original")
     p.add_argument("--original-json", type=Path, default=None,
                    help="rows of an earlier bench_wide_align_original.py --seeds ... --out run (instead of running it)")
+    p.add_argument("--ours-json", type=Path, default=None,
+                   help="an earlier --out of this script: reuse its ours_runs instead of training ours")
     p.add_argument("--data", type=Path, default=Path("/usr/share/datasets/fashion-mnist"))
     p.add_argument("--npz", type=Path, default=Path("resources/datasets/fashion_mnist.npz"))
     p.add_argument("--width", type=int, default=8)
@@ -160,7 +181,9 @@ def main():
         original_s = time.perf_counter() - t0
     theirs = original_curves(rows, args.width, args.epochs)
     t0 = time.perf_counter()
-    ours = run_ours(args)
+    ours = (ours_curves(json.loads(args.ours_json.read_text())["ours_runs"], args.epochs) if args.ours_json
+            else run_ours(args))
+    ours = {key: c for key, c in ours.items() if key[0] in args.rules and key[1] in args.lrs}
     ours_s = time.perf_counter() - t0
 
     cells = []
@@ -175,7 +198,8 @@ def main():
                       "original": {str(s): c for s, c in theirs[(rule, lr)].items()}, "comparison": rows_cmp})
     result = {"argv": sys.argv[1:], "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
               "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
-              "original_s": round(original_s, 1), "ours_s": round(ours_s, 1), "cells": cells}
+              "original_s": round(original_s, 1), "ours_s": round(ours_s, 1), "cells": cells,
+              "ours_runs": runs_list(ours)}
     if args.out:
         args.out.write_text(json.dumps(result, indent=1))
 

@@ -130,3 +130,11 @@ def test_parity_cli_needs_the_original_or_its_json():
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks/bench_wide_align_parity.py")],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "--original-json" in proc.stderr
+
+
+def test_ours_curves_reads_back_the_runs_of_an_earlier_out():
+    ours = {("bp", 1.0): {0: [50.0, 60.0, 65.0], 1: [52.0, 61.0, 66.0]}, ("dfa", 5.0): {0: [40.0, 45.0, 47.0]}}
+    again = parity.ours_curves(json.loads(json.dumps({"ours_runs": parity.runs_list(ours)}))["ours_runs"], 2)
+    assert again == {("bp", 1.0): {0: [50.0, 60.0], 1: [52.0, 61.0]}, ("dfa", 5.0): {0: [40.0, 45.0]}}
+    with pytest.raises(ValueError, match="fewer than --epochs 4"):
+        parity.ours_curves(parity.runs_list(ours), 4)
