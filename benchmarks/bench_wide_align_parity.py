@@ -150,8 +150,8 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--original", type=Path, help="checkout of FieteLab/Wide-Network-Alignment (d242886)")
     p.add_argument("--original-python", default=None, help="python of a TensorFlow venv that runs the original")
-    p.add_argument("--original-json", type=Path, default=None,
-                   help="rows of an earlier bench_wide_align_original.py --seeds ... --out run (instead of running it)")
+    p.add_argument("--original-json", type=Path, nargs="+", default=None,
+                   help="rows of earlier bench_wide_align_original.py --seeds ... --out runs (instead of running it)")
     p.add_argument("--ours-json", type=Path, default=None,
                    help="an earlier --out of this script: reuse its ours_runs instead of training ours")
     p.add_argument("--data", type=Path, default=Path("/usr/share/datasets/fashion-mnist"))
@@ -177,7 +177,8 @@ def main():
     load_before, started = os.getloadavg(), time.time()
     with tempfile.TemporaryDirectory(prefix="wna-parity-") as tmp:
         t0 = time.perf_counter()
-        rows = (json.loads(args.original_json.read_text()) if args.original_json else run_original(args, Path(tmp)))
+        rows = ([r for f in args.original_json for r in json.loads(f.read_text())] if args.original_json
+                else run_original(args, Path(tmp)))
         original_s = time.perf_counter() - t0
     theirs = original_curves(rows, args.width, args.epochs)
     t0 = time.perf_counter()
