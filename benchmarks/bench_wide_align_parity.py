@@ -163,7 +163,8 @@ def main():
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="our seeds")
     p.add_argument("--original-seeds", type=int, nargs="+", default=[99, 100, 101],
                    help="numpy seeds that replace the original's 99")
-    p.add_argument("--threads", type=int, default=2, help="torch threads for ours")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads for ours (on a loaded machine, more threads than free cores spin and waste CPU)")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args()
     if args.original_json is None and (args.original is None or args.original_python is None):
