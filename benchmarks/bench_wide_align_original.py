@@ -171,9 +171,10 @@ def main():
                         sys.stdout, original.np = stdout, numpy
                     per_epoch = epoch_seconds(stamped.lines)
                     after_warm_up = per_epoch[1:]
+                    mean_s = round(sum(after_warm_up) / len(after_warm_up), 3) if after_warm_up else None
                     row = {"rule": rule, "width": width, "lr": lr, "seed": seed, "epochs": args.epochs,
                            "implementation": "original (TF compat.v1)",
-                           "epoch_plus_val_s": round(sum(after_warm_up) / len(after_warm_up), 3) if after_warm_up else None,
+                           "epoch_plus_val_s": mean_s,
                            "epoch0_s": round(per_epoch[0], 3), "all_epochs_s": [round(s, 3) for s in per_epoch],
                            **accuracy_curves(stamped.lines, args.epochs)}
                     rows.append(row)

@@ -53,8 +53,8 @@ def original_curves(rows: list[dict], width: int, epochs: int) -> dict[tuple[str
     out: dict[tuple[str, float], dict[int, list[float]]] = {}
     for row in rows:
         if "val_acc" not in row or "seed" not in row:
-            raise ValueError("the original's JSON has rows without 'val_acc'/'seed': rerun bench_wide_align_original.py "
-                             "(with --seeds) to record accuracy")
+            raise ValueError("the original's JSON has rows without 'val_acc'/'seed': rerun "
+                             "bench_wide_align_original.py (with --seeds) to record accuracy")
         if row["width"] != width:
             continue
         if len(row["val_acc"]) < epochs:
@@ -97,7 +97,8 @@ def check_same_data(npz: Path, data_dir: Path) -> None:
     for key, name in (("x_train", "train-images-idx3-ubyte.gz"), ("y_train", "train-labels-idx1-ubyte.gz")):
         idx = read_idx(data_dir / name)
         if cached[key].shape != idx.shape or not np.array_equal(cached[key], idx):
-            raise SystemExit(f"error: {npz} {key} differs from {data_dir / name}: the two sides would not see the same data")
+            raise SystemExit(f"error: {npz} {key} differs from {data_dir / name}: "
+                             "the two sides would not see the same data")
 
 
 def run_original(args, tmp: Path) -> list[dict]:
