@@ -144,7 +144,7 @@ def test_summarise_drops_epoch_zero_and_flags_differences():
     (s,) = bench.summarise(ours, original)
     assert [r["epoch"] for r in s["rows"]] == [1, 2]
     assert s["rows"][0]["verdict"] == "within 2 SE" and s["rows"][1]["verdict"].startswith("differs")
-    assert s["epoch0"]["diff"] == pytest.approx(1.0)
+    assert s["epoch0"]["diff"] == pytest.approx(1.0) and s["epoch0"]["epoch"] == 0
     assert not s["all_within_2se"] and s["max_diff_over_se"] > 2
 
 
