@@ -165,3 +165,10 @@ def test_curve_at_bounds_the_mean_curve_at_one_epoch():
     assert evaluate_claim({**at, "predicate": {**at["predicate"], "max": 80.2}}, T, "cpu")[1] == "not reproduced"
     ours, verdict = evaluate_claim({**at, "predicate": {**at["predicate"], "epoch": 9}}, T, "cpu")
     assert verdict == "not reproduced" and "no value at epoch 9" in ours
+
+
+def test_a_numeric_selection_skips_text_in_a_factor_column():
+    t = pd.DataFrame({"run_id": ["a", "b", "c"], "rule": ["bp", "aa", "aa"], "alpha": ["default", "0.001", "0.0001"],
+                      "status": ["ok", "diverged", "ok"], "final_test_acc": [90.0, np.nan, 65.0]})
+    c = claim(predicate={"kind": "diverged", "select": {"rule": "aa", "hparams.alpha": 1.0e-3}})
+    assert evaluate_claim(c, t, "cpu") == ("1 of 1 runs diverged", "reproduced")

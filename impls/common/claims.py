@@ -52,7 +52,8 @@ def _matches(series: pd.Series, value: Any) -> pd.Series:
     if isinstance(value, (list, tuple)):
         return np.logical_or.reduce([_matches(series, v) for v in value]) if value else series.isna() & False
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return np.isclose(series.astype(float), float(value), rtol=1e-9, atol=0.0)
+        # a factor that does not apply to every run holds text there (e.g. 'default'): never equal to a number
+        return np.isclose(pd.to_numeric(series, errors="coerce"), float(value), rtol=1e-9, atol=0.0)
     return series.astype(str) == str(value)
 
 
