@@ -45,3 +45,12 @@ def test_summary_table_is_mean_and_std_over_seeds():
     assert row[("final_acc", "mean")] == pytest.approx(10 + 6 + 0.5)
     assert row[("final_acc", "std")] == pytest.approx(np.std([0, 1], ddof=1))
     assert summary.loc[("np", 1.0)][("runs", "diverged")] == 2
+
+
+def test_table_cells_show_no_spread_for_one_seed_and_a_dash_when_no_run_finished():
+    from impls.common.plotting import _cell
+    summary = summary_table(pd.DataFrame({
+        "run_id": ["a", "b", "c", "d"], "rule": ["bp", "bp", "fa", "aa"], "final_acc": [90.0, 92.0, 54.3, np.nan],
+        "status": ["ok", "ok", "ok", "diverged"]}), ["rule"], ["final_acc"])
+    cells = {rule: _cell(row, "final_acc") for rule, row in summary.iterrows()}
+    assert cells == {"bp": "91 ± 1.4 (n=2)", "fa": "54.3 (n=1)", "aa": "—"}

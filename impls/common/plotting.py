@@ -115,14 +115,22 @@ def summary_table(table: pd.DataFrame, by, metrics) -> pd.DataFrame:
     return out
 
 
+def _cell(row, metric: str) -> str:
+    """mean ± sd (n=k) over seeds; one seed has no spread to show, and no finished run shows a dash."""
+    n = int(row[(metric, "count")])
+    if n == 0:
+        return "—"
+    if n == 1:
+        return f"{row[(metric, 'mean')]:.3g} (n=1)"
+    return f"{row[(metric, 'mean')]:.3g} ± {row[(metric, 'std')]:.2g} (n={n})"
+
+
 def table_figure(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
     """A results table (mean ± std over seeds) rendered as an image for the report."""
     spec = figure["plot"]
     by, metrics = spec.get("by", ["rule"]), spec.get("metrics", ["final_acc"])
     summary = summary_table(table, by, metrics)
-    cells = [[*(idx if isinstance(idx, tuple) else (idx,)),
-              *(f"{row[(m, 'mean')]:.3g} ± {0.0 if pd.isna(row[(m, 'std')]) else row[(m, 'std')]:.2g} "
-                f"(n={int(row[(m, 'count')])})" for m in metrics),
+    cells = [[*(idx if isinstance(idx, tuple) else (idx,)), *(_cell(row, m) for m in metrics),
               int(row[("runs", "diverged")])] for idx, row in summary.iterrows()]
     fig, ax = plt.subplots(figsize=(2.2 * (len(by) + len(metrics) + 1), 0.4 * len(cells) + 0.8))
     ax.axis("off")
