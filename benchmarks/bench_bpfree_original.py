@@ -21,12 +21,18 @@ each side, so the comparison is statistical: per epoch, mean ± sd of the test a
 per side, the difference of the means and its standard error (``benchmarks/parity.py``).
 
 Deterministic check (``probe``): the original builds a net ``--probe-hidden`` (default 500-1000-500,
-one of its architectures) for each rule, computes ONE update on the first ``--batch`` training
+one of its architectures) for each of bp, dfa, drtp and cce, computes ONE update on the first ``--batch`` training
 images with its own ``train_step`` (the optimiser's ``apply_gradients`` is intercepted, so nothing is
 applied) and its ``bp_cosine`` tracker, and saves weights, B matrices, batch and update to an npz.
 Ours loads exactly those weights and B, computes its rule's update on the same batch and reports,
 per tensor, ‖ours − original‖ / ‖original‖, and the cosine of each hidden kernel's update with the
 BP gradient on both sides. These must agree to float32 rounding.
+
+Order and partial results: the original side writes the probe first, then trains seed by seed (every
+rule for seed 0, then seed 1, ...) and rewrites its JSON after every run; ours trains rule by rule
+(its seeds vectorised) and rewrites its JSON after every rule, then computes the probe (waiting for
+the original's npz, so both sides can be started together). ``compare`` on a partial result
+compares the rules both sides have and names the others.
 
 The sides need different environments, so one side runs per invocation:
 
@@ -79,6 +85,7 @@ IDX_FILES = {"x_train": "train-images-idx3-ubyte", "y_train": "train-labels-idx1
 RULES = ("bp", "dfa", "drtp", "cce")
 N_CLASSES = 10
 SHUFFLE_BUFFER = 4096   # the original's dataloader at HEAD (9caeb0e)
+PROBE_WAIT_S = 3600      # how long ``ours --probe`` waits for the original side to write its npz
 DEFAULT_DATA = Path("/usr/share/datasets/fashion-mnist")
 #: the settings both sides must share before their curves are compared
 SETTING_KEYS = ("rules", "seeds", "epochs", "n_train", "hidden", "lr", "batch", "shuffle_buffer", "data_sha256",
@@ -207,8 +214,12 @@ def compare_results(ours: dict, original: dict) -> dict:
     mismatch = settings_mismatch(ours["settings"], original["settings"])
     if mismatch:
         raise ValueError("the two sides ran different settings: " + "; ".join(mismatch))
-    out = {"settings": ours["settings"], "rules": {}}
+    out = {"settings": ours["settings"], "rules": {}, "missing": [],
+           "complete": {"ours": ours.get("complete", True), "original": original.get("complete", True)}}
     for rule in ours["settings"]["rules"]:
+        if not ours["runs"].get(rule) or not original["runs"].get(rule):   # a partial result (still running)
+            out["missing"].append(rule)
+            continue
         out["rules"][rule] = {
             "test_acc": parity_compare(curves(ours, rule, "test_acc"), curves(original, rule, "test_acc")),
             "train_error": parity_compare(curves(ours, rule, "train_error"),
@@ -309,10 +320,13 @@ def run_original(args) -> dict:
             p = self.model.predict(x_test, batch_size=1000, verbose=0)
             self.acc.append(float(100.0 * np.mean(np.argmax(p, -1) == data["y_test"])))
 
-    runs = {}
-    for rule in settings["rules"]:
-        runs[rule] = {}
-        for seed in range(args.seeds):
+    probe_path = args.out.with_suffix(".probe.npz")
+    original_probe(orig, tf, data, settings, args.batch, probe_path)   # cheap and deterministic: first
+    result = {"side": "original", "settings": settings, "runs": {r: {} for r in settings["rules"]},
+              "probe_npz": str(probe_path), "complete": False,
+              "versions": {"tensorflow": tf.__version__, "python": platform.python_version()}}
+    for seed in range(args.seeds):   # seed-major: a partial result has every rule at n seeds
+        for rule in settings["rules"]:
             t0 = time.perf_counter()
             tf.keras.utils.set_random_seed(seed)
             config = original_config(rule, settings["hidden"], args.batch, data)
@@ -322,14 +336,13 @@ def run_original(args) -> dict:
             ds = orig.dataloader.get_dataset(config, training=True)
             cb = FullTestAccuracy()
             hist = model.fit(ds, epochs=args.epochs, callbacks=[cb], verbose=0)
-            runs[rule][str(seed)] = {"test_acc": cb.acc, "train_error": [float(v) for v in hist.history["error_rate"]],
-                                     "train_loss": [float(v) for v in hist.history["loss"]],
-                                     "wall_s": round(time.perf_counter() - t0, 1)}
-            print(json.dumps({"side": "original", "rule": rule, "seed": seed, **runs[rule][str(seed)]}), flush=True)
-    probe_path = args.out.with_suffix(".probe.npz")
-    original_probe(orig, tf, data, settings, args.batch, probe_path)
-    return {"side": "original", "settings": settings, "runs": runs, "probe_npz": str(probe_path),
-            "versions": {"tensorflow": tf.__version__, "python": platform.python_version()}}
+            run = {"test_acc": cb.acc, "train_error": [float(v) for v in hist.history["error_rate"]],
+                   "train_loss": [float(v) for v in hist.history["loss"]], "wall_s": round(time.perf_counter() - t0, 1)}
+            result["runs"][rule][str(seed)] = run
+            write_json(args.out, stamped(result, args))   # kept after every run
+            print(json.dumps({"side": "original", "rule": rule, "seed": seed, **run}), flush=True)
+    result["complete"] = True
+    return result
 
 
 def original_probe(orig, tf, data, settings, batch, path: Path) -> None:
@@ -338,7 +351,7 @@ def original_probe(orig, tf, data, settings, batch, path: Path) -> None:
     saved = {}
     xb = data["x_train"][:batch].reshape(batch, -1).astype(np.float32)
     yb = tf.keras.utils.to_categorical(data["y_train"][:batch], N_CLASSES).astype(np.float32)
-    for rule in settings["rules"]:
+    for rule in RULES:
         tf.keras.utils.set_random_seed(1000)
         config = original_config(rule, settings["probe_hidden"], batch, data, trackers=("bp_cosine",))
         x = orig.dataloader.scaler(xb, None, config)[0]
@@ -390,7 +403,9 @@ def run_ours(args) -> dict:
     arrays = {"x_train": x_train, "y_train": data["y_train"].astype(np.int32), "x_test": x_test,
               "y_test": data["y_test"].astype(np.int32), "n_classes": N_CLASSES, "image_shape": (28, 28)}
     seeds = np.arange(args.seeds)
-    runs = {}
+    result = {"side": "ours", "settings": settings, "runs": {}, "complete": False,
+              "versions": {"jax": jax.__version__, "python": platform.python_version()}}
+    runs = result["runs"]
     for rule in settings["rules"]:
         t0 = time.perf_counter()
         program = CompiledBatch(our_spec(rule, settings, settings["hidden"]), arrays)
@@ -404,12 +419,15 @@ def run_ours(args) -> dict:
         runs[rule] = {str(s): {"test_acc": [float(a[i]) for a in test_acc],
                                "train_error": [float(e[i]) for e in train_error], "wall_s_all_seeds": wall}
                       for i, s in enumerate(seeds)}
+        write_json(args.out, stamped(result, args))
         print(json.dumps({"side": "ours", "rule": rule, "wall_s_all_seeds": wall,
                           "test_acc": {s: r["test_acc"] for s, r in runs[rule].items()}}), flush=True)
-    result = {"side": "ours", "settings": settings, "runs": runs,
-              "versions": {"jax": jax.__version__, "python": platform.python_version()}}
-    if args.probe:
+    if args.probe:   # after training, so both sides may start together; the original writes its npz first
+        deadline = time.monotonic() + PROBE_WAIT_S
+        while not args.probe.is_file() and time.monotonic() < deadline:
+            time.sleep(10)
         result["probe"] = ours_probe(args.probe, settings)
+    result["complete"] = True
     return result
 
 
@@ -425,7 +443,7 @@ def ours_probe(path: Path, settings: dict) -> dict:
     cfg = models.Config(784, tuple(hidden), N_CLASSES)
     n_params = 2 * (len(hidden) + 1)
     out = {"npz": str(path), "hidden": hidden, "rules": {}}
-    for rule in settings["rules"]:
+    for rule in RULES:
         flat = [saved[f"{rule}/param{i}"] for i in range(n_params)]
         params = {"hidden": [{"w": flat[2 * i], "b": flat[2 * i + 1]} for i in range(len(hidden))],
                   "out": {"w": flat[-2], "b": flat[-1]}}
@@ -473,6 +491,13 @@ def check_training_options(p: argparse.ArgumentParser, args) -> None:
         p.error(f"--data {args.data} is not a folder")
 
 
+def stamped(result: dict, args) -> dict:
+    """``result`` with the command, date, host and load average (1/5/15 min) at start and now."""
+    return {**result, "wall_s": round(time.perf_counter() - args.t0, 1), "command": " ".join(sys.argv),
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "host": platform.node(),
+            "load_avg_start": args.load0, "load_avg_now": [round(v, 2) for v in os.getloadavg()]}
+
+
 def write_json(path: Path, obj: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(obj, indent=1))
@@ -483,6 +508,8 @@ def report(comparison: dict) -> str:
     for rule, rows in comparison["rules"].items():
         parts += [f"## {rule}: per epoch", markdown(rows["test_acc"], "test acc %"), "",
                   markdown(rows["train_error"], "train error %")]
+    if comparison["missing"]:
+        parts.append(f"Not compared (no runs yet on one side): {', '.join(comparison['missing'])}")
     parts += ["## Probe: one update on identical weights, B and batch", probe_markdown(comparison["probe"])]
     return "\n\n".join(parts)
 
@@ -528,13 +555,10 @@ def main(argv=None) -> int:
                         *common, "--out", str(ours_json)], check=True)
         return main(["compare", str(ours_json), str(orig_json), "--out", str(args.outdir / "bpfree_parity.json")])
 
-    t0, load0 = time.perf_counter(), os.getloadavg()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.t0, args.load0 = time.perf_counter(), [round(v, 2) for v in os.getloadavg()]
     result = run_original(args) if args.command == "original" else run_ours(args)
-    result.update(wall_s=round(time.perf_counter() - t0, 1), command=" ".join(sys.argv),
-                  date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), host=platform.node(),
-                  load_avg_1_5_15_start=[round(v, 2) for v in load0],
-                  load_avg_1_5_15_end=[round(v, 2) for v in os.getloadavg()])
-    write_json(args.out, result)
+    write_json(args.out, stamped(result, args))
     return 0
 
 

@@ -119,3 +119,13 @@ def test_probe_markdown_lists_the_worst_tensor_per_rule():
     assert "| dfa | 5.00e-07 | 0.50000 / 0.25000 | 0.50000 / 0.25000 |" in text
     assert "| bp | 1.00e-07 | 1.00000 | — |" in text
     assert "no probe" in bench.probe_markdown(None)
+
+
+def test_a_partial_result_compares_the_rules_both_sides_have_and_names_the_rest():
+    ours = _result("ours", [[80.0], [81.0]], rules=["dfa", "bp"])
+    original = _result("original", [[80.0], [81.0]], rules=["dfa", "bp"])
+    original["runs"]["bp"], original["complete"] = {}, False
+    out = bench.compare_results(ours, original)
+    assert list(out["rules"]) == ["dfa"] and out["missing"] == ["bp"]
+    assert out["complete"] == {"ours": True, "original": False}
+    assert "Not compared (no runs yet on one side): bp" in bench.report({**out, "probe": None})
