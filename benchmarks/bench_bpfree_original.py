@@ -30,8 +30,9 @@ BP gradient on both sides. These must agree to float32 rounding.
 
 Order and partial results: the original side writes the probe first, then trains seed by seed (every
 rule for seed 0, then seed 1, ...) and rewrites its JSON after every run; ours trains rule by rule
-(its seeds vectorised) and rewrites its JSON after every rule, then computes the probe (waiting for
-the original's npz, so both sides can be started together). ``compare`` on a partial result
+(its seeds vectorised) and rewrites its JSON after every rule; it computes the probe first when the
+original's npz is already there, else after training (waiting for the npz, so both sides can be
+started together). ``compare`` on a partial result
 compares the rules both sides have and names the others.
 
 The sides need different environments, so one side runs per invocation:
@@ -347,7 +348,7 @@ def run_original(args) -> dict:
 
 def original_probe(orig, tf, data, settings, batch, path: Path) -> None:
     """One update of each rule on the first ``batch`` training images, nothing applied: weights, B,
-    the batch, the update (in the order of the model's trainable variables) and the bp_cosine tracker."""
+    the batch, the update of every kernel and bias the forward pass uses, and the bp_cosine tracker."""
     saved = {}
     xb = data["x_train"][:batch].reshape(batch, -1).astype(np.float32)
     yb = tf.keras.utils.to_categorical(data["y_train"][:batch], N_CLASSES).astype(np.float32)
@@ -359,22 +360,31 @@ def original_probe(orig, tf, data, settings, batch, path: Path) -> None:
         model(x[:1])   # builds W and B
         model.compile(run_eagerly=False, optimizer=tf.keras.optimizers.SGD(learning_rate=1.0),
                       loss="categorical_crossentropy", metrics=orig.util.error_rate)
-        variables = list(model.trainable_variables)
-        stash = [tf.Variable(tf.zeros_like(v), trainable=False) for v in variables]
+        # the variables the forward pass uses, in our order (W_1, b_1, ..., W_out, b_out): for non-BP rules
+        # the original builds each hidden Dense twice (its Sequential, then its Layer wrapper), so
+        # trainable_variables also holds the first build's unused kernels and biases (their gradient is None)
+        dense = ([lyr.backend for lyr in model.weighted_layers] + [model.linear] if rule != "bp"
+                 else [l for l in model.model.layers if isinstance(l, tf.keras.layers.Dense)])
+        used = [v for d in dense for v in (d.kernel, d.bias)]
+        stash = {v.ref(): tf.Variable(tf.zeros_like(v), trainable=False) for v in used}
+        seen = tf.Variable(0, trainable=False)
 
         def capture(grads_and_vars, *a, **kw):
-            for (g, v), s, want in zip(grads_and_vars, stash, variables):
-                if v is not want:
-                    raise RuntimeError(f"update order differs from trainable_variables at {v.name}")
-                s.assign(g)
+            for g, v in grads_and_vars:
+                if v.ref() in stash and g is not None:
+                    stash[v.ref()].assign(g)
+                    seen.assign_add(1)
 
-        model.optimizer.apply_gradients = capture
-        weights = [v.numpy() for v in variables]
+        model.optimizer.apply_gradients = tf.autograph.experimental.do_not_convert(capture)
+        weights = [v.numpy() for v in used]
         model.train_on_batch(x, yb)
+        if int(seen.numpy()) != len(used):
+            raise RuntimeError(f"{rule}: {int(seen.numpy())} of the {len(used)} used variables got an update")
         saved[f"{rule}/x"], saved[f"{rule}/y"] = x, yb
-        for i, (w, s) in enumerate(zip(weights, stash)):
+        saved[f"{rule}/n_trainable_variables"] = np.array(len(model.trainable_variables))
+        for i, (w, v) in enumerate(zip(weights, used)):
             saved[f"{rule}/param{i}"] = w
-            saved[f"{rule}/update{i}"] = s.numpy()
+            saved[f"{rule}/update{i}"] = stash[v.ref()].numpy()
         if rule != "bp":
             for i, lyr in enumerate(model.weighted_layers):
                 saved[f"{rule}/B{i}"] = lyr.project.kernel.numpy()
@@ -405,8 +415,11 @@ def run_ours(args) -> dict:
     seeds = np.arange(args.seeds)
     result = {"side": "ours", "settings": settings, "runs": {}, "complete": False,
               "versions": {"jax": jax.__version__, "python": platform.python_version()}}
+    if args.probe and args.probe.is_file():   # the original's npz is there already: the cheap check first
+        result["probe"] = ours_probe(args.probe, settings)
+        write_json(args.out, stamped(result, args))
     runs = result["runs"]
-    for rule in settings["rules"]:
+    for rule in ([] if args.probe_only else settings["rules"]):
         t0 = time.perf_counter()
         program = CompiledBatch(our_spec(rule, settings, settings["hidden"]), arrays)
         state, keys = program.init(seeds, np.full(len(seeds), args.lr, np.float32))
@@ -422,12 +435,12 @@ def run_ours(args) -> dict:
         write_json(args.out, stamped(result, args))
         print(json.dumps({"side": "ours", "rule": rule, "wall_s_all_seeds": wall,
                           "test_acc": {s: r["test_acc"] for s, r in runs[rule].items()}}), flush=True)
-    if args.probe:   # after training, so both sides may start together; the original writes its npz first
+    if args.probe and "probe" not in result:   # after training, so both sides may start together
         deadline = time.monotonic() + PROBE_WAIT_S
         while not args.probe.is_file() and time.monotonic() < deadline:
             time.sleep(10)
         result["probe"] = ours_probe(args.probe, settings)
-    result["complete"] = True
+    result["complete"] = not args.probe_only
     return result
 
 
@@ -522,10 +535,13 @@ def main(argv=None) -> int:
     add_training_options(po)
     pr = sub.add_parser("ours", help="train ours (project venv)")
     pr.add_argument("--probe", type=Path, default=None, help="the original side's .probe.npz")
+    pr.add_argument("--probe-only", action="store_true", help="only the probe (no training; needs --probe)")
     add_training_options(pr)
     pc = sub.add_parser("compare", help="compare two result JSONs")
     pc.add_argument("ours", type=Path)
     pc.add_argument("original_result", type=Path)
+    pc.add_argument("--probe-result", type=Path, default=None,
+                    help="an 'ours --probe-only' JSON whose probe replaces the one in OURS")
     pc.add_argument("--out", type=Path, default=None)
     pa = sub.add_parser("all", help="original (subprocess under --tf-python), ours, compare")
     pa.add_argument("--original", type=Path, required=True)
@@ -536,6 +552,8 @@ def main(argv=None) -> int:
 
     if args.command == "compare":
         comparison = compare_results(json.loads(args.ours.read_text()), json.loads(args.original_result.read_text()))
+        if args.probe_result:
+            comparison["probe"] = json.loads(args.probe_result.read_text())["probe"]
         text = report(comparison)
         print(text)
         if args.out:
@@ -543,6 +561,8 @@ def main(argv=None) -> int:
         return 0
 
     check_training_options({"original": po, "ours": pr, "all": pa}[args.command], args)
+    if getattr(args, "probe_only", False) and not args.probe:
+        pr.error("--probe-only needs --probe")
     if args.command == "all":
         common = ["--data", str(args.data), "--rules", *args.rules, "--seeds", str(args.seeds), "--epochs",
                   str(args.epochs), "--hidden", args.hidden, "--probe-hidden", args.probe_hidden, "--lr", str(args.lr),

@@ -129,3 +129,14 @@ def test_a_partial_result_compares_the_rules_both_sides_have_and_names_the_rest(
     assert list(out["rules"]) == ["dfa"] and out["missing"] == ["bp"]
     assert out["complete"] == {"ours": True, "original": False}
     assert "Not compared (no runs yet on one side): bp" in bench.report({**out, "probe": None})
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["ours", "--probe-only"], "--probe-only needs --probe"),
+    (["ours", "--hidden", "500x2"], "--hidden: architecture"),
+    (["ours", "--seeds", "0"], "--seeds"),
+])
+def test_the_command_line_refuses_bad_options(tmp_path, capsys, argv, message):
+    with pytest.raises(SystemExit):
+        bench.main(argv + ["--data", str(tmp_path), "--out", str(tmp_path / "o.json")])
+    assert message in capsys.readouterr().err
