@@ -21,8 +21,8 @@ each side, so the comparison is statistical: per epoch, mean ± sd of the test a
 per side, the difference of the means and its standard error (``benchmarks/parity.py``).
 
 Deterministic check (``probe``): the original builds a net ``--probe-hidden`` (default 500-1000-500,
-one of its architectures) for each of bp, dfa, drtp and cce, computes ONE update on the first ``--batch`` training
-images with its own ``train_step`` (the optimiser's ``apply_gradients`` is intercepted, so nothing is
+one of its architectures) for each of bp, dfa, drtp and cce, computes ONE update on the first
+``--batch`` training images with its own ``train_step`` (the optimiser's ``apply_gradients`` is intercepted, so nothing is
 applied) and its ``bp_cosine`` tracker, and saves weights, B matrices, batch and update to an npz.
 Ours loads exactly those weights and B, computes its rule's update on the same batch and reports,
 per tensor, ‖ours − original‖ / ‖original‖, and the cosine of each hidden kernel's update with the
@@ -32,8 +32,8 @@ Order and partial results: the original side writes the probe first, then trains
 rule for seed 0, then seed 1, ...) and rewrites its JSON after every run; ours trains rule by rule
 (its seeds vectorised) and rewrites its JSON after every rule; it computes the probe first when the
 original's npz is already there, else after training (waiting for the npz, so both sides can be
-started together). ``compare`` on a partial result
-compares the rules both sides have and names the others.
+started together; ``--probe-only`` skips training). ``compare`` on a partial result compares the
+rules both sides have and names the others (``--probe-result``: take the probe from a probe-only JSON).
 
 The sides need different environments, so one side runs per invocation:
 
