@@ -218,7 +218,9 @@ def test_carry_remainder_adds_the_partial_batch_to_the_next_epochs_first_update(
                                               ({"sqrt_conv": True}, "applies to rule 'pepita' with arch 'conv'"),
                                               ({"F_init": "glorot"}, "'hparams.F_init'"),
                                               ({"modulated_product": "fast"}, "'hparams.modulated_product'"),
-                                              ({"carry_remainder": 1}, "expected true or false")])
+                                              ({"carry_remainder": 1}, "expected true or false"),
+                                              ({"shuffle": "random"}, "'hparams.shuffle'"),
+                                              ({"dtype": "float16"}, "'hparams.dtype'")])
 def test_variant_switches_are_validated(hparams, message):
     with pytest.raises(speclib.SpecError, match=message):
         digits_spec(rule="bp", **hparams)
@@ -277,3 +279,47 @@ def test_a_checkpoint_of_another_model_size_is_refused_and_a_pending_carry_resum
     wider = StackedBatch(speclib.validate_spec({**spec, "model": {"arch": "fc", "hidden": [32]}}), [0, 1], data, "cpu")
     with pytest.raises(checkpoint.CheckpointMismatch, match=r"checkpoint\.npz does not match .*state/weights/0 has shape"):
         checkpoint.load(path, runs, names, wider.state_dict())
+
+
+def test_compose_shuffle_applies_one_permutation_to_the_current_order_every_epoch(datasets_dir):
+    """``shuffle: compose`` (numpy main.py): epoch e visits the data in the order P applied e times, P per run;
+    P is the first draw of the run's data stream, so epoch 1 equals the default's and later epochs do not."""
+    from impls.pepita.stacked import composed_order
+
+    spec = digits_spec(epochs=3, shuffle="compose")
+    data = load_images(spec, datasets_dir)
+    prog = StackedBatch(spec, [0, 1], data, "cpu", torch.float64)
+    p = prog.base_perm
+    assert p.shape == (2, len(data["x_train"])) and not torch.equal(p[0], p[1])
+    assert torch.equal(prog.epoch_order(1), p) and torch.equal(prog.epoch_order(2), torch.gather(p, 1, p))
+    assert torch.equal(prog.epoch_order(3), torch.stack([q[q[q]] for q in p]))
+    assert torch.equal(composed_order(p[0], 3), p[0][p[0][p[0]]])
+    default = StackedBatch(digits_spec(epochs=3), [0, 1], data, "cpu", torch.float64)
+    restored = StackedBatch(spec, [0, 1], data, "cpu", torch.float64)
+    with torch.no_grad():
+        prog.train_epoch(1)
+        default.train_epoch(1)
+        assert all(torch.equal(a, b) for a, b in zip(prog.weights, default.weights))
+        restored.load_state_dict(prog.state_dict())
+        for batch in (prog, default, restored):
+            batch.train_epoch(2)
+    assert not torch.allclose(prog.weights[0], default.weights[0])
+    assert all(torch.equal(a, b) for a, b in zip(prog.weights, restored.weights))
+
+
+def test_dtype_hparam_sets_the_precision_of_data_and_weights(datasets_dir):
+    """``dtype: float64`` (numpy main.py) loads pixels/scale in float64 and trains in float64, the same run
+    as the explicit float64 argument; the default stays float32."""
+    spec64 = digits_spec(dtype="float64")
+    data64 = load_images(spec64, datasets_dir)
+    ds = np.load(datasets_dir / "digits.npz")
+    assert data64["x_train"].dtype == torch.float64
+    np.testing.assert_array_equal(data64["x_train"].flatten(1).numpy(), ds["x_train"].reshape(len(ds["x_train"]), -1) / 16.0)
+    by_hparam = StackedBatch(spec64, [0], data64, "cpu")
+    explicit = StackedBatch(digits_spec(), [0], data64, "cpu", torch.float64)
+    default = StackedBatch(digits_spec(), [0], load_images(digits_spec(), datasets_dir), "cpu")
+    assert by_hparam.weights[0].dtype == torch.float64 and default.weights[0].dtype == torch.float32
+    with torch.no_grad():
+        by_hparam.train_epoch(1)
+        explicit.train_epoch(1)
+    assert all(torch.equal(a, b) for a, b in zip(by_hparam.weights, explicit.weights))

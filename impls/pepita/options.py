@@ -47,10 +47,14 @@ HPARAMS = {
     "sqrt_conv": (False, "conv code variant: the conv update divided by √P instead of P positions"),
     "modulated_product": ("factored", "FC first layer of the modulated pass: 'factored' x W_1ᵀ + s (W_1 F)ᵀ "
                                       "(one B×d×n matmul fewer) or 'direct' (x + s Fᵀ) W_1ᵀ as the original"),
+    "shuffle": ("fresh", "data order: 'fresh' (a new seeded permutation every epoch) or 'compose' (numpy main.py: "
+                         "one seeded permutation per run, applied to the current order at every epoch)"),
+    "dtype": ("float32", "arithmetic precision of weights, data and updates: 'float32' or 'float64' "
+                         "(numpy main.py computes in float64)"),
 }
 CHOICES = {"last_error": ("modulated", "standard"), "perturbation": ("error", "random"),
            "rp_noise": ("normal", "uniform"), "modulated_product": ("factored", "direct"),
-           "F_init": ("he", "nok")}
+           "F_init": ("he", "nok"), "shuffle": ("fresh", "compose"), "dtype": ("float32", "float64")}
 #: what each hparam accepts (``CHOICES`` for the named ones)
 HPARAM_TYPES = {
     "lr": NUMBER, "momentum": {"type": "number", "minimum": 0, "exclusiveMaximum": 1},

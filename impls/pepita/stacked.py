@@ -15,12 +15,17 @@ Per run r and its seed s, independent ``torch.Generator`` streams give:
   depend on which other runs share its batch.
 
 Per epoch (spec §2.2): η ← max(decay·η, 1e-6) at the start of every epoch listed in
-``decay_epochs`` (0-indexed, as the code's ``if epoch in [60, 90]``); a fresh seeded shuffle;
+``decay_epochs`` (0-indexed, as the code's ``if epoch in [60, 90]``); a fresh seeded shuffle
+(``shuffle: compose``: one permutation P per run, drawn first from its data stream at
+initialisation, and epoch e visits the training set in the order P applied e times, as numpy
+``main.py``'s ``shuffle(..., random_state=0)`` of the current order every epoch);
 minibatches of B with the last partial one kept and still divided by B; the dropout mask is
 drawn once per step and shared by both PEPITA passes. The full test set is evaluated before
 training and after every epoch without dropout; FC runs also log the angle between F and
 (W_L⋯W_1)ᵀ and ‖W_1‖_F (spec §5). Train loss/accuracy are the running values of the
-standard (dropout) pass over the epoch, as the code monitors them.
+standard (dropout) pass over the epoch, as the code monitors them. Arithmetic is in the
+``dtype`` hparam's precision (float32 by default; ``float64`` as numpy ``main.py``) unless the
+caller passes ``dtype`` explicitly.
 """
 from __future__ import annotations
 
@@ -42,13 +47,15 @@ def generator(seed: int) -> torch.Generator:
 
 
 def load_images(spec: dict, datasets_dir) -> dict:
-    """Float32 images in [0, 1], channel-first (N, c, H, W); int64 labels; number of classes."""
+    """Images in [0, 1] (float32, or float64 under ``dtype: float64``), channel-first (N, c, H, W);
+    int64 labels; number of classes."""
     ds = datasets.load_dataset(datasets_dir / f"{spec['dataset']}.npz")
     ds = datasets.subset_for_spec(ds, spec)
     scale = PIXEL_MAX.get(spec["dataset"], 255.0)
+    precision = np.dtype(resolved_hparams(spec)["dtype"])
 
     def prep(x):
-        x = x.astype(np.float32) / scale
+        x = x.astype(precision) / scale
         return x[:, None] if x.ndim == 3 else np.ascontiguousarray(x.transpose(0, 3, 1, 2))
 
     return {"x_train": torch.from_numpy(prep(ds.x_train)), "y_train": torch.from_numpy(ds.y_train.astype(np.int64)),
@@ -62,6 +69,16 @@ def lr_at(epoch: int, hp: dict) -> float:
     for _ in (e for e in sorted(hp["decay_epochs"]) if e <= epoch - 1):
         lr = max(hp["decay"] * lr, 1e-6)
     return lr
+
+
+def composed_order(perm: torch.Tensor, epoch: int) -> torch.Tensor:
+    """Order of the training set in (1-indexed) ``epoch`` under ``shuffle: compose``: the order of
+    the epoch before, permuted by ``perm`` (order_0 = identity, order_e = order_{e−1}[perm]);
+    ``perm`` is (n,) or stacked (R, n)."""
+    order = perm
+    for _ in range(epoch - 1):
+        order = torch.gather(order, -1, perm)
+    return order
 
 
 def _copy(x) -> torch.Tensor:
@@ -81,9 +98,11 @@ class StackedBatch:
     that need autograd (conv BP) enable it locally.
     """
 
-    def __init__(self, spec: dict, seeds, data: dict, device: str, dtype=torch.float32):
+    def __init__(self, spec: dict, seeds, data: dict, device: str, dtype: torch.dtype | None = None):
         self.spec, self.rule, self.arch = spec, spec["rule"], spec["model"]["arch"]
         self.hp = resolved_hparams(spec)
+        if dtype is None:
+            dtype = getattr(torch, self.hp["dtype"])
         self.batch_size = spec["batch_size"]
         self.device, self.dtype = device, dtype
         x_train, x_test = data["x_train"], data["x_test"]
@@ -125,6 +144,10 @@ class StackedBatch:
         self.F = torch.stack(f).to(**to)
         self.feedback = [None if x is None else x.to(**to) for x in _stack(fb)] if fb[0] else []
         self.generators = [generator(s + STREAM_DATA) for s in self.seeds]
+        #: ``shuffle: compose``: each run's fixed permutation, the first draw of its data stream (so
+        #: epoch 1's order and masks equal the default's); the generator states carry it through a checkpoint
+        self.base_perm = (torch.stack([torch.randperm(len(self.x_train), generator=g) for g in self.generators])
+                          if self.hp["shuffle"] == "compose" else None)
         self.carry = None  # ``carry_remainder``: the last partial batch's grads, added to the next update
 
     def state_dict(self) -> dict:
@@ -165,7 +188,7 @@ class StackedBatch:
         """One epoch at η = lr_at(epoch); returns running train loss/accuracy per run."""
         hp, n, bsz = self.hp, len(self.x_train), self.batch_size
         lr = lr_at(epoch, hp)
-        perms = torch.stack([torch.randperm(n, generator=g) for g in self.generators]).to(self.device)
+        perms = self.epoch_order(epoch).to(self.device)
         hidden = self.sizes[1:-1] if self.arch == "fc" else []
         loss_sum = torch.zeros(len(self.seeds), dtype=torch.float64, device=self.device)
         correct = torch.zeros_like(loss_sum)
@@ -196,6 +219,13 @@ class StackedBatch:
             loss_sum += -(t * torch.log(y.clamp_min(1e-30))).sum((1, 2)).double()
             correct += (y.argmax(-1) == t.argmax(-1)).sum(1).double()
         return {"train_loss": (loss_sum / n).cpu().numpy(), "train_acc": (100.0 * correct / n).cpu().numpy()}
+
+    def epoch_order(self, epoch: int) -> torch.Tensor:
+        """(R, n) indices of the training set in (1-indexed) ``epoch``: a fresh draw from each run's
+        data stream, or (``shuffle: compose``) its fixed permutation applied ``epoch`` times."""
+        if self.base_perm is not None:
+            return composed_order(self.base_perm, epoch)
+        return torch.stack([torch.randperm(len(self.x_train), generator=g) for g in self.generators])
 
     def _carry(self, grads, partial: bool):
         """``carry_remainder`` (numpy main.py): a partial batch's G is kept, not applied, and added

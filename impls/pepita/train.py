@@ -31,7 +31,7 @@ METRICS_CONV = METRICS_FC[:4]
 class Program(BatchProgram):
     """A batch of pepita runs (``make_program`` for the driver is the class itself)."""
 
-    def __init__(self, job, options, dtype=torch.float32):
+    def __init__(self, job, options, dtype=None):
         self.torch_device = require_torch_platform(options.platform)
         torch.backends.cuda.matmul.allow_tf32 = False  # spec §6.6: h − h^err is a small difference
         torch.backends.cudnn.allow_tf32 = False
