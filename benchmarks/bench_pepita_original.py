@@ -19,7 +19,8 @@ e.g. ``shuffle=compose dtype=float64`` (the original's fixed-permutation shuffle
 Seeds are independent on the two sides (different generators), so the comparison is statistical: per
 epoch mean ± sd per side, the difference of means and its standard error (``benchmarks/parity.py``).
 The original shuffles with ``sklearn.utils.shuffle(..., random_state=0)``, so its data order is the same
-for every seed; ours draws its order from each seed.
+for every seed; ours draws its order from each seed (``--original-order`` with ``shuffle=compose``: every
+run of ours visits the data in the original's order instead, a diagnostic for that difference).
 
 The one-batch check is exact: the original net (seed 0, dropout off, no shuffling) takes ``--check-steps``
 updates on the first examples; ours starts from the original's initial W_1, W_2 and F in float64 and
