@@ -172,3 +172,9 @@ def test_a_numeric_selection_skips_text_in_a_factor_column():
                       "status": ["ok", "diverged", "ok"], "final_test_acc": [90.0, np.nan, 65.0]})
     c = claim(predicate={"kind": "diverged", "select": {"rule": "aa", "hparams.alpha": 1.0e-3}})
     assert evaluate_claim(c, t, "cpu") == ("1 of 1 runs diverged", "reproduced")
+
+
+def test_a_value_claim_on_one_run_shows_no_spread():
+    one = T[T["seed"] == 0]
+    c = claim(paper_value=90.0, tolerance=1.0, metric="final_test_acc", select={"rule": "sgd", "hparams.lr": 0.017})
+    assert evaluate_claim(c, one, "cpu") == ("90.00 (n=1)", "reproduced")

@@ -87,8 +87,9 @@ def curve(table: pd.DataFrame, where, metric: str) -> pd.Series:
 def _mean_std(values: pd.Series) -> str:
     if values.isna().any():
         return f"{int(values.isna().sum())} of {len(values)} runs diverged"
-    std = values.std(ddof=1) if len(values) > 1 else 0.0
-    return f"{values.mean():.2f} ± {std:.2f} (n={len(values)})"
+    if len(values) == 1:                     # one run: no spread to show
+        return f"{values.mean():.2f} (n=1)"
+    return f"{values.mean():.2f} ± {values.std(ddof=1):.2f} (n={len(values)})"
 
 
 def value_claim(table, claim) -> tuple[str, bool]:
@@ -112,7 +113,7 @@ def close(table, p) -> tuple[str, bool]:
 def increasing(table, p) -> tuple[str, bool]:
     runs = select(table, p.get("select")).drop_duplicates("run_id")
     means = runs.groupby(column_name(p["by"]))[p["metric"]].mean().sort_index()
-    text = " < ".join(f"{v:.1f}" for v in means)
+    text = ", ".join(f"{v:.3g}" for v in means)
     return f"{text} (by {column_name(p['by'])})", bool(means.notna().all() and (np.diff(means.to_numpy()) > 0).all())
 
 
