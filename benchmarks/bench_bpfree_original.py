@@ -135,14 +135,9 @@ def stratified_subset(labels: np.ndarray, n: int | None, seed: int = 0) -> np.nd
         return np.arange(len(labels))
     if not 0 < n < len(labels):
         raise ValueError(f"--n-train {n} is outside 1..{len(labels)}")
-    classes, counts = np.unique(labels, return_counts=True)
-    quota = counts * n / len(labels)
-    take = np.floor(quota).astype(int)
-    for i in np.argsort(-(quota - take), kind="stable")[: n - take.sum()]:
-        take[i] += 1
-    rng = np.random.default_rng(seed)
-    picked = [rng.choice(np.flatnonzero(labels == c), k, replace=False) for c, k in zip(classes, take)]
-    return np.sort(np.concatenate(picked))
+    from impls.common.datasets import stratified_indices   # the workflow's own stratified draw
+
+    return stratified_indices(labels, n, seed)
 
 
 def prepared_data(directory: Path, n_train: int | None) -> dict[str, np.ndarray]:
