@@ -36,14 +36,16 @@ def test_claims_whose_figure_was_not_run_are_counted_as_such():
 
 def test_update_replaces_the_rows_of_rescored_claims_and_appends_new_ones():
     from impls.common.status import update_scorecard
-    old = pd.DataFrame([{"paper": "wide_align", "claim_id": "a", "verdict": "not run at this scale"},
-                        {"paper": "nodepert", "claim_id": "a", "verdict": "reproduced"},
-                        {"paper": "pepita", "claim_id": "b", "verdict": "not reproduced"}])
-    new = pd.DataFrame([{"paper": "wide_align", "claim_id": "a", "verdict": "reproduced"},
-                        {"paper": "wide_align", "claim_id": "z", "verdict": "not reproduced"}])
-    out = update_scorecard(old, new)
+    old = pd.DataFrame([{"paper": "wide_align", "figure": "f", "claim_id": "a", "verdict": "not run at this scale"},
+                        {"paper": "nodepert", "figure": "g", "claim_id": "a", "verdict": "reproduced"},
+                        {"paper": "pepita", "figure": "h", "claim_id": "b", "verdict": "not reproduced"}])
+    new = pd.DataFrame([{"paper": "wide_align", "figure": "f", "claim_id": "a", "verdict": "reproduced"},
+                        {"paper": "wide_align", "figure": "f", "claim_id": "z", "verdict": "not reproduced"},
+                        {"paper": "nodepert", "figure": "g", "claim_id": "a", "verdict": "not run at this scale"},
+                        {"paper": "pepita", "figure": "h", "claim_id": "c", "verdict": "not run at this scale"}])
+    out = update_scorecard(old, new, ["f"])   # g was not rerun: its scored row stays; h's new claim is added
     assert list(zip(out["paper"], out["claim_id"], out["verdict"])) == [
-        ("nodepert", "a", "reproduced"), ("pepita", "b", "not reproduced"),
+        ("nodepert", "a", "reproduced"), ("pepita", "b", "not reproduced"), ("pepita", "c", "not run at this scale"),
         ("wide_align", "a", "reproduced"), ("wide_align", "z", "not reproduced")]
 
 
@@ -53,7 +55,7 @@ def test_update_refuses_a_figure_table_that_is_not_of_the_named_scale(tmp_path):
     from impls.common.status import scored_figures
     (tmp_path / "two_routes").mkdir()
     pd.DataFrame({"run_id": ["bp-lr0.1-s0-0000000000"]}).to_csv(tmp_path / "two_routes" / "fig_two_routes_stability.csv")
-    with pytest.raises(SystemExit, match="does not hold the 9 runs of fig_two_routes_stability at scale cpu"):
+    with pytest.raises(SystemExit, match="does not hold the 8 runs of fig_two_routes_stability at scale cpu"):
         scored_figures(["fig_two_routes_stability"], "cpu", tmp_path)
     with pytest.raises(SystemExit, match="fig_nope"):
         scored_figures(["fig_nope"], "cpu", tmp_path)

@@ -10,8 +10,9 @@ Returns: markdown; with ``--readme`` it rewrites the block between the status ma
 
 ``update`` scores the claims of the named figures only, from their tables in ``results/`` (which must
 hold exactly the runs of that figure at ``--scale``, checked against the plan), and replaces those
-claims' rows in a committed scorecard (adding new claims): a cpu run of some figures of a paper
-updates the status without rerunning every other figure. Every other row is kept as it was.
+claims' rows in a committed scorecard: a cpu run of some figures of a paper updates the status without
+rerunning every other figure. Every other row is kept as it was; a claim the scorecard does not hold
+yet (declared on a figure not run) is added as "not run at this scale".
 """
 from __future__ import annotations
 
@@ -95,15 +96,16 @@ def scored_figures(targets: list[str], scale: str, results: Path, root: Path = R
             raise SystemExit(f"update: {path} does not hold the {len(fig.run_ids)} runs of {target} at scale "
                              f"{scale} (it holds {table['run_id'].nunique()}); rebuild it at that scale")
         tables[target] = table
-    wanted = {p: {**doc, "claims": [c for c in doc.get("claims", []) if c["figure"] in tables]}
-              for p, doc in plan.papers.items()}
     labels = {t: f.label for t, f in plan.figures.items()}
-    return scorecard(wanted, labels, scale, tables)
+    return scorecard(plan.papers, labels, scale, tables)   # claims of other figures: "not run at this scale"
 
 
-def update_scorecard(card: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
-    """``card`` with the rows of ``new``'s claims replaced (same paper and claim id) or appended."""
+def update_scorecard(card: pd.DataFrame, new: pd.DataFrame, targets) -> pd.DataFrame:
+    """``card`` with the rows of the claims on ``targets`` replaced by ``new``'s, and ``new``'s rows of
+    claims the card does not hold yet appended (claims of figures not rerun keep their rows)."""
     key = ["paper", "claim_id"]
+    held = new.set_index(key).index.isin(card.set_index(key).index)
+    new = new[new["figure"].isin(list(targets)) | ~held]
     kept = card[~card.set_index(key).index.isin(new.set_index(key).index)]
     order = {p: i for i, p in enumerate(ALL_PAPERS)}
     out = pd.concat([kept, new], ignore_index=True)
@@ -121,9 +123,10 @@ def main(argv=None) -> None:
         parser.add_argument("--results", type=Path, default=ROOT / "results")
         args = parser.parse_args(argv[1:])
         new = scored_figures(args.targets, args.scale, args.results)
-        card = update_scorecard(pd.read_csv(args.scorecard), new)
+        card = update_scorecard(pd.read_csv(args.scorecard), new, args.targets)
         args.scorecard.write_text(card.to_csv(index=False))
-        print(new[["paper", "claim_id", "ours", "verdict"]].to_string(index=False))
+        rescored = new[new["figure"].isin(args.targets)]
+        print(rescored[["paper", "claim_id", "ours", "verdict"]].to_string(index=False))
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("scorecards", nargs="*", type=Path)
