@@ -14,8 +14,9 @@ Shared setting (recorded in every JSON and checked before comparing): the origin
 connected net ``--hidden`` (default 500, its smallest architecture) with tanh, no BN, no dropout,
 orthogonal W and B (gain 1), zero biases, softmax + categorical cross-entropy, Adam (Keras defaults,
 eps 1e-7) at ``--lr`` 1e-4 (the notebook's stage-2 lr), batch ``--batch`` 128 with the last partial
-batch dropped, inputs (x − 127.5)/127.5, shuffle buffer 4096 reshuffled each epoch (ours:
-``hparams.shuffle_buffer: 4096``), no augmentation, ``--epochs``, seeds 0..``--seeds``−1 per side
+batch dropped, inputs (x − 127.5)/127.5, shuffle buffer ``--shuffle-buffer`` 4096 (the original's)
+reshuffled each epoch (ours: ``hparams.shuffle_buffer``; 0: a full reshuffle on both sides, the
+original's ``Dataset.shuffle`` given the whole subset as its buffer), no augmentation, ``--epochs``, seeds 0..``--seeds``−1 per side
 (the original: ``tf.keras.utils.set_random_seed``; ours: PRNGKey). Seeds are independent draws on
 each side, so the comparison is statistical: per epoch, mean ± sd of the test accuracy over seeds
 per side, the difference of the means and its standard error (``benchmarks/parity.py``).
@@ -27,6 +28,15 @@ applied) and its ``bp_cosine`` tracker, and saves weights, B matrices, batch and
 Ours loads exactly those weights and B, computes its rule's update on the same batch and reports,
 per tensor, ‖ours − original‖ / ‖original‖, and the cosine of each hidden kernel's update with the
 BP gradient on both sides. These must agree to float32 rounding.
+
+Deterministic check over many steps (``--trajectory-steps K``, default 0 = off): the original
+builds the training net ``--hidden`` for each rule (seed 1000), takes ``K`` Adam steps (``--lr``,
+Keras defaults) with its own ``train_step`` on the first ``K`` batches of the subset in file order
+(no shuffle) and saves its initial weights, B, final weights and test accuracy to
+``<out>.trajectory.npz``; ours (``--trajectory`` that npz) starts from exactly those weights and B,
+takes the same ``K`` steps (optax Adam, eps 1e-7) on the same batches, and reports per tensor
+‖ours − original‖/‖original‖ and both test accuracies. This separates the update dynamics from
+everything random (initial draws, data order).
 
 Order and partial results: the original side writes the probe first, then trains seed by seed (every
 rule for seed 0, then seed 1, ...) and rewrites its JSON after every run; ours trains rule by rule
@@ -170,7 +180,7 @@ def parse_hidden(text: str) -> list[int]:
 def settings_from_args(args, data_sha: str) -> dict:
     return {"rules": list(args.rules), "seeds": args.seeds, "epochs": args.epochs, "n_train": args.n_train,
             "hidden": parse_hidden(args.hidden), "lr": args.lr, "batch": args.batch,
-            "shuffle_buffer": SHUFFLE_BUFFER, "data_sha256": data_sha, "probe_hidden": parse_hidden(args.probe_hidden)}
+            "shuffle_buffer": args.shuffle_buffer or None, "data_sha256": data_sha, "probe_hidden": parse_hidden(args.probe_hidden)}
 
 
 # ----------------------------------------------------------------------------- comparison (pure)
@@ -221,6 +231,7 @@ def compare_results(ours: dict, original: dict) -> dict:
             "train_error": parity_compare(curves(ours, rule, "train_error"),
                                           curves(original, rule, "train_error"))}
     out["probe"] = ours.get("probe")
+    out["trajectory"] = ours.get("trajectory")
     return out
 
 
@@ -302,6 +313,8 @@ def run_original(args) -> dict:
     import tensorflow as tf
     data = prepared_data(args.data, args.n_train)
     settings = settings_from_args(args, data_fingerprint(data))
+    if args.shuffle_buffer != SHUFFLE_BUFFER:
+        use_buffer(tf, args.shuffle_buffer or len(data["x_train"]))
     x_test = orig.dataloader.scaler(data["x_test"].reshape(len(data["x_test"]), -1).astype(np.float32), None,
                                     original_config("bp", settings["hidden"], args.batch, data))[0]
 
@@ -318,6 +331,8 @@ def run_original(args) -> dict:
 
     probe_path = args.out.with_suffix(".probe.npz")
     original_probe(orig, tf, data, settings, args.batch, probe_path)   # cheap and deterministic: first
+    if args.trajectory_steps:
+        original_trajectory(orig, tf, data, settings, args, args.out.with_suffix(".trajectory.npz"))
     result = {"side": "original", "settings": settings, "runs": {r: {} for r in settings["rules"]},
               "probe_npz": str(probe_path), "complete": False,
               "versions": {"tensorflow": tf.__version__, "python": platform.python_version()}}
@@ -341,6 +356,16 @@ def run_original(args) -> dict:
     return result
 
 
+def use_buffer(tf, size: int) -> None:
+    """Make the original's ``Dataset.shuffle(4096, ...)`` use a buffer of ``size`` (its dataloader hard-codes 4096)."""
+    shuffle = tf.data.Dataset.shuffle
+
+    def resized(self, buffer_size, *a, **kw):
+        return shuffle(self, size, *a, **kw)
+
+    tf.data.Dataset.shuffle = resized
+
+
 def original_probe(orig, tf, data, settings, batch, path: Path) -> None:
     """One update of each rule on the first ``batch`` training images, nothing applied: weights, B,
     the batch, the update of every kernel and bias the forward pass uses, and the bp_cosine tracker."""
@@ -358,9 +383,7 @@ def original_probe(orig, tf, data, settings, batch, path: Path) -> None:
         # the variables the forward pass uses, in our order (W_1, b_1, ..., W_out, b_out): for non-BP rules
         # the original builds each hidden Dense twice (its Sequential, then its Layer wrapper), so
         # trainable_variables also holds the first build's unused kernels and biases (their gradient is None)
-        dense = ([lyr.backend for lyr in model.weighted_layers] + [model.linear] if rule != "bp"
-                 else [l for l in model.model.layers if isinstance(l, tf.keras.layers.Dense)])
-        used = [v for d in dense for v in (d.kernel, d.bias)]
+        used = [v for d in used_dense(model, rule, tf) for v in (d.kernel, d.bias)]
         stash = {v.ref(): tf.Variable(tf.zeros_like(v), trainable=False) for v in used}
         seen = tf.Variable(0, trainable=False)
 
@@ -386,6 +409,47 @@ def original_probe(orig, tf, data, settings, batch, path: Path) -> None:
             saved[f"{rule}/bp_cosine"] = np.array([float(lyr.bp_cos_angle_tracker.result())
                                                    for lyr in model.weighted_layers])
     np.savez(path, **saved)
+
+
+def original_trajectory(orig, tf, data, settings, args, path: Path) -> None:
+    """``--trajectory-steps`` Adam steps of each rule on the first batches in file order (module docstring)."""
+    batch, steps = args.batch, args.trajectory_steps
+    if steps * batch > len(data["x_train"]):
+        raise SystemExit(f"error: --trajectory-steps {steps} x --batch {batch} exceeds the {len(data['x_train'])} "
+                         "training images")
+    saved = {"steps": np.array(steps)}
+    for rule in settings["rules"]:
+        tf.keras.utils.set_random_seed(1000)
+        config = original_config(rule, settings["hidden"], batch, data)
+        x = orig.dataloader.scaler(data["x_train"][:steps * batch].reshape(steps * batch, -1).astype(np.float32),
+                                   None, config)[0]
+        y = tf.keras.utils.to_categorical(data["y_train"][:steps * batch], N_CLASSES).astype(np.float32)
+        model = orig.train.Model(config, name="model")
+        model(x[:1])
+        model.compile(run_eagerly=False, optimizer=tf.keras.optimizers.Adam(learning_rate=args.lr),
+                      loss="categorical_crossentropy", metrics=orig.util.error_rate)
+        used = [v for d in used_dense(model, rule, tf) for v in (d.kernel, d.bias)]
+        for i, v in enumerate(used):
+            saved[f"{rule}/init{i}"] = v.numpy()
+        if rule != "bp":
+            for i, lyr in enumerate(model.weighted_layers):
+                saved[f"{rule}/B{i}"] = lyr.project.kernel.numpy()
+        for k in range(steps):
+            model.train_on_batch(x[k * batch:(k + 1) * batch], y[k * batch:(k + 1) * batch])
+        for i, v in enumerate(used):
+            saved[f"{rule}/final{i}"] = v.numpy()
+        x_test = orig.dataloader.scaler(data["x_test"].reshape(len(data["x_test"]), -1).astype(np.float32),
+                                        None, config)[0]
+        p = model.predict(x_test, batch_size=1000, verbose=0)
+        p = p[-1] if isinstance(p, (list, tuple)) else p   # DFA's model returns (logits, probabilities)
+        saved[f"{rule}/test_acc"] = np.array(100.0 * np.mean(np.argmax(p, -1) == data["y_test"]))
+    np.savez(path, **saved)
+
+
+def used_dense(model, rule: str, tf) -> list:
+    """The Dense layers the forward pass uses (for non-BP rules the original builds each hidden one twice)."""
+    return ([lyr.backend for lyr in model.weighted_layers] + [model.linear] if rule != "bp"
+            else [l for l in model.model.layers if isinstance(l, tf.keras.layers.Dense)])
 
 
 # ----------------------------------------------------------------------------- ours (project venv)
@@ -430,6 +494,10 @@ def run_ours(args) -> dict:
         write_json(args.out, stamped(result, args))
         print(json.dumps({"side": "ours", "rule": rule, "wall_s_all_seeds": wall,
                           "test_acc": {s: r["test_acc"] for s, r in runs[rule].items()}}), flush=True)
+    if args.trajectory:
+        result["trajectory"] = ours_trajectory(args.trajectory, settings, x_train, data["y_train"], x_test,
+                                               data["y_test"])
+        write_json(args.out, stamped(result, args))
     if args.probe and "probe" not in result:   # after training, so both sides may start together
         deadline = time.monotonic() + PROBE_WAIT_S
         while not args.probe.is_file() and time.monotonic() < deadline:
@@ -437,6 +505,69 @@ def run_ours(args) -> dict:
         result["probe"] = ours_probe(args.probe, settings)
     result["complete"] = not args.probe_only
     return result
+
+
+def ours_trajectory(path: Path, settings: dict, x_train, y_train, x_test, y_test) -> dict:
+    """The original's ``--trajectory-steps`` run replayed by ours from its weights and B (module docstring)."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+    jax.config.update("jax_default_matmul_precision", "highest")
+    from impls.bpfree import models
+    from impls.bpfree.rules import make_rule
+    from impls.rules.dfa import FeedbackState
+    saved, hidden, batch = np.load(path), settings["hidden"], settings["batch"]
+    steps = int(saved["steps"])
+    cfg = models.Config(784, tuple(hidden), N_CLASSES)
+    y_onehot = np.eye(N_CLASSES, dtype=np.float32)[y_train]
+    out = {"npz": str(path), "steps": steps, "hidden": hidden, "rules": {}}
+    for rule in settings["rules"]:
+        if f"{rule}/init0" not in saved:
+            continue
+        flat = [saved[f"{rule}/init{i}"] for i in range(2 * (len(hidden) + 1))]
+        params = {"hidden": [{"w": flat[2 * i], "b": flat[2 * i + 1]} for i in range(len(hidden))],
+                  "out": {"w": flat[-2], "b": flat[-1]}}
+        model_state = {"bn": []}
+        r = make_rule(rule, cfg, model_state)
+        rstate = (r.init(params) if rule == "bp" else
+                  FeedbackState(B=tuple(jnp.asarray(saved[f"{rule}/B{i}"]) for i in range(len(hidden)))))
+        opt = optax.adam(settings["lr"], b1=0.9, b2=0.999, eps=1e-7)   # Keras' Adam defaults
+
+        @jax.jit
+        def step(params, opt_state, x, y):
+            grads = r.estimate(params, rstate, x, y, None)[0]
+            updates, opt_state = opt.update(grads, opt_state, params)
+            return optax.apply_updates(params, updates), opt_state
+
+        opt_state = opt.init(params)
+        for k in range(steps):
+            params, opt_state = step(params, opt_state, x_train[k * batch:(k + 1) * batch],
+                                     y_onehot[k * batch:(k + 1) * batch])
+        final = [t for layer in params["hidden"] + [params["out"]] for t in (layer["w"], layer["b"])]
+        logits = models.apply(params, model_state, x_test, None, cfg, train=False)[0]
+        names = [f"{n}.{k}" for n in [f"hidden{i + 1}" for i in range(len(hidden))] + ["out"] for k in ("w", "b")]
+        out["rules"][rule] = {
+            "relative_error": {n: relative_error(np.asarray(o), saved[f"{rule}/final{i}"])
+                               for i, (n, o) in enumerate(zip(names, final))},
+            "relative_change": {n: relative_error(saved[f"{rule}/final{i}"], saved[f"{rule}/init{i}"])
+                                for i, n in enumerate(names) if n.endswith(".w")},
+            "test_acc_ours": float(100.0 * np.mean(np.argmax(np.asarray(logits), -1) == y_test)),
+            "test_acc_original": float(saved[f"{rule}/test_acc"])}
+    return out
+
+
+def trajectory_markdown(trajectory: dict | None) -> str:
+    if not trajectory:
+        return "(no trajectory: run the original with --trajectory-steps K and ours with --trajectory)"
+    lines = [f"{trajectory['steps']} Adam steps from the original's weights and B on the same batches "
+             f"(hidden {trajectory['hidden']}):", "",
+             "| rule | max over tensors of ‖ours − original‖/‖original‖ | kernels' change from init (original) "
+             "| test acc % ours | original |", "|---|---|---|---|---|"]
+    for rule, t in trajectory["rules"].items():
+        change = " / ".join(f"{v:.3f}" for v in t["relative_change"].values())
+        lines.append(f"| {rule} | {max(t['relative_error'].values()):.2e} | {change} | {t['test_acc_ours']:.2f} | "
+                     f"{t['test_acc_original']:.2f} |")
+    return "\n".join(lines)
 
 
 def ours_probe(path: Path, settings: dict) -> dict:
@@ -483,13 +614,21 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hidden", default="500", help="hidden widths in the original's notation, e.g. 500-500")
     p.add_argument("--probe-hidden", default="500-1000-500", help="the probe net's hidden widths")
     p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--shuffle-buffer", type=int, default=SHUFFLE_BUFFER,
+                   help="shuffle buffer of both sides (the original's is 4096); 0: a full reshuffle every epoch")
     p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--trajectory-steps", type=int, default=0,
+                   help="original side: also K Adam steps in file order from seed 1000 (<out>.trajectory.npz)")
     p.add_argument("--out", type=Path, required=True, help="result JSON")
 
 
 def check_training_options(p: argparse.ArgumentParser, args) -> None:
-    if args.seeds < 1 or args.epochs < 1 or args.batch < 1 or args.lr <= 0:
-        p.error("--seeds, --epochs and --batch must be >= 1 and --lr > 0")
+    if args.seeds < 1 or args.epochs < 1 or args.batch < 1 or args.lr <= 0 or args.shuffle_buffer < 0:
+        p.error("--seeds, --epochs and --batch must be >= 1, --lr > 0 and --shuffle-buffer >= 0")
+    if args.trajectory_steps < 0:
+        p.error("--trajectory-steps must be >= 0")
+    if getattr(args, "trajectory", None) and not args.trajectory.is_file():
+        p.error(f"--trajectory {args.trajectory} is not a file")
     for flag in ("hidden", "probe_hidden"):
         try:
             parse_hidden(getattr(args, flag))
@@ -519,6 +658,9 @@ def report(comparison: dict) -> str:
     if comparison["missing"]:
         parts.append(f"Not compared (no runs yet on one side): {', '.join(comparison['missing'])}")
     parts += ["## Probe: one update on identical weights, B and batch", probe_markdown(comparison["probe"])]
+    if comparison.get("trajectory"):
+        parts += ["## Trajectory: many updates on identical weights, B and batches",
+                  trajectory_markdown(comparison["trajectory"])]
     return "\n\n".join(parts)
 
 
@@ -530,7 +672,10 @@ def main(argv=None) -> int:
     add_training_options(po)
     pr = sub.add_parser("ours", help="train ours (project venv)")
     pr.add_argument("--probe", type=Path, default=None, help="the original side's .probe.npz")
-    pr.add_argument("--probe-only", action="store_true", help="only the probe (no training; needs --probe)")
+    pr.add_argument("--probe-only", action="store_true",
+                    help="only the deterministic checks (no training; needs --probe or --trajectory)")
+    pr.add_argument("--trajectory", type=Path, default=None,
+                    help="the original side's .trajectory.npz: replay its K steps from its weights and B")
     add_training_options(pr)
     pc = sub.add_parser("compare", help="compare two result JSONs")
     pc.add_argument("ours", type=Path)
@@ -556,12 +701,12 @@ def main(argv=None) -> int:
         return 0
 
     check_training_options({"original": po, "ours": pr, "all": pa}[args.command], args)
-    if getattr(args, "probe_only", False) and not args.probe:
-        pr.error("--probe-only needs --probe")
+    if getattr(args, "probe_only", False) and not (args.probe or args.trajectory):
+        pr.error("--probe-only needs --probe or --trajectory")
     if args.command == "all":
         common = ["--data", str(args.data), "--rules", *args.rules, "--seeds", str(args.seeds), "--epochs",
                   str(args.epochs), "--hidden", args.hidden, "--probe-hidden", args.probe_hidden, "--lr", str(args.lr),
-                  "--batch", str(args.batch)] + (["--n-train", str(args.n_train)] if args.n_train else [])
+                  "--batch", str(args.batch), "--shuffle-buffer", str(args.shuffle_buffer)] + (["--n-train", str(args.n_train)] if args.n_train else [])
         orig_json, ours_json = args.outdir / "bpfree_original.json", args.outdir / "bpfree_ours.json"
         env = {**os.environ, "TF_USE_LEGACY_KERAS": "1"}
         subprocess.run([args.tf_python, __file__, "original", "--original", str(args.original), *common,

@@ -140,3 +140,60 @@ def test_the_command_line_refuses_bad_options(tmp_path, capsys, argv, message):
     with pytest.raises(SystemExit):
         bench.main(argv + ["--data", str(tmp_path), "--out", str(tmp_path / "o.json")])
     assert message in capsys.readouterr().err
+
+
+def _keras_adam_bp_steps(params, x, y, steps, batch, lr=1e-3, b1=0.9, b2=0.999, eps=1e-7):
+    """A numpy reference: BP through a tanh net with softmax + mean CCE, Keras' Adam update
+    (lr·√(1−β2ᵗ)/(1−β1ᵗ)·m/(√v + ε)); params is [W1, b1, ..., W_out, b_out]."""
+    params = [p.astype(np.float64) for p in params]
+    m = [np.zeros_like(p) for p in params]
+    v = [np.zeros_like(p) for p in params]
+    for t in range(1, steps + 1):
+        xb, yb = x[(t - 1) * batch:t * batch].astype(np.float64), y[(t - 1) * batch:t * batch]
+        hs = [xb]
+        for i in range(0, len(params) - 2, 2):
+            hs.append(np.tanh(hs[-1] @ params[i] + params[i + 1]))
+        z = hs[-1] @ params[-2] + params[-1]
+        p = np.exp(z - z.max(1, keepdims=True))
+        p /= p.sum(1, keepdims=True)
+        delta = (p - yb) / len(xb)
+        grads = [None] * len(params)
+        for i in range(len(params) - 2, -1, -2):
+            grads[i], grads[i + 1] = hs[i // 2].T @ delta, delta.sum(0)
+            if i:
+                delta = (delta @ params[i].T) * (1 - hs[i // 2] ** 2)
+        alpha = lr * np.sqrt(1 - b2 ** t) / (1 - b1 ** t)
+        for j, g in enumerate(grads):
+            m[j] = b1 * m[j] + (1 - b1) * g
+            v[j] = b2 * v[j] + (1 - b2) * g * g
+            params[j] = params[j] - alpha * m[j] / (np.sqrt(v[j]) + eps)
+    return params
+
+
+def test_the_trajectory_replay_matches_a_numpy_bp_adam_reference(tmp_path):
+    rng = np.random.default_rng(0)
+    hidden, batch, steps = [16], 8, 5
+    x = rng.uniform(-1, 1, (steps * batch, 784)).astype(np.float32)
+    labels = rng.integers(0, 10, steps * batch)
+    y = np.eye(10, dtype=np.float32)[labels]
+    init = [rng.normal(0, 0.05, (784, 16)).astype(np.float32), np.zeros(16, np.float32),
+            rng.normal(0, 0.3, (16, 10)).astype(np.float32), np.zeros(10, np.float32)]
+    final = _keras_adam_bp_steps(init, x, y, steps, batch)
+    x_test, y_test = x[:20], labels[:20]
+    h = np.tanh(x_test @ final[0] + final[1])
+    acc = 100.0 * np.mean(np.argmax(h @ final[2] + final[3], -1) == y_test)
+    saved = {"steps": np.array(steps), "bp/test_acc": np.array(acc)}
+    saved.update({f"bp/init{i}": p for i, p in enumerate(init)})
+    saved.update({f"bp/final{i}": p.astype(np.float32) for i, p in enumerate(final)})
+    np.savez(tmp_path / "t.trajectory.npz", **saved)
+    settings = {"hidden": hidden, "batch": batch, "lr": 1e-3, "rules": ["bp", "dfa"]}   # dfa: not in the npz
+    out = bench.ours_trajectory(tmp_path / "t.trajectory.npz", settings, x, labels, x_test, y_test)
+    assert list(out["rules"]) == ["bp"] and out["steps"] == steps
+    bp = out["rules"]["bp"]
+    # kernels to 2e-4; the zero-initialised biases to 3e-3: Keras adds ε to √v before the bias correction,
+    # optax after it, which shows where a gradient is within a few ε of zero (bias steps of 5 · lr here)
+    err = bp["relative_error"]
+    assert err["hidden1.w"] < 2e-4 and err["out.w"] < 2e-4 and max(err.values()) < 3e-3, err
+    assert min(bp["relative_change"].values()) > 1e-3   # the steps moved the weights: the check has teeth
+    assert bp["test_acc_ours"] == bp["test_acc_original"]
+    assert "| bp |" in bench.trajectory_markdown(out)
