@@ -11,6 +11,11 @@ def figure_params(wildcards):
     }
 
 
+def figure_caption_text(wildcards):
+    """The figure's free text escaped for the report caption (workflow/report/figure.rst)."""
+    return figure_caption_fields(PLAN.figures[wildcards.figure])
+
+
 rule figure:
     # one job (one process) per figure: the tidy table, then its plot
     input:
@@ -30,6 +35,7 @@ rule figure:
         "logs/{paper}/figure/{figure}.log",
     params:
         figure=figure_params,
+        rst=figure_caption_text,
         results=RESULTS,
     script:
         "../scripts/figure.py"
