@@ -4,6 +4,8 @@ from __future__ import annotations
 import difflib
 import re
 
+import yaml
+
 
 class SpecError(ValueError):
     """A config, paper.yaml or run spec is invalid. The message names the key."""
@@ -96,8 +98,6 @@ def _yaml_number_hint(instance, schema) -> str:
     accepted = _accepted_types(schema)
     if not isinstance(instance, str) or not _NUMBER_TEXT.match(instance.strip()) or not accepted & {"number", "integer"}:
         return ""
-    import yaml
-
     if not isinstance(yaml.safe_load(instance), str):  # a quoted number: YAML would read it unquoted
         return f" (a quoted number is a string: write {instance.strip()} without quotes)"
     integer_only = "number" not in accepted
