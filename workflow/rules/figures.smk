@@ -11,11 +11,6 @@ def figure_params(wildcards):
     }
 
 
-def figure_caption_text(wildcards):
-    """The figure's free text escaped for the report caption (workflow/report/figure.rst)."""
-    return figure_caption_fields(PLAN.figures[wildcards.figure])
-
-
 rule figure:
     # one job (one process) per figure: the tidy table, then its plot
     input:
@@ -35,7 +30,8 @@ rule figure:
         "logs/{paper}/figure/{figure}.log",
     params:
         figure=figure_params,
-        rst=figure_caption_text,
+        # label, title, caption and note escaped for the report's reStructuredText (impls.common.rst)
+        rst=lambda wildcards: figure_caption_fields(PLAN.figures[wildcards.figure]),
         results=RESULTS,
     script:
         "../scripts/figure.py"
