@@ -8,6 +8,9 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
+include: "workflow/rules/config_syntax.smk"
+
+
 configfile: "config/config.yaml"
 
 

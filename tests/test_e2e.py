@@ -10,6 +10,8 @@ session's smoke DAG (tests/conftest.py ``smoke_dag``) is in this file, so that `
 from __future__ import annotations
 
 import json
+import os
+import stat
 
 import pandas as pd
 import pytest
@@ -88,8 +90,20 @@ def test_every_target_renders_at_smoke_scale(smoke_dag, paper):
 
     html = (smoke_dag / "results" / "report.html").read_text(errors="replace")
     assert "scorecard" in html
+    assert "System Message" not in html and "system-message" not in html  # captions are escaped RST
     for target in targets:
         assert target in html and json.dumps(PLAN.figures[target].label)[1:-1] in html, target
+
+
+def test_results_and_dataset_caches_get_the_umask_mode(smoke_dag):
+    """Readable by the group as the umask allows (0644 under 022), not mkstemp's 0600."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    files = [p for d in ("results", "resources/datasets") for p in (smoke_dag / d).rglob("*") if p.is_file()]
+    assert files
+    wrong = [f"{p.relative_to(smoke_dag)}: {oct(stat.S_IMODE(p.stat().st_mode))}" for p in files
+             if stat.S_IMODE(p.stat().st_mode) != 0o666 & ~mask]
+    assert not wrong, f"umask {oct(mask)}: " + ", ".join(wrong[:10])
 
 
 def test_a_built_dag_has_nothing_left_to_do(smoke_dag):

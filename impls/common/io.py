@@ -3,35 +3,67 @@
 Every writer puts its bytes in a temporary file in the destination directory and
 ``os.replace``s it into place, which is atomic on POSIX file systems. A job killed
 mid-write leaves at most a stray ``.tmp-*`` file, never a truncated output.
+
+Files get the mode a plain ``open(path, "w")`` would give them: 0666 less the process umask
+(0644 under umask 022, 0664 under 002), so a group on a shared file system can read results,
+runs and caches. ``tempfile.mkstemp`` would make every output 0600, hence ``atomic_output``.
 """
 from __future__ import annotations
 
 import io
 import json
 import os
-import tempfile
+import secrets
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (parents are created)."""
+def _create_temporary_beside(path: Path) -> Path:
+    """Create an empty, new file ``.tmp-<stem>-<random><suffix>`` in ``path``'s directory.
+
+    Opened with ``O_EXCL`` (never an existing file) and mode 0666, which the kernel reduces by the
+    umask (and a default ACL of the directory) exactly as for ``open(path, "w")``. The suffix is
+    kept because some writers (matplotlib's ``savefig``) choose the format from it.
+    """
+    for _ in range(100):
+        tmp = path.with_name(f".tmp-{path.stem}-{secrets.token_hex(4)}{path.suffix}")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name beside {path} after 100 tries")
+
+
+@contextmanager
+def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path to write ``path``'s content to; it replaces ``path`` when the block
+    ends without an exception and is deleted otherwise (parents of ``path`` are created).
+
+    Every file the project writes goes through here, so all are atomic and honour the umask:
+    ``with atomic_output(png) as tmp: fig.savefig(tmp)``.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}-", dir=path.parent)
+    tmp = _create_temporary_beside(path)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+        yield tmp
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (parents are created), flushed to disk."""
+    with atomic_output(path) as tmp, open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return Path(path)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:

@@ -26,7 +26,7 @@ from typing import Any, Mapping
 import yaml
 
 from impls.common import specs as speclib
-from impls.common.errors import SpecError
+from impls.common.errors import SpecError, describe_yaml_error
 from impls.common.io import write_json_if_changed
 
 
@@ -107,9 +107,23 @@ def paper_target(paper: str) -> str:
     return PAPER_TARGET_NAMES.get(paper, f"{paper}_all")
 
 
-def load_yaml(path: Path) -> Any:
-    with open(path, encoding="utf-8") as handle:
-        return yaml.safe_load(handle)
+def load_yaml(path: Path, shown_as: str | None = None) -> Any:
+    """The YAML document at ``path``; a syntax error raises ``SpecError`` in one line naming the file
+    (as ``shown_as``, default ``path``), line and column: ``papers/x/paper.yaml:23:16: YAML syntax
+    error: mapping values are not allowed here``."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return yaml.safe_load(handle)
+    except yaml.YAMLError as err:
+        raise SpecError(describe_yaml_error(err, shown_as or str(path))) from None
+
+
+def check_yaml_syntax(path: str | Path) -> None:
+    """Raise ``SpecError`` (file:line:column) if the YAML file at ``path`` does not parse; a missing
+    file passes (its reader says so). The Snakefile calls this on config/config.yaml before its
+    ``configfile:`` directive, because Snakemake's own loader names neither line nor column."""
+    if Path(path).is_file():
+        load_yaml(Path(path))
 
 
 def validate_config(config: Mapping[str, Any]) -> None:
@@ -122,7 +136,7 @@ def load_paper(root: Path, paper: str) -> dict:
         known = sorted(p.parent.name for p in (root / "papers").glob("*/paper.yaml"))
         raise SpecError(f"config: key 'papers' lists {paper!r} but {path.relative_to(root)} does not exist; "
                         f"papers with a paper.yaml: {', '.join(known)}")
-    doc = load_yaml(path)
+    doc = load_yaml(path, shown_as=str(path.relative_to(root)))
     speclib.validate_against(doc, "paper", f"papers/{paper}/paper.yaml")
     if doc["paper"] != paper:
         raise SpecError(f"papers/{paper}/paper.yaml: key 'paper' is {doc['paper']!r}, expected {paper!r}")

@@ -7,8 +7,6 @@ diverged, ending in an ``x``, and marked "(diverged)" in the legend.
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Mapping
 
@@ -20,6 +18,7 @@ import pandas as pd  # noqa: E402
 
 from impls.common import provenance  # noqa: E402
 from impls.common.aggregate import column_name, resolve  # noqa: E402
+from impls.common.io import atomic_output  # noqa: E402
 
 
 def _format_level(value) -> str:
@@ -139,16 +138,9 @@ def table_figure(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
 
 
 def save_atomically(fig: plt.Figure, path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.stem}-", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
+    """Save ``fig`` to ``path`` (format from its suffix) through ``io.atomic_output``."""
+    with atomic_output(path) as tmp:
         fig.savefig(tmp, bbox_inches="tight", dpi=150)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 PLOTTERS = {"line": line_figure, "final": final_figure, "table": table_figure}

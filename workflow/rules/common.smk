@@ -8,6 +8,7 @@ from snakemake.exceptions import WorkflowError
 
 from impls.common.errors import SpecError
 from impls.common.plan import build_plan
+from impls.common.rst import figure_caption_fields
 
 RESULTS = "results"
 DATASETS = "resources/datasets"

@@ -30,6 +30,8 @@ rule figure:
         "logs/{paper}/figure/{figure}.log",
     params:
         figure=figure_params,
+        # label, title, caption and note escaped for the report's reStructuredText (impls.common.rst)
+        rst=lambda wildcards: figure_caption_fields(PLAN.figures[wildcards.figure]),
         results=RESULTS,
     script:
         "../scripts/figure.py"
