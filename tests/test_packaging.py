@@ -19,6 +19,7 @@ import pytest
 from packaging.requirements import Requirement
 
 from impls.common import specs
+from tests.conftest import copy_repo
 
 REPO = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
@@ -62,8 +63,9 @@ def test_unknown_schema_names_what_ships():
 @pytest.mark.slow
 def test_wheel_loads_its_schemas_outside_the_checkout(tmp_path):
     """Build the wheel, unpack it, import impls from there (not this checkout) and validate with it."""
+    source = copy_repo(tmp_path / "source")   # setuptools writes build/ next to the sources
     build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                            "--wheel-dir", str(tmp_path / "dist"), str(REPO)], capture_output=True, text=True)
+                            "--wheel-dir", str(tmp_path / "dist"), str(source)], capture_output=True, text=True)
     assert build.returncode == 0, build.stdout[-2000:] + build.stderr[-2000:]
     (wheel,) = (tmp_path / "dist").glob("creditbench-*.whl")
     installed = tmp_path / "site"
