@@ -3,7 +3,7 @@
 The compiled epoch, network and optimiser are ``impls.nodepert.compiled``. What this adds:
 
 - epoch 0 and every epoch are evaluated on the full train and test splits;
-- ``hparams.stop_at_test_acc`` (the line-search warm-up, spec §3) stops a run after the first epoch
+- ``hparams.stop_at_test_acc`` (the line-search warm-up, papers/nodepert/README.md, "Figure protocols") stops a run after the first epoch
   whose test accuracy exceeds the threshold: its parameters stay those of that epoch and its
   history ends there;
 - crash-dynamics runs (``hparams.snapshot_every``) keep the parameter snapshots that the
