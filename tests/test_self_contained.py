@@ -43,7 +43,7 @@ def test_no_tracked_file_points_outside_the_repository():
 def test_the_check_sees_every_kind_of_pointer():
     # assembled from pieces, so that this file does not hold the pointers it looks for
     dot_md, section = ".md", "§"
-    for line in ("see ../" + "shared/papers/x" + dot_md, "/work/" + "shared/papers/x" + dot_md,
+    for line in ("see ../" + "shared/notes" + dot_md, "/work/" + "shared/notes" + dot_md,
                  "ARCHITECTURE" + dot_md + ", Contracts", "(see STYLE" + dot_md + ")", "(spec " + section + "2.4)",
                  "spec pepita " + section + "4", "Spec: shared/" + "papers/two_routes" + dot_md):
         assert OUTSIDE.search(line), line
