@@ -1,4 +1,5 @@
-"""bpfree rules against identities and hand computations (papers/bpfree/README.md, "Local learning signals", "Metrics and trackers")."""
+"""bpfree rules against identities and hand computations (papers/bpfree/README.md, "Local learning signals", "Metrics
+and trackers")."""
 from __future__ import annotations
 
 import jax

@@ -1,4 +1,5 @@
-"""The bpfree train loop: trackers against identities, divergence, validation, resume (papers/bpfree/README.md, "Metrics and trackers")."""
+"""The bpfree train loop: trackers against identities, divergence, validation, resume (papers/bpfree/README.md,
+"Metrics and trackers")."""
 from __future__ import annotations
 
 import json

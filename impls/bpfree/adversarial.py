@@ -1,5 +1,6 @@
-"""Adversarial training with fast-gradient-sign examples (Nøkland 2016's best MNIST results, papers/bpfree/README.md "Source-paper settings":
-"MNIST MLP lr 1e-4 + adversarial ε 0.08"; the method is Goodfellow, Shlens & Szegedy, ICLR 2015).
+"""Adversarial training with fast-gradient-sign examples (Nøkland 2016's best MNIST results, papers/bpfree/README.md
+"Source-paper settings": "MNIST MLP lr 1e-4 + adversarial ε 0.08"; the method is Goodfellow, Shlens & Szegedy, ICLR
+2015).
 
 For a training batch (x, y) and ε = ``hparams.adversarial_eps`` > 0:
 

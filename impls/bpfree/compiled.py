@@ -1,4 +1,5 @@
-"""The compiled pieces of a batch of bpfree runs (papers/bpfree/README.md, "Network" and "Metrics and trackers"): data, optimiser, one epoch, evaluation.
+"""The compiled pieces of a batch of bpfree runs (papers/bpfree/README.md, "Network" and "Metrics and trackers"):
+data, optimiser, one epoch, evaluation.
 
 Caller: ``impls.bpfree.train`` (the program the common driver trains), ``impls.bpfree.bench`` and
 the tests.
@@ -130,7 +131,8 @@ class CompiledBatch:
         return names + [f"train_{k}" for k in self.tracker_names()] + self.test_tracker_names()
 
     def test_tracker_names(self) -> list[str]:
-        """``test_localloss_l<i>``: ℓ_l/N on the full test set, eval mode (not for DFA: README "Metrics and trackers")."""
+        """``test_localloss_l<i>``: ℓ_l/N on the full test set, eval mode (not for DFA: README "Metrics and
+        trackers")."""
         if "local_loss" not in self.trackers or self.rule_name not in TEST_LOCAL_LOSS_RULES:
             return []
         return [f"test_localloss_l{i}" for i in range(1, len(self.cfg.hidden) + 1)]
@@ -295,9 +297,9 @@ def with_learning_rates(state, lrs: np.ndarray):
 
 
 def aligned_weights(params, B):
-    """Pathak's ``aligned_init`` (papers/bpfree/README.md, "Local learning signals"): W_l = B_{l−1} B_lᵀ for l ≥ 2 and W_out = B_L, so the
-    forward weights start aligned with the fixed matrices (weight alignment 1); W_1 and biases keep
-    their initialisation."""
+    """Pathak's ``aligned_init`` (papers/bpfree/README.md, "Local learning signals"): W_l = B_{l−1} B_lᵀ for l ≥ 2 and
+    W_out = B_L, so the forward weights start aligned with the fixed matrices (weight alignment 1); W_1 and biases
+    keep their initialisation."""
     hidden = [dict(layer) for layer in params["hidden"]]
     for l in range(1, len(hidden)):
         hidden[l]["w"] = B[l - 1] @ B[l].T

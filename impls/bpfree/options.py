@@ -3,8 +3,8 @@
 Caller: ``impls.common.specs.validate_spec`` for every bpfree spec: ``SCHEMA`` (built from the tables
 below: rules, datasets, archs, model keys and hparams with their choices, types and ranges), then
 ``validate`` (the conv string, and how keys depend on each other and on the rule). Defaults
-(``MODEL_DEFAULTS``, ``HPARAM_DEFAULTS``) are the Pathak repository's (papers/bpfree/README.md, "The original's settings"); a spec only
-names what differs.
+(``MODEL_DEFAULTS``, ``HPARAM_DEFAULTS``) are the Pathak repository's (papers/bpfree/README.md, "The original's
+settings"); a spec only names what differs.
 """
 from __future__ import annotations
 
@@ -159,7 +159,8 @@ def _validate_conv(arch: str, cfg: dict, hp: dict) -> None:
 
 
 def trackers(spec: dict) -> tuple[str, ...]:
-    """Trackers this run records: none for bp and fa (trackers exist for projected signals only, as the original's)."""
+    """Trackers this run records: none for bp and fa (trackers exist for projected signals only, as the
+    original's)."""
     if spec["rule"] in ("bp", "fa"):
         return ()
     value = hparams(spec)["trackers"]

@@ -1,4 +1,5 @@
-"""The figure-era input pipeline of the Pathak repository at ``a60d5a2`` (papers/bpfree/README.md, deviation 1), in JAX.
+"""The figure-era input pipeline of the Pathak repository at ``a60d5a2`` (papers/bpfree/README.md, deviation 1), in
+JAX.
 
 The README figures were made with ``tf.data`` shuffling through a buffer of 128 and
 ``tf.image.random_brightness(x, 0.2)``; later commits removed the augmentation and grew the

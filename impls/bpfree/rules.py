@@ -1,4 +1,5 @@
-"""The bpfree learning rules: one projection framework for every hidden layer (papers/bpfree/README.md, "Rules" and "Local learning signals").
+"""The bpfree learning rules: one projection framework for every hidden layer (papers/bpfree/README.md, "Rules" and
+"Local learning signals").
 
 For each hidden layer a fixed random B_l (n_l × K; K = C classes, or D inputs for
 reconstruction) maps the layer's output h_l (before dropout) to p_l = h_l B_l; a scalar

@@ -1,7 +1,7 @@
 """Convolutional networks of the node-perturbation paper and their node-perturbation rule.
 
-Networks (papers/nodepert/README.md, "Networks and loss"; all convolutions 'SAME', ReLU, then a dense readout with a sigmoid output
-and the MSE loss L_i = (1/10) Σ_k (ŷ_ik − y_ik)²):
+Networks (papers/nodepert/README.md, "Networks and loss"; all convolutions 'SAME', ReLU, then a dense readout with a
+sigmoid output and the MSE loss L_i = (1/10) Σ_k (ŷ_ik − y_ik)²):
 
 - ``conv_base``: 3 convolutions 3×3·32, strides (1, 2, 1); dense (H/2)(W/2)·32 → 10.
   81,546 parameters on MNIST, 101,322 on CIFAR-10 (tested).
@@ -22,8 +22,8 @@ Glorot normal with zero bias.
 
 Node perturbation on these networks (``conv_node_perturbation``; Y. Mehta, N. Hiratani,
 P. Humphreys, P. E. Latham, T. Lillicrap, "On the limitations of perturbation based methods for
-training deep networks", code countzerozzz/nodepert at de296eb; papers/nodepert/README.md, "The node-perturbation estimate"):
-per update, on one minibatch of B examples,
+training deep networks", code countzerozzz/nodepert at de296eb; papers/nodepert/README.md, "The node-perturbation
+estimate"): per update, on one minibatch of B examples,
 
 1. clean pass → L_i; noisy pass with ã_l = conv(h̃_{l−1}, K_l) + b_l + ξ_l on every layer
    (the dense readout too), ξ_l ~ N(0, σ² I) of the layer's full output shape

@@ -222,7 +222,8 @@ def window_mean(curve: np.ndarray, budget: int, window: int = 5) -> float:
 
 
 def budget_gaps(curves: Mapping[tuple, np.ndarray], budgets, reference_rule: str = "sgd") -> pd.DataFrame:
-    """The performance gap per (rule, dataset, budget) (this project's definition, papers/nodepert/README.md, "Metrics").
+    """The performance gap per (rule, dataset, budget) (this project's definition, papers/nodepert/README.md,
+    "Metrics").
 
     ``curves[(rule, dataset, lr)]`` = test accuracy after each epoch (index 0 = before training).
     A(rule, dataset, b) = max over learning rates of ``window_mean(curve, b)``;

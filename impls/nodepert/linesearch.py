@@ -1,4 +1,5 @@
-"""One-step line search from a trained checkpoint (likely the paper's Fig. 2; papers/nodepert/README.md, "Figure protocols").
+"""One-step line search from a trained checkpoint (likely the paper's Fig. 2; papers/nodepert/README.md, "Figure
+protocols").
 
 From parameters θ frozen when an SGD run (lr 0.1) first exceeds a test-accuracy threshold, for
 each step size η in logspace(−4, 1, steps) and each of the first ``batches`` test-set minibatches
@@ -57,7 +58,8 @@ def line_search(params, x_batches, y_batches, sigma: float, etas, key, activatio
 
 
 def summarise(etas, delta) -> dict:
-    """min ΔL and its step size; the smallest step size from which ΔL stays positive (the quantities the paper's line-search figure is read by)."""
+    """min ΔL and its step size; the smallest step size from which ΔL stays positive (the quantities the paper's
+    line-search figure is read by)."""
     etas, delta = np.asarray(etas, np.float64), np.asarray(delta, np.float64)
     i = int(np.nanargmin(delta))
     positive = np.flatnonzero(delta[i:] > 0)

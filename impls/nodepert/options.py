@@ -39,7 +39,8 @@ HPARAMS = {"lr": NUMBER, "sigma": NUMBER, "wd": NON_NEGATIVE,
 #: every ``snapshot_every`` epochs until the first crash; ``evaluate`` replays ``replay_epochs``
 #: epochs from the last one, logging after every minibatch
 REPLAY_HPARAMS = ("snapshot_every", "replay_epochs")
-#: line-search analysis (papers/nodepert/README.md, "Figure protocols"): step sizes logspace(LOG10_MIN, LOG10_MAX, steps)
+#: line-search analysis (papers/nodepert/README.md, "Figure protocols"): step sizes logspace(LOG10_MIN, LOG10_MAX,
+#: steps)
 LINESEARCH_LOG10_RANGE = (-4.0, 1.0)
 #: model keys and what each accepts: hidden = explicit list of widths, or n_hl x width (the depth/width
 #: sweeps' factors) for mlp; channel_scale for the conv archs (which arch takes which: ``validate``)

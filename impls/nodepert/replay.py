@@ -1,5 +1,5 @@
-"""Per-minibatch replay around a crash (papers/nodepert/README.md, "Figure protocols"; figure F8 of Mehta et al., "On the
-limitations of perturbation based methods for training deep networks").
+"""Per-minibatch replay around a crash (papers/nodepert/README.md, "Figure protocols"; figure F8 of Mehta et al., "On
+the limitations of perturbation based methods for training deep networks").
 
 Training (impls.nodepert.train, through ``keep_snapshots``) keeps each run's parameters every ``hparams.snapshot_every``
 epochs in ``runs/<id>/replay_start.npz`` until the run first crashes (README "Metrics": test accuracy more

@@ -1,4 +1,5 @@
-"""The PEPITA networks (papers/pepita/README.md, "The algorithm as implemented"), as stacks of R independent runs (one per seed).
+"""The PEPITA networks (papers/pepita/README.md, "The algorithm as implemented"), as stacks of R independent runs (one
+per seed).
 
 FC: d_in → hidden… → C, no biases, hidden ReLU with inverted dropout, softmax output.
 Weights W_l (R, out, in), He-uniform U(±√(6/fan_in)) (the code's ``he_uniform``).

@@ -7,8 +7,8 @@ train epoch (``impls.pepita.stacked``) applies one optimiser to all of them (``a
     eta_inside (PEPITA, FA, DRTP, FC-BP; README "Pitfalls"):  v ← μ v + η G / B,  W ← W − v
     torch_sgd  (conv BP, as the original uses torch.optim.SGD): v ← μ v + G / B,  W ← W − η v
 
-PEPITA, FC (papers/pepita/README.md, "The algorithm as implemented"; Dellaferrera & Kreiman 2022, Algorithm 1), row vectors, one
-dropout mask m shared by both passes:
+PEPITA, FC (papers/pepita/README.md, "The algorithm as implemented"; Dellaferrera & Kreiman 2022, Algorithm 1), row
+vectors, one dropout mask m shared by both passes:
 
     standard pass   h_0 = x,      h_l = m_l ⊙ ReLU(h_{l−1} W_lᵀ),   y = softmax(h_{L−1} W_Lᵀ),  e = y − t
     modulated pass  h^err_0 = x + e Fᵀ,  h^err_l = m_l ⊙ ReLU(h^err_{l−1} W_lᵀ),  e^err = y^err − t

@@ -1,5 +1,6 @@
-"""Streaming ImageNet for two_routes at paper scale (papers/two_routes/README.md, "Training protocol at paper scale"): an ImageFolder tree, torchvision transforms,
-several worker processes, and data parallelism over every local device (GPUs or TPU chips) with jax.sharding.
+"""Streaming ImageNet for two_routes at paper scale (papers/two_routes/README.md, "Training protocol at paper scale"):
+an ImageFolder tree, torchvision transforms, several worker processes, and data parallelism over every local device
+(GPUs or TPU chips) with jax.sharding.
 
 - Input: the index of the ImageFolder tree ROOT/train/<class>/*.JPEG and ROOT/val/<class>/*.JPEG (the ILSVRC
   validation set sorted into class folders, as torchvision's ImageNet or the usual valprep script leave it):

@@ -1,4 +1,5 @@
-"""Dense and conv layers with a separate backward kernel: the two-routes pseudogradient (papers/two_routes/README.md, "Layers with a backward kernel").
+"""Dense and conv layers with a separate backward kernel: the two-routes pseudogradient (papers/two_routes/README.md,
+"Layers with a backward kernel").
 
 Row-vector / TF storage convention. A dense layer stores its forward kernel K_f = Wᵀ (n_in, n_out)
 and its backward kernel K_b of the same shape (K_b = B in column notation, so B = Wᵀ ⟺ K_b = K_f); a conv layer stores K_f, K_b as
@@ -115,8 +116,8 @@ def conv(x, k, stride: int = 1, padding=None):
 
 
 def conv_transpose_like(y, k, x_shape, stride: int = 1, padding=None):
-    """The transposed conv of ``y`` with ``k`` back to the input shape ``x_shape`` (stride 2 leaves it ambiguous otherwise):
-    the input-cotangent of :func:`conv`, so stride-2 layers get the exact input shape."""
+    """The transposed conv of ``y`` with ``k`` back to the input shape ``x_shape`` (stride 2 leaves it ambiguous
+    otherwise): the input-cotangent of :func:`conv`, so stride-2 layers get the exact input shape."""
     x_shape = tuple(x_shape)
     return _conv_t_op(y, k, x_shape, stride, _pads(x_shape, k.shape, stride, padding))
 

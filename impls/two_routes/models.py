@@ -1,4 +1,5 @@
-"""Flax ResNets whose every conv and dense layer keeps a backward kernel (papers/two_routes/README.md, "Layers with a backward kernel", "Training protocol at paper scale").
+"""Flax ResNets whose every conv and dense layer keeps a backward kernel (papers/two_routes/README.md, "Layers with a
+backward kernel", "Training protocol at paper scale").
 
 ``PGConv`` / ``PGDense`` hold ``kernel`` (K_f) and, unless the rule is BP, ``backward_kernel``
 (K_b, same shape, same initializer, independent draw). Their forward uses K_f only; their backward

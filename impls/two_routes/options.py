@@ -3,8 +3,9 @@
 Caller: ``impls.common.specs.validate_spec`` for every two_routes spec: ``SCHEMA`` (built from the
 tables below: rules, datasets, archs, model keys and hparams with their choices, types and ranges),
 then ``validate`` (how keys depend on each other and on the rule and arch). Defaults follow the original
-(papers/two_routes/README.md, "Objective", "Training protocol at paper scale"): Nesterov momentum 0.9, warm-up then ×0.1 steps, L2 1e-4 on forward weights only, one
-optimiser for W and B, rule coefficients from ``impls.two_routes.rules`` unless alpha/beta/gamma say otherwise.
+(papers/two_routes/README.md, "Objective", "Training protocol at paper scale"): Nesterov momentum 0.9, warm-up then
+×0.1 steps, L2 1e-4 on forward weights only, one optimiser for W and B, rule coefficients from
+``impls.two_routes.rules`` unless alpha/beta/gamma say otherwise.
 """
 from __future__ import annotations
 
@@ -63,8 +64,9 @@ MODEL_DEFAULTS = {
     "hidden": [32],      # fc only: hidden widths (smoke size FC 64-32-10)
     "activation": "sigmoid",  # fc only: hidden nonlinearity (sigmoid | tanh | relu; the original's default sigmoid)
 }
-#: R-only switches of the original code (papers/two_routes/README.md, "Options"; impls.two_routes.projections), all off = the original at its flag defaults
-#: except use_bias_*, whose original default is True (papers/two_routes/README.md, deviations)
+#: R-only switches of the original code (papers/two_routes/README.md, "Options"; impls.two_routes.projections), all
+#: off = the original at its flag defaults except use_bias_*, whose original default is True
+#: (papers/two_routes/README.md, deviations)
 REGULARIZER_FLAGS = ("activation_forward", "activation_backward", "use_bias_forward", "use_bias_backward",
                      "center_input", "normalize_input", "batch_center_backward_input", "batch_center_forward_output",
                      "center_forward_output", "normalize_forward_output", "center_backward_output",
@@ -129,8 +131,8 @@ def hparams(spec: dict) -> dict:
 
 
 def recorded(spec: dict) -> dict:
-    """The effective value of every option of the original code added here (README "Options": schedules, rates, R-only and IA switches),
-    for train.json; the model block with its defaults filled in."""
+    """The effective value of every option of the original code added here (README "Options": schedules, rates, R-only
+    and IA switches), for train.json; the model block with its defaults filled in."""
     hp = hparams(spec)
     keys = ["delay_epochs", "alternate_step_freq", "constant_rate", *schedule_keys(), *REGULARIZER_FLAGS, *IA_FLAGS]
     return {"hparams": {k: hp[k] for k in keys}, "model": model_config(spec)}

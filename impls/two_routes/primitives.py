@@ -1,4 +1,5 @@
-"""The regularisation primitives of Kunin et al. 2020 (papers/two_routes/README.md, "Primitives"), exactly as the original code computes them.
+"""The regularisation primitives of Kunin et al. 2020 (papers/two_routes/README.md, "Primitives"), exactly as the
+original code computes them.
 
 Column notation: x ∈ Rⁿ, W ∈ R^{m×n}, B ∈ R^{n×m}. Storage (row vectors, TF): K_f = Wᵀ and K_b = B, both
 (n_in, n_out) for dense layers and [kh, kw, c_in, c_out] for convs. E[·] = mean over the batch, then

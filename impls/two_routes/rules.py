@@ -2,7 +2,8 @@
 
 Reference: D. Kunin, A. Nayebi, J. Sagastuy-Brena, S. Ganguli, J. M. Bloom, D. L. K. Yamins,
 "Two Routes to Scalable Credit Assignment without Weight Symmetry", ICML 2020 (arXiv 2003.01513 v2);
-code github.com/neuroailab/Neural-Alignment @ c3ea4f1. Rules, coefficients and fixed points: papers/two_routes/README.md, "Mechanism, rules and metrics".
+code github.com/neuroailab/Neural-Alignment @ c3ea4f1. Rules, coefficients and fixed points:
+papers/two_routes/README.md, "Mechanism, rules and metrics".
 
 Every layer l sends its error down through its own B_l (impls.two_routes.layers), so W_l's update is
 the pseudogradient δr xᵀ. B_l is trained by a local scalar R_l(W_l, B_l) built from the primitives

@@ -1,4 +1,5 @@
-"""The two_routes programs the common driver trains (impls.common.driver), chosen from the spec (papers/two_routes/README.md, "Mechanism, rules and metrics").
+"""The two_routes programs the common driver trains (impls.common.driver), chosen from the spec
+(papers/two_routes/README.md, "Mechanism, rules and metrics").
 
 ``make_program(job, options)`` is the program factory of ``impls.two_routes.__main__``:
 

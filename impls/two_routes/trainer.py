@@ -1,4 +1,5 @@
-"""One two_routes run's model, loss and update, and its alignment measurements (papers/two_routes/README.md, "Objective", "Metrics").
+"""One two_routes run's model, loss and update, and its alignment measurements (papers/two_routes/README.md,
+"Objective", "Metrics").
 
 Callers: the programs the common driver trains -- ``impls.two_routes.compiled`` (resident data, runs
 stacked on a leading axis and vmapped or mapped over) and ``impls.two_routes.imagenet_program``

@@ -31,7 +31,8 @@ log, run records). Runs of a batch (seeds, lrs) train together as one stacked RN
 axis on every parameter, per-run η. Data, initialisation and batch order are seeded with 99 whatever
 the run's seed (as the original), so the runs share x, W(0) and every permutation; a diverged run's NaNs
 never reach the others (the runs only share x). A batch of one keeps the unstacked arithmetic
-(scalar η, per-batch losses averaged in float64), the path the comparison with the original code used (README "Measured").
+(scalar η, per-batch losses averaged in float64), the path the comparison with the original code used (README
+"Measured").
 
 Reference: A. Boopathy, I. Fiete, "How to Train Your Wide Neural Network Without Backprop: An
 Input-Weight Alignment Perspective", ICML 2022 (the Add task of its recurrent experiment).

@@ -7,8 +7,8 @@ and ``impls.common.plotting.plot_figure`` (``plot.kind: impls.wide_align.figures
 (validation split after the last epoch: the number the original printed as "test"),
 ``final_test_acc`` (official test set), ``best_val_acc``, ``time_epoch``, ``min_train_loss`` /
 ``min_test_loss`` (Add task). Accuracy-vs-x figures take, per (rule, width, ...), the learning
-rate with the best final ``val_acc`` (papers/wide_align/README.md, "Reduction and protocols", [inferred]). ``alignment_table``: one row per
-(run, scored epoch, layer) with the score and its shuffled control.
+rate with the best final ``val_acc`` (papers/wide_align/README.md, "Reduction and protocols", [inferred]).
+``alignment_table``: one row per (run, scored epoch, layer) with the score and its shuffled control.
 """
 from __future__ import annotations
 

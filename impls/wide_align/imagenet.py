@@ -7,8 +7,8 @@ validation images sorted into class folders), read through the index that
 The index holds file names, labels and the tree's root; pixels are decoded by DataLoader worker
 processes batch by batch and never cached.
 
-Preprocessing (README "Network and data conventions"): train = RandomResizedCrop(image_size) with torchvision's defaults
-(area 0.08-1, aspect 3/4-4/3, bilinear) + horizontal flip + ImageNet mean/std; val =
+Preprocessing (README "Network and data conventions"): train = RandomResizedCrop(image_size) with torchvision's
+defaults (area 0.08-1, aspect 3/4-4/3, bilinear) + horizontal flip + ImageNet mean/std; val =
 Resize(image_size·256/224) + CenterCrop(image_size) + mean/std. image_size = 224 in the paper.
 
 Reproducibility, independent of the number of workers and of a run's batch-mates:
