@@ -209,9 +209,9 @@ def shared_noise(xi_batched) -> list[np.ndarray]:
 
 
 def np_estimate_float64(params: list[dict], x, y, noise, sigma: float, batch_scalar: bool = False) -> list[dict]:
-    """The node-perturbation estimate in float64 numpy (spec §2.2), the reference both float32 sides
-    are measured against: δL_i is a difference of two losses ≈ 0.1–0.3 that differ by ≈ 1e-6, so
-    float32 keeps only about two digits of it and two float32 codes agree only to ≈ 1 %.
+    """The node-perturbation estimate in float64 numpy (papers/nodepert/README.md, "The node-perturbation estimate"),
+    the reference both float32 sides are measured against: δL_i is a difference of two losses ≈ 0.1–0.3 that differ by
+    ≈ 1e-6, so float32 keeps only about two digits of it and two float32 codes agree only to ≈ 1 %.
 
     ``batch_scalar``: HEAD's estimator, one δL = mean_i δL_i and the batch-mean presynaptic activity.
     """

@@ -1,4 +1,5 @@
-"""Why node perturbation needs full float32 matmuls (spec §6.1), measured on this machine's JAX.
+"""Why node perturbation needs full float32 matmuls (papers/nodepert/README.md, "Numerical precision"), measured on
+this machine's JAX.
 
 With sigma = 1e-4 the noisy and clean losses differ by ~1e-4 relative, below TF32's input
 rounding (~5e-4): on GPUs whose default float32 matmul is TF32, the estimate is corrupted. This

@@ -175,7 +175,8 @@ def check_wide_align(out: Path, logs: Path, plan) -> None:
     assert set(score["width"]) == {8, 16} and set(score["layer"]) == {1, 2, 3}
     assert score["score"].between(-1, 1).all() and score["control"].between(-1, 1).all()
     first = score[(score["layer"] == 1) & (score["epoch"] == 1)]
-    assert (first["control"] > 0.5).all()  # the 1-channel first layer's chance level is high (spec §4)
+    # the 1-channel first layer's chance level is high (papers/wide_align/README.md)
+    assert (first["control"] > 0.5).all()
 
     small = pd.read_csv(out / "fig_wide_align_small_data.csv")
     assert set(small["n_train"]) == {45, 450}

@@ -1,4 +1,4 @@
-"""Local losses on the test set (spec §5: ``local_loss`` is also logged on test batches, except for DFA)."""
+"""Local losses on the test set (``local_loss`` is also logged on test batches, except for DFA)."""
 from __future__ import annotations
 
 import jax

@@ -1,4 +1,5 @@
-"""bpfree rules against identities and hand computations (spec §2.3, §5, §6.9)."""
+"""bpfree rules against identities and hand computations (papers/bpfree/README.md, "Local learning signals", "Metrics
+and trackers")."""
 from __future__ import annotations
 
 import jax
@@ -9,7 +10,7 @@ from impls.bpfree import models
 from impls.bpfree.rules import local_losses, make_rule
 from impls.rules.dfa import FeedbackState
 
-jax.config.update("jax_default_matmul_precision", "highest")  # cosines compared to 1 (spec §6.9)
+jax.config.update("jax_default_matmul_precision", "highest")  # cosines compared to 1
 leaves = jax.tree_util.tree_leaves
 
 

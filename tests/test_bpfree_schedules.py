@@ -1,4 +1,5 @@
-"""Nøkland's LR halving on plateau and training-error stop (impls.bpfree.schedules), spec §2.4."""
+"""Nøkland's LR halving on plateau and training-error stop (impls.bpfree.schedules), papers/bpfree/README.md
+"Source-paper settings"."""
 from __future__ import annotations
 
 import numpy as np

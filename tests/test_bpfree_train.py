@@ -1,4 +1,5 @@
-"""The bpfree train loop: trackers against identities, divergence, validation, resume (spec §5, §6)."""
+"""The bpfree train loop: trackers against identities, divergence, validation, resume (papers/bpfree/README.md,
+"Metrics and trackers")."""
 from __future__ import annotations
 
 import json
@@ -21,7 +22,7 @@ from impls.common.io import read_json
 from impls.common.plotting import plot_figure
 from impls.rules.dfa import FeedbackState
 
-jax.config.update("jax_default_matmul_precision", "highest")  # cosines compared to 1 (spec §6.9)
+jax.config.update("jax_default_matmul_precision", "highest")  # cosines compared to 1
 
 
 def spec(rule="dfa", lr=1e-3, seed=0, epochs=2, trackers="all", **model):
@@ -37,7 +38,7 @@ def _run0(tree):
 
 def test_trackers_are_one_for_the_backprop_update_and_aligned_weights(datasets_dir):
     # DFA with one hidden layer and B_1 = W_out is backprop: its bp_cosine must be 1;
-    # aligned weights (W_2 = B_1 B_2ᵀ, W_out = B_L) must give weight alignment 1 (spec §5, §6.1)
+    # aligned weights (W_2 = B_1 B_2ᵀ, W_out = B_L) must give weight alignment 1 (corrected definitions)
     s = spec(hidden=[16])
     program = CompiledBatch(s, load_arrays(s, datasets_dir))
     state, keys = program.init(np.array([0]), np.array([1e-3]))

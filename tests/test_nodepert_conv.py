@@ -1,4 +1,5 @@
-"""Convolutional node perturbation (impls/nodepert/convnets.py) against closed forms (spec §2.1-2.2)."""
+"""Convolutional node perturbation (impls/nodepert/convnets.py) against closed forms (papers/nodepert/README.md, "The
+node-perturbation estimate")."""
 from __future__ import annotations
 
 import jax

@@ -10,7 +10,7 @@ from impls.common.plotting import plot_figure
 from impls.nodepert.crash import classify
 
 
-# --- crash / no-learning classifier (spec §5) -------------------------------------------------
+# --- crash / no-learning classifier (papers/nodepert/README.md, "Metrics") ---------------------
 
 @pytest.mark.parametrize("curve, cap, expected", [
     # learns, then falls more than 25 points below its running max at epoch 4
@@ -99,7 +99,7 @@ def test_budget_gap_crash_dynamics_and_appendix_plots_render(tmp_path):
     assert all((tmp_path / f"{n}.png").stat().st_size > 10_000 for n in "gdx")
 
 
-# --- budget-gap metric (spec §5, project definition) ---------------------------------------------
+# --- budget-gap metric (the project's definition, papers/nodepert/README.md "Metrics") -----------
 
 def test_budget_gap_is_reference_best_minus_best_over_rates_of_a_5_epoch_window():
     from impls.nodepert.figures import budget_gaps, window_mean

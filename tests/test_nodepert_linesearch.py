@@ -1,4 +1,4 @@
-"""The line-search analysis (spec §3 "linesearch") against a direct computation, and the
+"""The line-search analysis (papers/nodepert/README.md, "Figure protocols") against a direct computation, and the
 warm-up's stop-at-threshold in the train loop."""
 import json
 

@@ -1,4 +1,5 @@
-"""Node perturbation against closed forms and against the true gradient (spec §2.2)."""
+"""Node perturbation against closed forms and against the true gradient (papers/nodepert/README.md, "The
+node-perturbation estimate")."""
 import jax
 import jax.numpy as jnp
 import numpy as np

@@ -1,4 +1,4 @@
-"""The named variants of spec §2.4 against closed forms: clean presynaptic activity,
+"""The named variants (papers/nodepert/README.md, "Named variants") against closed forms: clean presynaptic activity,
 batch-scalar δL, unscaled weight decay, Adam, linear networks; and their spec validation."""
 import jax
 import jax.numpy as jnp

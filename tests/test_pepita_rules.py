@@ -211,7 +211,7 @@ def test_slowness_fit_recovers_a_known_s():
 
 @pytest.mark.parametrize("n, acc_max, s", [(60, 51.79, 0.928), (100, 52.93, 1.137)])
 def test_slowness_fit_on_the_reference_curve_matches_the_notebook_method(n, acc_max, s):
-    points = np.array([10.0] + TUTORIAL_CURVE)[:n]  # chance as point 0 (spec §5)
+    points = np.array([10.0] + TUTORIAL_CURVE)[:n]  # chance as point 0 (README "Metrics")
     fitted_max, fitted_s = fit_slowness(points)
     assert fitted_max == pytest.approx(acc_max)
     assert fitted_s == pytest.approx(s, abs=2e-3)
@@ -310,7 +310,7 @@ def _autograd_fc_tanh(weights, x, t, masks):
 
 
 def test_tanh_variant_bp_equals_autograd_fa_with_transposed_weights_equals_bp_and_drtp_by_hand():
-    """The ``model.activation: tanh`` baselines (spec §2.4 ``drtp_tanh``): f′(a) = 1 − tanh²(a)."""
+    """The ``model.activation: tanh`` baselines (``drtp_tanh``, README "Baselines"): f′(a) = 1 − tanh²(a)."""
     weights, _, x, t, masks = tiny_fc(sizes=(6, 5, 4, 3), runs=2, batch=4, keep=0.7)
     bp, _ = backprop.pseudo_grads(weights, x, t, masks, activation="tanh")
     for mine, ref in zip(bp, _autograd_fc_tanh(weights, x, t, masks)):

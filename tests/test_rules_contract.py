@@ -1,6 +1,6 @@
 """One table of every registered learning rule (impls/registry.py), the same contract checks on each.
 
-JAX rules (STYLE.md, optax style), ``JAX_RULES``: a row is a label ``<registry key>[/<variant>]``
+JAX rules (optax style, impls/rules/__init__.py), ``JAX_RULES``: a row is a label ``<registry key>[/<variant>]``
 and a builder returning (rule, params, x, y). Checks (one test per row, so each rule compiles
 once): pseudo-gradients have the parameters' structure, shapes and dtypes and are finite; the aux
 holds a scalar ``loss``; ``vmap`` over runs gives each run's own result; the same inputs and key

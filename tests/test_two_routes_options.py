@@ -1,5 +1,6 @@
-"""two_routes options of spec §2.5: coefficient schedules, delay/alternation/rate decay, R-only switches
-(activation, bias, standardisation), IA switches and the FC net, each against a hand computation."""
+"""two_routes options of the original code (papers/two_routes/README.md, "Options"): coefficient schedules,
+delay/alternation/rate decay, R-only switches (activation, bias, standardisation), IA switches and the FC net, each
+against a hand computation."""
 from __future__ import annotations
 
 import jax

@@ -96,7 +96,7 @@ def test_bad_spec_names_its_key(override, key):
 
 
 def test_fc_run_with_spec_options_trains_and_records_them(tmp_path, datasets_dir):
-    """The spec's smoke FC 64-32-10 (sigmoid) with AA, a delayed task loss, alternating steps, a scheduled α
+    """The smoke-size FC 64-32-10 (sigmoid) with AA, a delayed task loss, alternating steps, a scheduled α
     and the R-only switches: trains through the real entry and lists every option in train.json."""
     spec = _spec(rule="aa", model={"arch": "fc", "hidden": [32]}, batch_size=16,
                  hparams={"lr": 0.1, "warmup_epochs": 0.0, "decay_epochs": [], "wd": 1.0e-6, "delay_epochs": 0.5,

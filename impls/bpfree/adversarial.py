@@ -1,5 +1,6 @@
-"""Adversarial training with fast-gradient-sign examples (Nøkland 2016's best MNIST results, spec §2.4:
-"MNIST MLP lr 1e-4 + adversarial ε 0.08"; the method is Goodfellow, Shlens & Szegedy, ICLR 2015).
+"""Adversarial training with fast-gradient-sign examples (Nøkland 2016's best MNIST results, papers/bpfree/README.md
+"Source-paper settings": "MNIST MLP lr 1e-4 + adversarial ε 0.08"; the method is Goodfellow, Shlens & Szegedy, ICLR
+2015).
 
 For a training batch (x, y) and ε = ``hparams.adversarial_eps`` > 0:
 
@@ -12,7 +13,7 @@ For a training batch (x, y) and ε = ``hparams.adversarial_eps`` > 0:
 - clipped to the scaler's pixel range (minmax [0, 1], standard [−1, 1]; ``pipeline.SCALER_RANGE``);
   not clipped for the unbounded z-score scalers.
 - the update mixes clean and adversarial batches as Goodfellow's objective α·J(x) + (1 − α)·J(x_adv)
-  with α = ½ (the spec does not say whether dfa-torch mixes in the clean loss: the documented closest):
+  with α = ½ (whether dfa-torch mixes in the clean loss is not known: the documented closest):
   the rule's update is ½ (Δ(x) + Δ(x_adv)), each estimated by the run's own rule (BP, FA, DFA, …);
   the adversarial half uses its own dropout key (``fold_in(key, ADV_KEY)``). Training loss/error,
   trackers and BN running statistics come from the clean half.

@@ -1,4 +1,5 @@
-"""The compiled pieces of a batch of bpfree runs (spec §2, §5): data, optimiser, one epoch, evaluation.
+"""The compiled pieces of a batch of bpfree runs (papers/bpfree/README.md, "Network" and "Metrics and trackers"):
+data, optimiser, one epoch, evaluation.
 
 Caller: ``impls.bpfree.train`` (the program the common driver trains), ``impls.bpfree.bench`` and
 the tests.
@@ -9,13 +10,13 @@ learning rate (``batch_over``). One process trains them together:
 - parameters, optimiser/rule/BN states and keys are stacked along a leading run axis and one
   training step is ``jax.vmap``-ed over it; an epoch is one compiled ``lax.scan``;
 - data live on the device; every run reshuffles the full training set each epoch with its own
-  key (spec §6.7: full shuffle; ``shuffle_buffer``: a tf.data buffer shuffle instead, and
+  key (full shuffle, the default, README deviation 1; ``shuffle_buffer``: a tf.data buffer shuffle instead, and
   ``brightness``: per-example random brightness, both in ``impls.bpfree.pipeline``), so a batch
   needs no host sync inside an epoch;
 - training error/loss are the running mean over the epoch's minibatches (dropout active, before
-  each update: Keras' convention, spec §5); ``evaluate`` covers the full train and test splits
+  each update: Keras' convention); ``evaluate`` covers the full train and test splits
   (the program uses it for epoch 0 and for the test metrics of every epoch);
-- trackers (spec §5) are computed every step and averaged over the epoch;
+- trackers (papers/bpfree/README.md, "Metrics and trackers") are computed every step and averaged over the epoch;
 - ``adversarial_eps`` > 0: each update is ½ clean + ½ on the batch's FGSM examples (``impls.bpfree.adversarial``);
 - ``with_learning_rates`` sets each run's optimiser learning rate (the program's lr halving).
 
@@ -77,7 +78,7 @@ def load_arrays(spec: dict, datasets_dir) -> dict:
 def make_optimizer(hp: dict):
     """The spec's optimiser with its learning rate injected (so it can differ per run)."""
     name = hp["optimizer"]
-    if name == "adam":      # Keras Adam defaults; eps 1e-7 (spec §6.6)
+    if name == "adam":      # Keras Adam defaults; eps 1e-7 (README "Defaults easy to miss")
         return optax.inject_hyperparams(optax.adam)(learning_rate=hp["lr"], b1=0.9, b2=0.999, eps=1e-7)
     if name == "rmsprop":   # Torch7 optim.rmsprop defaults (alpha 0.99, eps 1e-8 outside the sqrt)
         return optax.inject_hyperparams(optax.rmsprop)(learning_rate=hp["lr"], decay=0.99, eps=1e-8,
@@ -130,7 +131,8 @@ class CompiledBatch:
         return names + [f"train_{k}" for k in self.tracker_names()] + self.test_tracker_names()
 
     def test_tracker_names(self) -> list[str]:
-        """``test_localloss_l<i>``: ℓ_l/N on the full test set, eval mode (spec §5; not for DFA)."""
+        """``test_localloss_l<i>``: ℓ_l/N on the full test set, eval mode (not for DFA: README "Metrics and
+        trackers")."""
         if "local_loss" not in self.trackers or self.rule_name not in TEST_LOCAL_LOSS_RULES:
             return []
         return [f"test_localloss_l{i}" for i in range(1, len(self.cfg.hidden) + 1)]
@@ -175,7 +177,7 @@ class CompiledBatch:
             adv_key = jax.random.fold_in(key, adversarial.ADV_KEY)
             adv_grads, _, _ = rule.estimate(params, rule_state, x_adv, y, adv_key)
             grads = adversarial.mix(grads, adv_grads)
-        if hp["wd"]:   # wd·Σ½‖W‖² over kernels (spec §2.3)
+        if hp["wd"]:   # wd·Σ½‖W‖² over kernels, as the original
             grads = _add_wd(grads, params, hp["wd"], cfg.conv_trained)
         out = {"loss": aux["loss"]}
         if not self.recon:
@@ -197,7 +199,7 @@ class CompiledBatch:
                 true = _add_wd(true, params, self.hp["wd"], cfg.conv_trained)
             for h, g, t in zip(hid, grads["hidden"], true["hidden"]):
                 out[f"bpcosine_{h}"] = _cos(g["w"], t["w"])
-        if "weight_alignment" in names:   # correct definitions (spec §5, §6.1)
+        if "weight_alignment" in names:   # corrected definitions (README "Metrics and trackers")
             for l in range(1, len(cfg.hidden)):
                 out[f"walign_{hid[l]}"] = _cos(params["hidden"][l]["w"], B[l - 1] @ B[l].T)
             out["walign_out"] = _cos(params["out"]["w"], B[-1])
@@ -295,9 +297,9 @@ def with_learning_rates(state, lrs: np.ndarray):
 
 
 def aligned_weights(params, B):
-    """Pathak's ``aligned_init`` (spec §2.3): W_l = B_{l−1} B_lᵀ for l ≥ 2 and W_out = B_L, so the
-    forward weights start aligned with the fixed matrices (weight alignment 1); W_1 and biases keep
-    their initialisation."""
+    """Pathak's ``aligned_init`` (papers/bpfree/README.md, "Local learning signals"): W_l = B_{l−1} B_lᵀ for l ≥ 2 and
+    W_out = B_L, so the forward weights start aligned with the fixed matrices (weight alignment 1); W_1 and biases
+    keep their initialisation."""
     hidden = [dict(layer) for layer in params["hidden"]]
     for l in range(1, len(hidden)):
         hidden[l]["w"] = B[l - 1] @ B[l].T

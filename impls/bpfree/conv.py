@@ -1,4 +1,5 @@
-"""Convolutional front ends of the source-paper tables (spec §2.4, §3 rows 9-10), NHWC / HWIO.
+"""Convolutional front ends of the source-paper tables (papers/bpfree/README.md, "Source-paper settings"; deviations
+11-12), NHWC / HWIO.
 
 A conv stack is written as in the papers, one string of ``-``-separated tokens
 (pure Python parsing, so the workflow can validate specs without JAX):

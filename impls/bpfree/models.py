@@ -1,4 +1,4 @@
-"""Fully connected nets of the bpfree paper (spec §2.1), row-vector convention.
+"""Fully connected nets of the bpfree paper (papers/bpfree/README.md, "Network"), row-vector convention.
 
 Hidden block l:  a_l = x_{l−1} W_l + b_l  (W_l (in, out), orthogonal gain 1, b_l = 0)
                  → optional BatchNorm (Keras: momentum 0.99, eps 1e-3; bias kept)
@@ -32,7 +32,7 @@ from impls.bpfree import conv as convlib
 from impls.rules.fa import fa_dense
 
 BN_MOMENTUM = 0.99
-BN_EPS = 1e-3  # Keras default (Flax's is 1e-5): spec §6.6
+BN_EPS = 1e-3  # Keras default (Flax's is 1e-5)
 
 
 class Config(NamedTuple):
@@ -68,7 +68,7 @@ def config_from_spec(spec: dict, in_dim: int, n_classes: int, image_shape: tuple
 
 
 def relu_ge(a):
-    """ReLU with f′(0) = 1 (the original's "x if x ≥ 0 else 0", spec §6.6)."""
+    """ReLU with f′(0) = 1 (the original's "x if x ≥ 0 else 0")."""
     return jnp.where(a >= 0, a, 0.0)
 
 

@@ -3,8 +3,8 @@
 Caller: ``impls.common.specs.validate_spec`` for every bpfree spec: ``SCHEMA`` (built from the tables
 below: rules, datasets, archs, model keys and hparams with their choices, types and ranges), then
 ``validate`` (the conv string, and how keys depend on each other and on the rule). Defaults
-(``MODEL_DEFAULTS``, ``HPARAM_DEFAULTS``) are the Pathak repository's (spec §2.1–2.3); a spec only
-names what differs.
+(``MODEL_DEFAULTS``, ``HPARAM_DEFAULTS``) are the Pathak repository's (papers/bpfree/README.md, "The original's
+settings"); a spec only names what differs.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from impls.common.errors import SpecError
 from impls.common.option_schema import (BOOL, NON_NEGATIVE, POSITIVE_INT, STRING, keys, list_of, nullable, one_of,
                                         run_spec, when)
 
-#: learning rules (spec §2.3 table; FA from §2.4). Update equations: impls/rules/*.py, impls/bpfree/rules.py
+#: learning rules (papers/bpfree/README.md, "Rules"). Update equations: impls/rules/*.py, impls/bpfree/rules.py
 RULES = {
     "bp": "backpropagation (exact gradient everywhere)",
     "dfa": "direct feedback alignment: δh_l = e B_lᵀ (impls.rules.dfa)",
@@ -159,7 +159,8 @@ def _validate_conv(arch: str, cfg: dict, hp: dict) -> None:
 
 
 def trackers(spec: dict) -> tuple[str, ...]:
-    """Trackers this run records: none for bp and fa (spec §5: trackers exist for projected signals only)."""
+    """Trackers this run records: none for bp and fa (trackers exist for projected signals only, as the
+    original's)."""
     if spec["rule"] in ("bp", "fa"):
         return ()
     value = hparams(spec)["trackers"]

@@ -1,9 +1,10 @@
-"""The figure-era input pipeline of the Pathak repository at ``a60d5a2`` (spec §2.1, §6.7), in JAX.
+"""The figure-era input pipeline of the Pathak repository at ``a60d5a2`` (papers/bpfree/README.md, deviation 1), in
+JAX.
 
 The README figures were made with ``tf.data`` shuffling through a buffer of 128 and
 ``tf.image.random_brightness(x, 0.2)``; later commits removed the augmentation and grew the
 buffer. Both are options of a bpfree run (``hparams.shuffle_buffer``, ``hparams.brightness``);
-the default is a full reshuffle every epoch without augmentation (spec §6.7).
+the default is a full reshuffle every epoch without augmentation.
 
 - ``buffer_shuffle_order``: the order in which ``Dataset.shuffle(buffer)`` emits a dataset kept
   in file order. A buffer holds the next ``buffer`` elements; each output is drawn uniformly from

@@ -1,4 +1,5 @@
-"""The bpfree learning rules: one projection framework for every hidden layer (spec §2.3).
+"""The bpfree learning rules: one projection framework for every hidden layer (papers/bpfree/README.md, "Rules" and
+"Local learning signals").
 
 For each hidden layer a fixed random B_l (n_l × K; K = C classes, or D inputs for
 reconstruction) maps the layer's output h_l (before dropout) to p_l = h_l B_l; a scalar
@@ -55,7 +56,7 @@ def local_target_fn(name: str, cfg: models.Config):
 
 
 def local_losses(name: str, cfg: models.Config, hs, z, y, feedback) -> list:
-    """ℓ_l / N for each hidden layer (spec §5 ``local_loss``), at the given h_l."""
+    """ℓ_l / N for each hidden layer (the ``local_loss`` tracker), at the given h_l."""
     n = z.shape[0]
     if name == "dfa":
         e = jax.grad(lambda zz: models.loss(zz, y, cfg))(z)
@@ -66,7 +67,7 @@ def local_losses(name: str, cfg: models.Config, hs, z, y, feedback) -> list:
     return [fn(h @ B, y).mean() for h, B in zip(hs, feedback)]
 
 
-#: rules whose local loss is also recorded on the test set (spec §5: "also on test batches except DFA":
+#: rules whose local loss is also recorded on the test set (as the original: on test batches too, except for DFA:
 #: DFA's ℓ_l needs the batch's output error e, the others only the target)
 TEST_LOCAL_LOSS_RULES = ("drtp", "cce", "mse")
 

@@ -4,12 +4,12 @@ recomputes them exactly from its checkpointed history).
 ``train_error``: array (epochs_so_far + 1, R) of training error % per epoch and run, row 0 the
 untrained evaluation (never monitored), as the common driver keeps it for ``impls.bpfree.train``.
 
-- :func:`lr_halvings` — Nøkland's dfa-torch schedule (spec §2.4: "LR halved when training error
-  stops falling"): after every epoch t ≥ 2 whose training error is not below that of epoch t − 1,
-  the learning rate is halved, so the lr of the next epoch is lr₀ · 2^(−k), k the number of such
-  epochs so far. A non-finite error counts as not falling.
-- :func:`threshold_stop_epochs` — dfa-torch's stop (spec §2.4: "stop at ≤ 0.01 % training
-  error"): a run stops at the first epoch t ≥ 1 with training error ≤ the threshold.
+- :func:`lr_halvings` — Nøkland's dfa-torch schedule (the lr is halved when the training error
+  stops falling, papers/bpfree/README.md "Source-paper settings"): after every epoch t ≥ 2 whose training error is not
+  below that of epoch t − 1, the learning rate is halved, so the lr of the next epoch is lr₀ · 2^(−k), k the number of
+  such epochs so far. A non-finite error counts as not falling.
+- :func:`threshold_stop_epochs` — dfa-torch's stop (training stops at ≤ 0.01 % training
+  error): a run stops at the first epoch t ≥ 1 with training error ≤ the threshold.
 - :func:`early_stop_epochs` (in ``impls.bpfree.train``) — the notebook's Keras EarlyStopping.
 """
 from __future__ import annotations

@@ -35,7 +35,7 @@ from impls.common.driver import BatchProgram, Progress
 #: a run has diverged when its training or test loss is non-finite (Keras TerminateOnNaN) or above
 #: this bound: a softmax-CE of 1e4 nats needs logits of order 1e4, i.e. blown-up weights. Keras
 #: computes the CE from the logits too, so the original only stops once activations overflow to
-#: inf/NaN, a few epochs later on the same trajectory (spec §6.8).
+#: inf/NaN, a few epochs later on the same trajectory (papers/bpfree/README.md, deviation 3).
 DIVERGED_LOSS = 1.0e4
 
 

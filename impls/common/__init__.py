@@ -1,6 +1,6 @@
 """Shared plumbing for every paper's implementation.
 
-Split by concern (see STYLE.md, "What not to copy"):
+Split by concern (small modules with one job each, rather than one catch-all utility file):
 
 - ``io``          atomic file writes (JSON, CSV, npz) -- nothing is ever half-written.
 - ``datasets``    dataset preparation (the ``dataset`` rule) and loading (the impls).

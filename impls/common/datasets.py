@@ -6,7 +6,7 @@ sidecar ``OUT`` with suffix ``.json`` (name, source, sizes, image shape, classes
 Impls call :func:`load_dataset` on that file, then :func:`take_subset` and :func:`standardize`.
 
 Images are stored as uint8 in their native layout, (N, H, W) for grayscale and (N, H, W, C)
-for CIFAR; labels are int64. Sources (ARCHITECTURE.md, Contracts item 5):
+for CIFAR; labels are int64. Sources (README.md, "Datasets"):
 
 - ``digits``         scikit-learn ``load_digits`` (embedded, no network): first 1300 images
                      train, remaining 497 test, pixels 0..16.

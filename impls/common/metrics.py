@@ -24,7 +24,8 @@ import pandas as pd
 
 from impls.common.io import atomic_write_json, atomic_write_text, read_json
 
-#: mean test accuracy over the last this-many evaluations = "final accuracy" (spec §5)
+#: mean test accuracy over the last this-many evaluations = "final accuracy" (as nodepert's depth/width/Adam figures
+#: define it)
 FINAL_ACC_WINDOW = 5
 METRIC_COLUMNS = ["epoch", "split", "metric", "value"]
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import importlib
+import importlib.resources
 import json
 from functools import lru_cache
 from pathlib import Path
@@ -24,14 +25,28 @@ import yaml
 from impls.common.errors import SpecError, describe_schema_error
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SCHEMA_DIR = REPO_ROOT / "workflow" / "schemas"
+#: the JSON schemas of config.yaml, paper.yaml and run specs: package data of ``impls.common``
+#: (impls/common/schemas/), read through importlib.resources so an installed wheel finds them too
+SCHEMA_PACKAGE = "impls.common"
+SCHEMA_FOLDER = "schemas"
+SCHEMA_SUFFIX = ".schema.yaml"
+
+
+def schema_names() -> list[str]:
+    """The schemas shipped with the package: ``<name>`` of every ``schemas/<name>.schema.yaml``."""
+    folder = importlib.resources.files(SCHEMA_PACKAGE) / SCHEMA_FOLDER
+    return sorted(entry.name[:-len(SCHEMA_SUFFIX)] for entry in folder.iterdir()
+                  if entry.name.endswith(SCHEMA_SUFFIX))
 
 
 @lru_cache(maxsize=None)
 def load_schema(name: str) -> dict:
-    """Load ``workflow/schemas/<name>.schema.yaml``."""
-    with open(SCHEMA_DIR / f"{name}.schema.yaml", encoding="utf-8") as handle:
-        return yaml.safe_load(handle)
+    """Load ``impls/common/schemas/<name>.schema.yaml`` (package data, so it ships with the wheel)."""
+    resource = importlib.resources.files(SCHEMA_PACKAGE) / SCHEMA_FOLDER / f"{name}{SCHEMA_SUFFIX}"
+    if not resource.is_file():
+        raise FileNotFoundError(f"no schema {name!r} in {SCHEMA_PACKAGE}/{SCHEMA_FOLDER}; "
+                                f"shipped schemas: {', '.join(schema_names()) or 'none'}")
+    return yaml.safe_load(resource.read_text(encoding="utf-8"))
 
 
 #: JSON Schema 2020-12, except that ``integer`` means a Python int: 3.0 is a number, not an integer
@@ -45,7 +60,7 @@ Validator = jsonschema.validators.extend(
 def validate_against(document: Any, schema: str | Mapping[str, Any], where: str) -> None:
     """Raise ``SpecError`` naming the first offending key (sorted by path, so stable).
 
-    ``schema`` is a file name (``workflow/schemas/<schema>.schema.yaml``) or a schema dict, e.g. a
+    ``schema`` is a schema name (``impls/common/schemas/<schema>.schema.yaml``) or a schema dict, e.g. a
     paper's ``impls.<paper>.options.SCHEMA``; both go through the same validator and messages.
     """
     validator = Validator(load_schema(schema) if isinstance(schema, str) else schema)

@@ -1,4 +1,5 @@
-"""The compiled pieces of a batch of nodepert runs (spec §2.5): data, network, optimiser, epoch.
+"""The compiled pieces of a batch of nodepert runs (papers/nodepert/README.md, "Initialisation, data and training
+loop"): data, network, optimiser, epoch.
 
 Caller: ``impls.nodepert.train`` (the program the common driver trains), the evaluate-stage
 analyses (``replay``, ``linesearch``) and the benchmarks.
@@ -37,7 +38,8 @@ from impls.nodepert import convnets, models
 from impls.nodepert.options import CONV_ARCHS, hidden_sizes, optimizer_kind
 from impls.nodepert.rules import make_rule
 
-# Perturbation methods need full float32 matmuls: sigma = 1e-4 is below TF32 rounding (spec §6.1).
+# Perturbation methods need full float32 matmuls: sigma = 1e-4 is below TF32 rounding (papers/nodepert/README.md,
+# "Numerical precision").
 jax.config.update("jax_default_matmul_precision", "highest")
 
 METRIC_NAMES = ("train_acc", "train_loss", "test_acc", "test_loss")
@@ -48,7 +50,7 @@ def load_arrays(spec: dict, datasets_dir) -> dict[str, np.ndarray]:
     """Standardised, flattened float32 inputs and int labels; train split cut to whole minibatches."""
     ds = datasets.load_dataset(datasets_dir / f"{spec['dataset']}.npz")
     ds = datasets.subset_for_spec(ds, spec)
-    # MNIST/F-MNIST: one scalar mean/std; CIFAR: per-channel mean/std of the train set (spec §2.5)
+    # MNIST/F-MNIST: one scalar mean/std; CIFAR: per-channel mean/std of the train set, as the original
     mode = "per_channel" if spec["dataset"].startswith("cifar") else "global"
     x_train, x_test = datasets.standardize(ds.x_train, ds.x_test, mode)
     x_train, x_test = x_train.reshape(len(x_train), -1), x_test.reshape(len(x_test), -1)
@@ -90,7 +92,8 @@ def unscaled_weight_decay(wd: float) -> optax.GradientTransformation:
     """Adds −wd·W to the update of every weight matrix (biases untouched), *not* scaled by lr.
 
     Chained after ``optax.sgd(lr)`` it gives the original's ``npwdupdate``/``sgdwdupdate``:
-    W ← W − lr·g − wd·W (spec §2.4).
+    W ← W − lr·g − wd·W: the decay is not scaled by lr, as the original's (papers/nodepert/README.md, "Named
+    variants").
     """
 
     def update(updates, state, params):

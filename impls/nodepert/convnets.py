@@ -1,7 +1,7 @@
 """Convolutional networks of the node-perturbation paper and their node-perturbation rule.
 
-Networks (spec §2.1; all convolutions 'SAME', ReLU, then a dense readout with a sigmoid output
-and the MSE loss L_i = (1/10) Σ_k (ŷ_ik − y_ik)²):
+Networks (papers/nodepert/README.md, "Networks and loss"; all convolutions 'SAME', ReLU, then a dense readout with a
+sigmoid output and the MSE loss L_i = (1/10) Σ_k (ŷ_ik − y_ik)²):
 
 - ``conv_base``: 3 convolutions 3×3·32, strides (1, 2, 1); dense (H/2)(W/2)·32 → 10.
   81,546 parameters on MNIST, 101,322 on CIFAR-10 (tested).
@@ -16,14 +16,14 @@ Layouts: images NHWC, kernels HWIO (kh, kw, C_in, C_out), conv biases (C_out,); 
 stores W as (out, in) like the MLPs (a = W h + b) with h the NHWC feature map flattened in
 (H, W, C) order.
 
-Init (spec §2.5): kernel ~ N(0, 2/(kh·kw·(C_in + C_out))), bias ~ N(0, same) drawn from an
-independent key (the original reuses the kernel's key; the spec allows either); dense readout
+Init (as the original): kernel ~ N(0, 2/(kh·kw·(C_in + C_out))), bias ~ N(0, same) drawn from an
+independent key (the original reuses the kernel's key; either is equally valid); dense readout
 Glorot normal with zero bias.
 
 Node perturbation on these networks (``conv_node_perturbation``; Y. Mehta, N. Hiratani,
 P. Humphreys, P. E. Latham, T. Lillicrap, "On the limitations of perturbation based methods for
-training deep networks", code countzerozzz/nodepert at de296eb; spec §2.2):
-per update, on one minibatch of B examples,
+training deep networks", code countzerozzz/nodepert at de296eb; papers/nodepert/README.md, "The node-perturbation
+estimate"): per update, on one minibatch of B examples,
 
 1. clean pass → L_i; noisy pass with ã_l = conv(h̃_{l−1}, K_l) + b_l + ξ_l on every layer
    (the dense readout too), ξ_l ~ N(0, σ² I) of the layer's full output shape
@@ -39,7 +39,7 @@ per update, on one minibatch of B examples,
 4. θ ← θ − lr·g (plain SGD; σ = 1e-5 for conv nets in the paper).
 
 Both passes run at full float32 precision (``Precision.HIGHEST`` on every convolution and
-matmul; spec §6.1).
+matmul; papers/nodepert/README.md, "Numerical precision").
 """
 from __future__ import annotations
 

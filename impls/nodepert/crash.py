@@ -1,4 +1,4 @@
-"""Crash and "no learning" classification of a test-accuracy curve (spec §5).
+"""Crash and "no learning" classification of a test-accuracy curve (papers/nodepert/README.md, "Metrics").
 
 - **Crash:** test accuracy more than ``drop`` (25) points below its running maximum; the crash
   epoch is the first such epoch.

@@ -4,16 +4,16 @@ Caller: the generic ``figure`` rule (impls.common.aggregate, then impls.common.p
 ``"impls.nodepert.figures:<function>"``. Plot functions take (tidy table, figure) and return a
 matplotlib Figure; aggregate functions take (figure, results_dir) and return a DataFrame.
 
-- ``sweep_with_boxes``: depth/width sweeps (spec F4/F5): final accuracy vs learning rate, one
+- ``sweep_with_boxes``: depth/width sweeps (paper figures F4/F5): final accuracy vs learning rate, one
   panel per rule and one curve per depth/width, plus the box-plot panel (box over the LR points
   of final_acc per depth/width × rule, points coloured by log10 lr).
-- ``rule_boxes``: the Adam figure (spec F11): box plot of final_acc per rule over its LR grid.
-- ``crash_timing_table`` / ``crash_timing_plot``: spec F9, first-crash epoch vs learning rate,
+- ``rule_boxes``: the Adam figure: box plot of final_acc per rule over its LR grid.
+- ``crash_timing_table`` / ``crash_timing_plot``: paper figure F9, first-crash epoch vs learning rate,
   with the three classes (crash; no crash, drawn at the cap; no learning, drawn at 0).
-- ``linesearch_table`` / ``linesearch_plot``: spec F6.
-- ``budget_gap_table`` / ``budget_gap_plot``: spec F10, conv and FC panels.
-- ``crash_dynamics_table`` / ``crash_dynamics_plot``: spec F8, the per-minibatch replay.
-- ``appendix_plot``: spec F12, weight decay, linear networks and batch size.
+- ``linesearch_table`` / ``linesearch_plot``: paper figure F6.
+- ``budget_gap_table`` / ``budget_gap_plot``: the budget-gap figure, conv and FC panels.
+- ``crash_dynamics_table`` / ``crash_dynamics_plot``: paper figure F8, the per-minibatch replay.
+- ``appendix_plot``: the appendix sweeps, weight decay, linear networks and batch size.
 
 Diverged runs (NaN loss) have no final accuracy: they are drawn as black ``x`` on the x axis of
 the curve panels, left out of the boxes, and counted in the box panel's labels.
@@ -173,7 +173,7 @@ def linesearch_table(figure: Mapping, results_dir) -> pd.DataFrame:
         df["n_hl"], df["width"] = model["n_hl"], model["width"]
         df["warmup_epochs"], df["warmup_test_acc"] = int(test["epoch"].iloc[-1]), float(test["value"].iloc[-1])
         df["threshold"] = spec["hparams"].get("stop_at_test_acc")
-        for rule in ("np", "sgd"):  # per-run summaries, for the claims (spec §4 "linesearch")
+        for rule in ("np", "sgd"):  # per-run summaries, for the line-search claims of paper.yaml
             for key, value in summarise(*df[df["rule"] == rule][["step_size", "delta_loss"]].to_numpy().T).items():
                 df[f"{rule}_{key}"] = value
         frames.append(df)
@@ -222,7 +222,8 @@ def window_mean(curve: np.ndarray, budget: int, window: int = 5) -> float:
 
 
 def budget_gaps(curves: Mapping[tuple, np.ndarray], budgets, reference_rule: str = "sgd") -> pd.DataFrame:
-    """The performance gap per (rule, dataset, budget) (spec §5, project definition [inferred]).
+    """The performance gap per (rule, dataset, budget) (this project's definition, papers/nodepert/README.md,
+    "Metrics").
 
     ``curves[(rule, dataset, lr)]`` = test accuracy after each epoch (index 0 = before training).
     A(rule, dataset, b) = max over learning rates of ``window_mean(curve, b)``;
@@ -305,7 +306,7 @@ def crash_dynamics_table(figure: Mapping, results_dir) -> pd.DataFrame:
     with its learning rate, training crash class and epoch, ``replay_crash`` (the replay's own test
     accuracy falls more than 25 points below its running maximum) and ``plotted``: the run the
     figure shows -- the lowest learning rate whose replay crashes, else the lowest that crashed in
-    training, else the lowest (spec §3: which run the paper plots is [unknown]; the replay can
+    training, else the lowest (which run the paper plots is not known; the replay can
     drift from training, README "crash dynamics, replay")."""
     frames, runs = [], []
     for rid, spec in figure["runs"].items():

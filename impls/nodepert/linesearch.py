@@ -1,4 +1,5 @@
-"""One-step line search from a trained checkpoint (spec §3 "linesearch", likely Fig. 2).
+"""One-step line search from a trained checkpoint (likely the paper's Fig. 2; papers/nodepert/README.md, "Figure
+protocols").
 
 From parameters θ frozen when an SGD run (lr 0.1) first exceeds a test-accuracy threshold, for
 each step size η in logspace(−4, 1, steps) and each of the first ``batches`` test-set minibatches
@@ -7,8 +8,8 @@ b of 100 (file order):
     ΔL_rule(η) = mean over b of [ L_b(θ − η g_rule,b) − L_b(θ) ]
 
 with g_np,b one node-perturbation estimate on minibatch b (noise shared across the batch,
-σ from the spec, one draw per minibatch reused for every η) and g_sgd,b the exact minibatch
-gradient. L_b is the minibatch MSE loss (spec §2.1).
+σ of the paper's FC nets, one draw per minibatch reused for every η) and g_sgd,b the exact minibatch
+gradient. L_b is the minibatch MSE loss (papers/nodepert/README.md, "Networks and loss").
 
 Caller: ``impls.nodepert.__main__`` at the ``evaluate`` stage, for runs whose spec has
 ``hparams.linesearch_steps``; writes ``linesearch.csv`` (step_size, rule, delta_loss) beside the
@@ -57,7 +58,8 @@ def line_search(params, x_batches, y_batches, sigma: float, etas, key, activatio
 
 
 def summarise(etas, delta) -> dict:
-    """min ΔL and its step size; the smallest step size from which ΔL stays positive (spec §4)."""
+    """min ΔL and its step size; the smallest step size from which ΔL stays positive (the quantities the paper's
+    line-search figure is read by)."""
     etas, delta = np.asarray(etas, np.float64), np.asarray(delta, np.float64)
     i = int(np.nanargmin(delta))
     positive = np.flatnonzero(delta[i:] > 0)

@@ -1,4 +1,5 @@
-"""Fully connected networks of the node-perturbation paper (spec §2.1, §2.5).
+"""Fully connected networks of the node-perturbation paper (papers/nodepert/README.md, "Networks and loss" and
+"Initialisation, data and training loop").
 
 [D] + [width] x n_hl + [10]; ReLU hidden units (or identity for the ``linear`` variant),
 sigmoid output (identity when linear), per-example loss L_i = (1/10) Σ_k (ŷ_ik − y_ik)².

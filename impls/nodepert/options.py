@@ -11,7 +11,7 @@ from impls.common.errors import SpecError
 from impls.common.option_schema import NON_NEGATIVE, NUMBER, POSITIVE, POSITIVE_INT, keys, list_of, one_of, run_spec
 
 #: learning rules; see impls/nodepert/rules.py for the estimators and train.py for the optimisers.
-#: The paper's defaults come first, then the named variants of spec §2.4.
+#: The paper's defaults come first, then the named variants (papers/nodepert/README.md, "Named variants").
 RULES = {
     "np": "node perturbation, paper-era estimator: one noise vector per layer shared by the minibatch",
     "np_indep_noise": "node perturbation with independent noise per example",
@@ -35,11 +35,12 @@ HPARAMS = {"lr": NUMBER, "sigma": NUMBER, "wd": NON_NEGATIVE,
            "stop_at_test_acc": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 100},
            "linesearch_steps": POSITIVE_INT, "linesearch_batches": POSITIVE_INT,
            "snapshot_every": POSITIVE_INT, "replay_epochs": POSITIVE_INT}
-#: crash-dynamics replay (spec §3 "crash_dynamics", impls.nodepert.replay): parameters are kept
+#: crash-dynamics replay (papers/nodepert/README.md, "Figure protocols"; impls.nodepert.replay): parameters are kept
 #: every ``snapshot_every`` epochs until the first crash; ``evaluate`` replays ``replay_epochs``
 #: epochs from the last one, logging after every minibatch
 REPLAY_HPARAMS = ("snapshot_every", "replay_epochs")
-#: line-search analysis (spec §3 "linesearch"): step sizes logspace(LOG10_MIN, LOG10_MAX, steps)
+#: line-search analysis (papers/nodepert/README.md, "Figure protocols"): step sizes logspace(LOG10_MIN, LOG10_MAX,
+#: steps)
 LINESEARCH_LOG10_RANGE = (-4.0, 1.0)
 #: model keys and what each accepts: hidden = explicit list of widths, or n_hl x width (the depth/width
 #: sweeps' factors) for mlp; channel_scale for the conv archs (which arch takes which: ``validate``)

@@ -1,8 +1,8 @@
-"""Per-minibatch replay around a crash (spec §3 "crash_dynamics", figure F8 of Mehta et al., "On the
-limitations of perturbation based methods for training deep networks").
+"""Per-minibatch replay around a crash (papers/nodepert/README.md, "Figure protocols"; figure F8 of Mehta et al., "On
+the limitations of perturbation based methods for training deep networks").
 
 Training (impls.nodepert.train, through ``keep_snapshots``) keeps each run's parameters every ``hparams.snapshot_every``
-epochs in ``runs/<id>/replay_start.npz`` until the run first crashes (spec §5: test accuracy more
+epochs in ``runs/<id>/replay_start.npz`` until the run first crashes (README "Metrics": test accuracy more
 than 25 points below its running maximum), and never later than epoch E − ``replay_epochs``; so
 the file holds the last snapshot before the first crash, or (no crash) one ``replay_epochs`` before
 the end ("replay forced at the end").
@@ -19,7 +19,7 @@ gradient, g_true = the exact gradient of the mean loss over the whole training s
 image subset at paper scale):
 
 - ``norm_{np,sgd,true}`` and ``norm_{np,sgd,true}_l{l}``: weight-only Frobenius norms
-  sqrt(Σ_l ‖g_{W_l}‖²) (not multiplied by lr; spec §5 ‖ΔW‖), total and per layer;
+  sqrt(Σ_l ‖g_{W_l}‖²) (not multiplied by lr, as the paper's ‖ΔW‖), total and per layer;
 - ``err_{np,sgd}`` = ‖g_true − g‖ (weights), ``cos_{np,sgd}`` = cosine with g_true,
   ``sign_{np,sgd}`` = fraction of weight entries whose sign agrees with g_true's;
 - ``w_norm`` = sqrt(Σ_l ‖W_l‖²) and ``w_var`` = variance of all weight entries, after the update;

@@ -1,7 +1,7 @@
 """Gradient estimators of the node-perturbation paper: ``np`` (paper-era), its variants, ``sgd``.
 
-Node perturbation (spec §2.2; Mehta et al., "On the limitations of perturbation based methods
-for training deep networks", code countzerozzz/nodepert at de296eb). Per update, on one
+Node perturbation (papers/nodepert/README.md, "The node-perturbation estimate"; Mehta et al., "On the limitations of
+perturbation based methods for training deep networks", code countzerozzz/nodepert at de296eb). Per update, on one
 minibatch of B examples:
 
 1. clean pass:  L_i = L(f(x_i; θ), y_i)
@@ -88,7 +88,8 @@ def node_perturbation(sigma: float, shared_noise: bool = True, activation: str =
 
     def estimate(params, state, x, y, key):
         # sigma = 1e-4 is below TF32 rounding: both passes at full float32 whatever the
-        # process-wide default (spec §6.1; benchmarks/np_precision.py measures the difference)
+        # process-wide default (papers/nodepert/README.md, "Numerical precision"; benchmarks/np_precision.py measures
+        # the difference)
         with jax.default_matmul_precision("highest"):
             noise = draw_noise(key, params, sigma, x.shape[0], shared_noise)
             grads, loss = estimate_with_noise(params, x, y, noise, sigma, activation, presynaptic, batch_scalar)

@@ -3,8 +3,8 @@
 The compiled epoch, network and optimiser are ``impls.nodepert.compiled``. What this adds:
 
 - epoch 0 and every epoch are evaluated on the full train and test splits;
-- ``hparams.stop_at_test_acc`` (the line-search warm-up, spec §3) stops a run after the first epoch
-  whose test accuracy exceeds the threshold: its parameters stay those of that epoch and its
+- ``hparams.stop_at_test_acc`` (the line-search warm-up, papers/nodepert/README.md, "Figure protocols") stops a run
+  after the first epoch whose test accuracy exceeds the threshold: its parameters stay those of that epoch and its
   history ends there;
 - crash-dynamics runs (``hparams.snapshot_every``) keep the parameter snapshots that the
   evaluate-stage replay starts from (``impls.nodepert.replay.keep_snapshots``).

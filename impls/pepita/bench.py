@@ -4,7 +4,7 @@ Times ``StackedBatch.train_epoch`` on a real dataset for a rule/architecture and
 stacked seeds, after one warm-up epoch, and prints one JSON line per configuration with
 seconds per epoch and milliseconds per training sample (per run). The issue's target:
 PEPITA 784-1024-10, batch 64, Fashion-MNIST, under 3 s per epoch on 2 CPU cores (the original
-numpy code: ≈1.9 ms per sample, ≈116 s per 60k-sample epoch, spec §7).
+numpy code: ≈1.9 ms per sample, ≈116 s per 60k-sample epoch; papers/pepita/README.md, "Compute at paper scale").
 """
 from __future__ import annotations
 

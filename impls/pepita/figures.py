@@ -5,7 +5,7 @@ and ``impls.common.plotting.plot_figure`` (``plot.kind: impls.pepita.figures:...
 
 ``tidy_table`` is the generic tidy table plus the columns every pepita plot groups by, taken
 from the *resolved* spec (defaults filled in): rule, arch, dataset, seed, lr, F_scale,
-depth, erin_sign and ``condition`` (PEPITA, F = 0, RP k=…). Reduced metrics follow spec §5:
+depth, erin_sign and ``condition`` (PEPITA, F = 0, RP k=…). Reduced metrics follow papers/pepita/README.md, "Metrics":
 the table reports the accuracy after the last epoch (``final_test_acc``), mean ± population std.
 """
 from __future__ import annotations
@@ -77,7 +77,7 @@ def _get(spec, dotted):
 
 
 def final_accuracy(table: pd.DataFrame, by=("rule", "arch", "dataset")) -> pd.DataFrame:
-    """Accuracy after the last epoch, mean ± population std (numpy default, spec §5) over seeds."""
+    """Accuracy after the last epoch, mean ± population std (numpy default) over seeds."""
     runs = table.drop_duplicates("run_id")
     out = runs.groupby(list(by), sort=False).agg(
         mean=("final_test_acc", lambda s: float(np.mean(s.dropna())) if s.notna().any() else np.nan),
@@ -92,7 +92,7 @@ def final_accuracy(table: pd.DataFrame, by=("rule", "arch", "dataset")) -> pd.Da
 def fit_slowness(points: np.ndarray) -> tuple[float, float]:
     """Fit acc(X) = acc_max·X/(s + X), X = 0…n−1, to ``points`` (chance first); return (acc_max, s).
 
-    acc_max = max(points), fixed (not fitted); s minimises the squared error (spec §5: the
+    acc_max = max(points), fixed (not fitted); s minimises the squared error (README "Metrics": the
     notebook's least-squares fit, here a bracketed golden-section search on log s, which
     finds the same minimum without depending on scipy's initial guess).
     """
@@ -120,7 +120,7 @@ def fit_slowness(points: np.ndarray) -> tuple[float, float]:
 
 
 def fit_epochs(decay_epochs: str, epochs: int) -> int:
-    """Points used by the fit: up to the first decay (spec §4: 60 FC, 10 conv), else all."""
+    """Points used by the fit: up to the first decay (60 FC, 10 conv at the original's schedules), else all."""
     decays = [int(e) for e in str(decay_epochs).split(",") if e.strip()]
     return min(decays) if decays else epochs + 1
 

@@ -1,4 +1,5 @@
-"""The PEPITA networks (spec §2.2, §2.3), as stacks of R independent runs (one per seed).
+"""The PEPITA networks (papers/pepita/README.md, "The algorithm as implemented"), as stacks of R independent runs (one
+per seed).
 
 FC: d_in → hidden… → C, no biases, hidden ReLU with inverted dropout, softmax output.
 Weights W_l (R, out, in), He-uniform U(±√(6/fan_in)) (the code's ``he_uniform``).
@@ -8,7 +9,7 @@ Conv (``Net1conv1fcXL``): Conv2d(c_in → channels, k×k, stride 1, no padding, 
 U(±1/√fan_in) for both layers (the code's ``--w_init`` flag is not applied there). The conv
 weight is stored unfolded, (R, channels, c_in·k·k), and the convolution is a batched matmul
 over ``F.unfold`` patches, so the per-position PEPITA update is one einsum (no Python loop
-over positions, spec §6.7).
+over positions).
 
 F (the fixed projection of the error onto the input): (R, d_in, C),
 U(−1, 1)·√(6/d_in)·F_scale, with d_in = c_in·H·W for both architectures.
@@ -35,7 +36,7 @@ def init_fc(sizes, generator, dtype=torch.float32) -> list[torch.Tensor]:
 
 
 def init_F(d_in: int, n_classes: int, scale: float, generator, dtype=torch.float32, law: str = "he") -> torch.Tensor:
-    """One run's F (d_in, C) = U(−1, 1)·√(6/d_in)·scale (spec §2.2), or U(−1, 1)·scale/√C (``law='nok'``)."""
+    """One run's F (d_in, C) = U(−1, 1)·√(6/d_in)·scale (the original's), or U(−1, 1)·scale/√C (``law='nok'``)."""
     limit = math.sqrt(6.0 / d_in) if law == "he" else 1.0 / math.sqrt(n_classes)
     return uniform((d_in, n_classes), limit, generator, dtype) * scale
 
@@ -113,7 +114,7 @@ def fc_forward(weights, x, masks=None, first_pre=None, activation: str = "relu")
 
 
 def alignment(weights, F: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Angle in degrees between vec F and vec (W_L⋯W_1)ᵀ (spec §5), and ‖W_1‖_F, per run (R,)."""
+    """Angle in degrees between vec F and vec (W_L⋯W_1)ᵀ (README "Metrics"), and ‖W_1‖_F, per run (R,)."""
     prod = weights[0].transpose(-1, -2).to(torch.float64)  # (R, d_in, n_1)
     for w in weights[1:]:
         prod = torch.matmul(prod, w.transpose(-1, -2).to(torch.float64))

@@ -13,7 +13,7 @@ from impls.common.option_schema import (BOOL, NON_NEGATIVE, NON_NEGATIVE_INT, NU
 
 #: learning rules; update equations in impls/pepita/rules.py and impls/rules_torch/*.py
 RULES = {
-    "pepita": "PEPITA: two forward passes, input modulated by the output error (spec §2.2, §2.3)",
+    "pepita": "PEPITA: two forward passes, input modulated by the output error (papers/pepita/README.md)",
     "bp": "backpropagation (FC: η inside the momentum; conv: torch SGD on cross-entropy)",
     "fa": "feedback alignment, fixed random feedback B_l ~ U(±√(6/n_l))",
     "drtp": "direct random target projection (Frenkel et al. 2021)",
@@ -21,7 +21,7 @@ RULES = {
 ARCHS = ("fc", "conv")
 DATASETS = ("digits", "fashion_mnist", "mnist", "cifar10", "cifar100")
 #: FC hidden nonlinearity: ReLU everywhere in the original; tanh for the BP/FA/DRTP baselines
-#: (spec §2.4 variant ``drtp_tanh``: DRTP as Frenkel et al. ran it, with bounded units)
+#: (variant ``drtp_tanh``: DRTP as Frenkel et al. ran it, with bounded units; README "Baselines")
 ACTIVATIONS = ("relu", "tanh")
 TANH_RULES = ("bp", "fa", "drtp")
 #: model keys per arch besides ``arch`` (defaults: impls.pepita.stacked), with what each accepts

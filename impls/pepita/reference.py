@@ -2,8 +2,8 @@
 
 ``TUTORIAL_CURVE``: test accuracy (%) after epochs 1…100 of the saved run in the authors'
 ``Tutorial_PEPITA_FullyConnectedNets_CIFAR-10.ipynb`` (CIFAR-10 FC PEPITA, η 0.01 ×0.1 at
-epochs 60 and 90, B 64, keep 0.9), as transcribed in spec pepita §4 [code output].
-``PAPER_TABLE``: the paper's main table (spec §4, [author slides]): mean and std, %.
+epochs 60 and 90, B 64, keep 0.9), as saved in the notebook's outputs [code output].
+``PAPER_TABLE``: the paper's main table (as the authors' slides show it, [author slides]): mean and std, %.
 """
 from __future__ import annotations
 

@@ -4,11 +4,11 @@ Every function returns ``(grads, y)``: per layer a pseudo-gradient G_l with the 
 stacked weights, summed over the minibatch, and the standard-pass softmax output y. The
 train epoch (``impls.pepita.stacked``) applies one optimiser to all of them (``apply_update``):
 
-    eta_inside (PEPITA, FA, DRTP, FC-BP; spec §2.2 step 4):  v ← μ v + η G / B,  W ← W − v
+    eta_inside (PEPITA, FA, DRTP, FC-BP; README "Pitfalls"):  v ← μ v + η G / B,  W ← W − v
     torch_sgd  (conv BP, as the original uses torch.optim.SGD): v ← μ v + G / B,  W ← W − η v
 
-PEPITA, FC (spec §2.1-2.2; Dellaferrera & Kreiman 2022, Algorithm 1), row vectors, one
-dropout mask m shared by both passes:
+PEPITA, FC (papers/pepita/README.md, "The algorithm as implemented"; Dellaferrera & Kreiman 2022, Algorithm 1), row
+vectors, one dropout mask m shared by both passes:
 
     standard pass   h_0 = x,      h_l = m_l ⊙ ReLU(h_{l−1} W_lᵀ),   y = softmax(h_{L−1} W_Lᵀ),  e = y − t
     modulated pass  h^err_0 = x + e Fᵀ,  h^err_l = m_l ⊙ ReLU(h^err_{l−1} W_lᵀ),  e^err = y^err − t
@@ -17,16 +17,16 @@ dropout mask m shared by both passes:
 
 With F = 0 the two passes are identical, so every hidden G_l is exactly zero (tested).
 Controls: ``perturbation='random'`` replaces F e by k ξ, ξ ~ N(0, I) or U(−1, 1) drawn fresh
-per example and step (spec §3, not in the original repository); ``erin_sign`` uses 0.1 F sign(e).
+per example and step (README "Control conditions"; not in the original repository); ``erin_sign`` uses 0.1 F sign(e).
 
-PEPITA, conv (spec §2.3): D = ReLU(conv(x)) − ReLU(conv(x_mod)) before pooling;
+PEPITA, conv (the conv code of the original): D = ReLU(conv(x)) − ReLU(conv(x_mod)) before pooling;
 the original adds v ← μ v + η ΔW / B to W with ΔW_conv = (1/P) Σ_positions mean_batch(D ⊗ patch(x_mod))
 (``sqrt_conv``: 1/√P)
 and ΔW_out = −eᵀ pool(ReLU(conv(x_mod))) (standard-pass e). In the W ← W − v convention
 that is G_conv = −Σ_b Σ_p D ⊗ patch / (P·B) (the batch averaged twice, as in the code) and
 G_out = eᵀ feat^err.
 
-Conv FA/DRTP (not in the paper's code, spec §2.4): the output layer learns from y − t; the
+Conv FA/DRTP (not in the paper's code; README "Baselines"): the output layer learns from y − t; the
 signal reaching the pooled features (δ B_outᵀ for FA, t B for DRTP) is routed through the
 max-pool and ReLU to the conv pre-activations, then G_conv = Σ_b Σ_p δ_a ⊗ patch.
 """

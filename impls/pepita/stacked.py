@@ -14,7 +14,7 @@ Per run r and its seed s, independent ``torch.Generator`` streams give:
   data order, dropout masks and control noise (s + 3_000_017). A run's numbers therefore do not
   depend on which other runs share its batch.
 
-Per epoch (spec §2.2): η ← max(decay·η, 1e-6) at the start of every epoch listed in
+Per epoch (as the original): η ← max(decay·η, 1e-6) at the start of every epoch listed in
 ``decay_epochs`` (0-indexed, as the code's ``if epoch in [60, 90]``); a fresh seeded shuffle
 (``shuffle: compose``: one permutation P per run, drawn first from its data stream at
 initialisation, and epoch e visits the training set in the order P applied e times, as numpy
@@ -22,7 +22,7 @@ initialisation, and epoch e visits the training set in the order P applied e tim
 minibatches of B with the last partial one kept and still divided by B; the dropout mask is
 drawn once per step and shared by both PEPITA passes. The full test set is evaluated before
 training and after every epoch without dropout; FC runs also log the angle between F and
-(W_L⋯W_1)ᵀ and ‖W_1‖_F (spec §5). Train loss/accuracy are the running values of the
+(W_L⋯W_1)ᵀ and ‖W_1‖_F (papers/pepita/README.md, "Metrics"). Train loss/accuracy are the running values of the
 standard (dropout) pass over the epoch, as the code monitors them. Arithmetic is in the
 ``dtype`` hparam's precision (float32 by default; ``float64`` as numpy ``main.py``) unless the
 caller passes ``dtype`` explicitly.

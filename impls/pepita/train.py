@@ -3,7 +3,7 @@
 The stacked network, its seeded streams, the train epoch and the evaluation are
 ``impls.pepita.stacked.StackedBatch``. What this adds for the driver:
 
-- TF32 off on CUDA (spec §6.6: h − h^err is a small difference) and every epoch, epoch 0
+- TF32 off on CUDA (h − h^err is a small difference; papers/pepita/README.md "Pitfalls") and every epoch, epoch 0
   included, under ``torch.no_grad()``;
 - each epoch's metrics: the running train loss/accuracy of the epoch, then the full test set
   (and, FC, the alignment angle and ‖W_1‖_F); a non-finite train or test loss marks a run
@@ -33,7 +33,7 @@ class Program(BatchProgram):
 
     def __init__(self, job, options, dtype=None):
         self.torch_device = require_torch_platform(options.platform)
-        torch.backends.cuda.matmul.allow_tf32 = False  # spec §6.6: h − h^err is a small difference
+        torch.backends.cuda.matmul.allow_tf32 = False  # h − h^err is a small difference (README "Pitfalls")
         torch.backends.cudnn.allow_tf32 = False
         spec = job.specs[0]
         self.seeds = [s["seed"] for s in job.specs]

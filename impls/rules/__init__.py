@@ -1,7 +1,7 @@
 """Learning rules shared by more than one paper (JAX), one module per rule.
 
 A learning rule is a pair of pure functions, in the manner of an optax
-``GradientTransformation`` (see STYLE.md): ``init(params) -> state`` and
+``GradientTransformation``: ``init(params) -> state`` and
 ``estimate(params, state, x, y, key) -> (pseudo_grads, state, aux)``. The pseudo-gradients
 have the structure of ``params`` and are handed to an ordinary optax optimiser, so
 "rule + Adam" is configuration, not code.

@@ -14,7 +14,7 @@ Two layers of API per module:
 
 - ``pseudo_grads(...)`` returns, per layer, G_l = Σ_batch δ_lᵀ h_{l−1} of shape (R, out, in):
   the *sum* over the minibatch, which the caller divides by B (the PEPITA code's convention,
-  spec pepita §2.2 step 4; ``impls.pepita.rules.apply_update`` is such a caller).
+  papers/pepita/README.md "Pitfalls"; ``impls.pepita.rules.apply_update`` is such a caller).
 - a :class:`LearningRule` (the contract of the JAX package, ``impls.rules.LearningRule``):
   ``init(weights, generator) -> state`` draws the fixed feedback matrices (``()`` for BP) and
   ``estimate(weights, state, x, target, masks=None) -> (grads, state, aux)`` returns the

@@ -9,8 +9,8 @@ by a fixed random matrix, so no forward or backward pass has to wait for the out
 B_l has shape (C, n_l) and is drawn once, Kaiming-uniform as ``torch.nn.init.kaiming_uniform_``
 draws a (C, n_l) tensor: U(±√(6/n_l)). The signal carries no error magnitude, so with ReLU
 units and a large rate the weights can grow without bound; a diverging run is recorded as
-such, not hidden (spec pepita §2.4). ``activation="tanh"`` (f′ = 1 − tanh²) is the bounded-unit
-setting of Frenkel et al. and the spec's ``drtp_tanh`` variant.
+such, not hidden (papers/pepita/README.md, "Baselines"). ``activation="tanh"`` (f′ = 1 − tanh²) is the bounded-unit
+setting of Frenkel et al. and PEPITA's ``drtp_tanh`` variant.
 
 :func:`direct_random_target_projection` is the rule object (``impls.rules_torch.LearningRule``).
 Its ``hidden_reduction`` says how the hidden G_l are reduced over the minibatch: ``"mean"``

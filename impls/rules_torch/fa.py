@@ -7,7 +7,7 @@ instead of the transposed forward weights:
 
 B_{l+1} has the shape of W_{l+1}ᵀ, i.e. (n_l, n_{l+1}), and is drawn once as
 U(±√(6/n_l)) -- the He-uniform limit of its input size, *without* PEPITA's 0.05 factor
-(the PEPITA code's ``he_uniform`` FA init, spec pepita §2.4). With B_{l+1} = W_{l+1}ᵀ the rule
+(the PEPITA code's ``he_uniform`` FA init, papers/pepita/README.md "Baselines"). With B_{l+1} = W_{l+1}ᵀ the rule
 is backprop exactly (tested). :func:`feedback_alignment` is the rule object
 (``impls.rules_torch.LearningRule``); its JAX twin is ``impls.rules.fa`` (whose B_l has the same
 (in, out) layout, tests/test_rules_parity.py).

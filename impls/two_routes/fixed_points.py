@@ -1,4 +1,5 @@
-"""Backward-weight dynamics of a linear layer against the derived fixed points (spec §2.4, figure 9).
+"""Backward-weight dynamics of a linear layer against the derived fixed points (papers/two_routes/README.md, "Rules,
+default coefficients and fixed points"; `fig_two_routes_fixed_points`).
 
 W is fixed; only B trains, by plain SGD on the rule's regulariser R(x, W, B) with a fresh batch of
 inputs each step: white noise N(0, σ²I) or real data (standardised images, a fixed random subset of

@@ -1,5 +1,6 @@
-"""Streaming ImageNet for two_routes at paper scale (spec §3): an ImageFolder tree, torchvision transforms,
-several worker processes, and data parallelism over every local device (GPUs or TPU chips) with jax.sharding.
+"""Streaming ImageNet for two_routes at paper scale (papers/two_routes/README.md, "Training protocol at paper scale"):
+an ImageFolder tree, torchvision transforms, several worker processes, and data parallelism over every local device
+(GPUs or TPU chips) with jax.sharding.
 
 - Input: the index of the ImageFolder tree ROOT/train/<class>/*.JPEG and ROOT/val/<class>/*.JPEG (the ILSVRC
   validation set sorted into class folders, as torchvision's ImageNet or the usual valprep script leave it):
@@ -7,13 +8,13 @@ several worker processes, and data parallelism over every local device (GPUs or 
   ``dataset`` rule writes it (``snakemake resources/datasets/imagenet.npz``, i.e.
   ``python -m impls.common.datasets prepare imagenet resources/datasets/imagenet.npz``; ROOT =
   ``--imagenet-root``, else ``$CREDITBENCH_IMAGENET_DIR``, else /data/imagenet).
-- Train transform (ResNet-v1, spec §3): Inception random-resized crop (area 0.08-1, aspect 3/4-4/3) to
+- Train transform (ResNet-v1, as the original): Inception random-resized crop (area 0.08-1, aspect 3/4-4/3) to
   ``image_size``, horizontal flip, ImageNet mean/std. Val: resize the short side to image_size·256/224, centre
   crop. Every validation image is scored (50,000; the original scored 48 × 1024 = 49,152): the last batch
   is padded and masked.
 - Batches are placed with ``NamedSharding(mesh, P("data"))`` on a 1-d mesh of ``jax.local_devices()``;
   parameters are replicated. BN statistics are therefore computed over the global batch (the original used
-  per-device statistics, spec §7.7: with one device they coincide).
+  per-device statistics: with one device they coincide).
 
 The training program that consumes this stream is ``impls.two_routes.imagenet_program``.
 """

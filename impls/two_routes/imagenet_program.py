@@ -1,4 +1,5 @@
-"""The ImageNet program of two_routes for the common driver (impls.common.driver), spec §3.
+"""The ImageNet program of two_routes for the common driver (impls.common.driver); protocol:
+papers/two_routes/README.md, "Training protocol at paper scale".
 
 Caller: ``impls.two_routes.train.make_program`` for ``dataset: imagenet``. The data pipeline (index,
 transforms, worker processes, device mesh) is ``impls.two_routes.imagenet``; the update is

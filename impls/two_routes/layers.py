@@ -1,4 +1,5 @@
-"""Dense and conv layers with a separate backward kernel: the two-routes pseudogradient (spec §2.1).
+"""Dense and conv layers with a separate backward kernel: the two-routes pseudogradient (papers/two_routes/README.md,
+"Layers with a backward kernel").
 
 Row-vector / TF storage convention. A dense layer stores its forward kernel K_f = Wᵀ (n_in, n_out)
 and its backward kernel K_b of the same shape (K_b = B in column notation, so B = Wᵀ ⟺ K_b = K_f); a conv layer stores K_f, K_b as
@@ -16,7 +17,7 @@ With K_b = K_f both layers are exact backprop (tested against ``jax.grad``).
 ``measure=True`` adds a ``probe`` argument (shape (3,), value ignored) whose cotangent is
 [⟨a, b⟩, ‖a‖², ‖b‖²] with a = the error the layer sends down (B δ) and b = the error backprop
 would send from the same δ (Wᵀ δ). ``jax.grad`` with respect to the probes thus returns the
-per-layer gradient-angle statistics (spec §6) at the cost of one extra transposed matmul/conv.
+per-layer gradient-angle statistics (README "Metrics") at the cost of one extra transposed matmul/conv.
 
 With K_b fixed (``tie=False``) the dense layer is feedback alignment, the math of the shared
 :func:`impls.rules.fa.fa_dense` (kept separate here: no bias, the trainable/tied K_b and the probe).
@@ -115,8 +116,8 @@ def conv(x, k, stride: int = 1, padding=None):
 
 
 def conv_transpose_like(y, k, x_shape, stride: int = 1, padding=None):
-    """The transposed conv of ``y`` with ``k`` back to the input shape ``x_shape`` (spec §7.4):
-    the input-cotangent of :func:`conv`, so stride-2 layers get the exact input shape."""
+    """The transposed conv of ``y`` with ``k`` back to the input shape ``x_shape`` (stride 2 leaves it ambiguous
+    otherwise): the input-cotangent of :func:`conv`, so stride-2 layers get the exact input shape."""
     x_shape = tuple(x_shape)
     return _conv_t_op(y, k, x_shape, stride, _pads(x_shape, k.shape, stride, padding))
 
@@ -215,7 +216,7 @@ pg_conv_probe.defvjp(_conv_probe_fwd, _conv_probe_bwd)
 
 
 def angle_deg(a, b):
-    """∠(a, b) in degrees, tensors flattened, cosine clipped to [−1, 1] (spec §6)."""
+    """∠(a, b) in degrees, tensors flattened, cosine clipped to [−1, 1], as the original's angle metrics."""
     a, b = a.ravel(), b.ravel()
     cos = jnp.vdot(a, b) / jnp.maximum(jnp.linalg.norm(a) * jnp.linalg.norm(b), 1e-30)
     return jnp.degrees(jnp.arccos(jnp.clip(cos, -1.0, 1.0)))

@@ -1,4 +1,5 @@
-"""Flax ResNets whose every conv and dense layer keeps a backward kernel (spec §2.1, §3).
+"""Flax ResNets whose every conv and dense layer keeps a backward kernel (papers/two_routes/README.md, "Layers with a
+backward kernel", "Training protocol at paper scale").
 
 ``PGConv`` / ``PGDense`` hold ``kernel`` (K_f) and, unless the rule is BP, ``backward_kernel``
 (K_b, same shape, same initializer, independent draw). Their forward uses K_f only; their backward
@@ -13,7 +14,7 @@ Architectures (``ResNet``):
   0.9 (v1) / 0.997 (v2), eps 1e-5; ``version=2`` is the pre-activation ResNet-v2.
 - ``stem="cifar"``: the cpu/smoke ResNet-(6n+2): 3×3 stem, 3 stages of n basic blocks, widths w, 2w, 4w.
 Every projection shortcut (1×1 conv + BN) and the classifier also have a backward kernel.
-``FC``: the original code's small fully connected net (spec §4 smoke: FC 64-32-10, sigmoid hidden units).
+``FC``: the original code's small fully connected net (smoke size: FC 64-32-10, sigmoid hidden units).
 Each layer knows the nonlinearity that follows it in the network (``activation``: ReLU after the v1 stem
 and every block conv but the last, as in the original), which R uses only with ``activation_forward`` /
 ``activation_backward`` (impls.two_routes.projections).
@@ -195,7 +196,7 @@ class ResNet(nn.Module):
 
 
 class FC(nn.Module):
-    """The original code's small fully connected net (spec §4 smoke: FC 64-32-10): flattened input,
+    """The original code's small fully connected net (smoke size FC 64-32-10): flattened input,
     hidden PGDense layers with ``activation`` (sigmoid in the original), a linear PGDense classifier
     ``dense_output``; every layer has a backward kernel; kernels Glorot-uniform (TF's dense default)."""
 

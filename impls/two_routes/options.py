@@ -2,9 +2,10 @@
 
 Caller: ``impls.common.specs.validate_spec`` for every two_routes spec: ``SCHEMA`` (built from the
 tables below: rules, datasets, archs, model keys and hparams with their choices, types and ranges),
-then ``validate`` (how keys depend on each other and on the rule and arch). Defaults are the spec's
-(§2.2, §3): Nesterov momentum 0.9, warm-up then ×0.1 steps, L2 1e-4 on forward weights only, one
-optimiser for W and B, rule coefficients from ``impls.two_routes.rules`` unless alpha/beta/gamma say otherwise.
+then ``validate`` (how keys depend on each other and on the rule and arch). Defaults follow the original
+(papers/two_routes/README.md, "Objective", "Training protocol at paper scale"): Nesterov momentum 0.9, warm-up then
+×0.1 steps, L2 1e-4 on forward weights only, one optimiser for W and B, rule coefficients from
+``impls.two_routes.rules`` unless alpha/beta/gamma say otherwise.
 """
 from __future__ import annotations
 
@@ -60,16 +61,17 @@ MODEL_DEFAULTS = {
     "n_in": 64,          # linear (fixed-point) layer only
     "n_out": 32,
     "image_size": 224,   # imagenet only: 224 (v1; the original ran v2 at 299)
-    "hidden": [32],      # fc only: hidden widths (the spec's smoke FC 64-32-10)
+    "hidden": [32],      # fc only: hidden widths (smoke size FC 64-32-10)
     "activation": "sigmoid",  # fc only: hidden nonlinearity (sigmoid | tanh | relu; the original's default sigmoid)
 }
-#: R-only switches of spec §2.5 (impls.two_routes.projections), all off = the original at its flag defaults
-#: except use_bias_*, whose original default is True (papers/two_routes/README.md, deviations)
+#: R-only switches of the original code (papers/two_routes/README.md, "Options"; impls.two_routes.projections), all
+#: off = the original at its flag defaults except use_bias_*, whose original default is True
+#: (papers/two_routes/README.md, deviations)
 REGULARIZER_FLAGS = ("activation_forward", "activation_backward", "use_bias_forward", "use_bias_backward",
                      "center_input", "normalize_input", "batch_center_backward_input", "batch_center_forward_output",
                      "center_forward_output", "normalize_forward_output", "center_backward_output",
                      "normalize_backward_output")
-#: IA switches of spec §2.5 (impls.two_routes.rules.information_alignment)
+#: IA switches of the original code (README "Options"; impls.two_routes.rules.information_alignment)
 IA_FLAGS = ("reconstruction_amp", "reconstruction_reversal", "use_sparse")
 HPARAM_DEFAULTS = {
     "lr": 0.1,                    # peak learning rate (paper: 0.1 at batch 256 [recalled, unverified])
@@ -129,8 +131,8 @@ def hparams(spec: dict) -> dict:
 
 
 def recorded(spec: dict) -> dict:
-    """The effective value of every option added for spec §2.5 (schedules, rates, R-only and IA switches),
-    for train.json; the model block with its defaults filled in."""
+    """The effective value of every option of the original code added here (README "Options": schedules, rates, R-only
+    and IA switches), for train.json; the model block with its defaults filled in."""
     hp = hparams(spec)
     keys = ["delay_epochs", "alternate_step_freq", "constant_rate", *schedule_keys(), *REGULARIZER_FLAGS, *IA_FLAGS]
     return {"hparams": {k: hp[k] for k in keys}, "model": model_config(spec)}

@@ -1,4 +1,5 @@
-"""The regularisation primitives of Kunin et al. 2020 (spec §2.3), exactly as the original code computes them.
+"""The regularisation primitives of Kunin et al. 2020 (papers/two_routes/README.md, "Primitives"), exactly as the
+original code computes them.
 
 Column notation: x ∈ Rⁿ, W ∈ R^{m×n}, B ∈ R^{n×m}. Storage (row vectors, TF): K_f = Wᵀ and K_b = B, both
 (n_in, n_out) for dense layers and [kh, kw, c_in, c_out] for convs. E[·] = mean over the batch, then
@@ -14,7 +15,7 @@ sum over every other axis (units, or H × W × channels). No ½ factors.
 
 Conv versions: Wx -> conv(x, K_f), Bᵀx -> conv(x, K_b), BWx -> convᵀ(conv(x, K_f), K_b),
 WᵀBᵀx -> convᵀ(conv(x, K_b), K_f), with the layer's stride and padding. Callers hold x and K_f
-fixed (``stop_gradient``) so a primitive trains only K_b (spec §2.2). ``*_of`` versions read a
+fixed (``stop_gradient``) so a primitive trains only K_b (README "Objective"). ``*_of`` versions read a
 :class:`~impls.two_routes.projections.Projections`, where the R-only options (bias, activation,
 standardisation) replace Wx, Bᵀx, BWx, WᵀBᵀx by p_f, p_b, r_f, r_b.
 """
@@ -52,7 +53,7 @@ def _E(t):
     return jnp.sum(t) / t.shape[0]
 
 
-# Primitives of the quantities in impls.two_routes.projections (the options of spec §2.5 live there).
+# Primitives of the quantities in impls.two_routes.projections (the original's R-only options live there).
 
 def decay_of(p: Projections):
     return jnp.sum(p.kf * p.kf) + jnp.sum(p.kb * p.kb)

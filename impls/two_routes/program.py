@@ -5,7 +5,7 @@ Callers: the three programs ``impls.two_routes.train.make_program`` chooses from
 ``fixed_points.FixedPointProgram`` (``model.arch: linear``).
 
 - divergence: ``diverged_at`` (the fixed-point runs, which have no loss, test their angle instead);
-- train.json: every run records its effective spec §2.5 options (``options.recorded``) after the
+- train.json: every run records its effective options (README "Options") (``options.recorded``) after the
   program's own fields (steps_per_epoch, devices, ...).
 """
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """The quantities a layer's alignment regulariser is built from, with the original code's R-only options
-(Kunin et al. 2020, spec §2.5; flags of neuroailab/Neural-Alignment @ c3ea4f1, reimplemented, all off by default).
+(Kunin et al. 2020, papers/two_routes/README.md "Options"; flags of neuroailab/Neural-Alignment @ c3ea4f1,
+reimplemented, all off by default).
 
 Column notation (impls.two_routes.primitives): x the layer input (held fixed), W forward, B backward, b the
 dense layer's bias (held fixed), f the nonlinearity that follows the layer in the network (ReLU for a conv

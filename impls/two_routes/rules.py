@@ -2,7 +2,8 @@
 
 Reference: D. Kunin, A. Nayebi, J. Sagastuy-Brena, S. Ganguli, J. M. Bloom, D. L. K. Yamins,
 "Two Routes to Scalable Credit Assignment without Weight Symmetry", ICML 2020 (arXiv 2003.01513 v2);
-code github.com/neuroailab/Neural-Alignment @ c3ea4f1. Spec: shared/papers/two_routes.md §2.
+code github.com/neuroailab/Neural-Alignment @ c3ea4f1. Rules, coefficients and fixed points:
+papers/two_routes/README.md, "Mechanism, rules and metrics".
 
 Every layer l sends its error down through its own B_l (impls.two_routes.layers), so W_l's update is
 the pseudogradient δr xᵀ. B_l is trained by a local scalar R_l(W_l, B_l) built from the primitives
@@ -105,7 +106,7 @@ def information_alignment(alpha: float = 2e-3, beta: float = 1e-3, gamma: float 
 
     ΔB = −η(−αΣWᵀ + 2βBWΣWᵀ + 2γB); fixed point B* = (α/2β)ΣWᵀ(WΣWᵀ + (γ/β)I)⁻¹; at α = 2β and white
     inputs the ridge pseudo-inverse Wᵀ(WWᵀ + γ/(βσ²) I)⁻¹ (B is a linear decoder of x from Wx).
-    Switches (spec §2.5, all off): ``reversal`` (``reconstruction_reversal``) uses E‖WᵀBᵀx‖² as null instead
+    Switches (README "Options", all off): ``reversal`` (``reconstruction_reversal``) uses E‖WᵀBᵀx‖² as null instead
     of E‖BWx‖² (and WᵀBᵀx in the reconstruction amp), as the original code does;
     ``reconstruction_amp`` uses amp = −E[x·(BWx)]; ``use_sparse`` puts γ on sparse instead of decay
     (ΔB's 2γB becomes 2γΣB).
@@ -168,7 +169,7 @@ def rule_for_spec(name: str, hp: dict) -> AlignmentRule:
 
 
 def input_for_regularizer(x, key, distribution: str | None, stddev: float):
-    """The x R sees (spec §2.5 ``input_distribution``): the true input, or fresh N(0, σ²) / U[−√3σ, √3σ]."""
+    """The x R sees (option ``input_distribution``): the true input, or fresh N(0, σ²) / U[−√3σ, √3σ]."""
     if distribution in (None, "none"):
         return x
     if distribution == "normal":

@@ -1,4 +1,5 @@
-"""Per-coefficient schedules and the task/alignment rate schedule of Kunin et al. 2020 (spec §2.5).
+"""Per-coefficient schedules and the task/alignment rate schedule of Kunin et al. 2020 (papers/two_routes/README.md,
+"Options").
 
 Reference: the original code's flags ``{alpha,beta,gamma}_{start,stop,cycle,schedule_rate,schedule_type}``,
 ``delay_epochs``, ``alternate_step_freq``, ``constant_rate`` (neuroailab/Neural-Alignment @ c3ea4f1;

@@ -3,7 +3,7 @@
 Every rule's R_l(W, B) (impls.two_routes.rules) is quadratic in B, so with the input x and W held fixed
 its gradient is affine in B, ∇R(B) = H·B − c, with a constant Hessian H (a linear map on B's entries).
 In a conv layer H sums over every output position of every example (E = batch mean, then the sum over
-H × W × C, spec §2.3), so its largest eigenvalue λ grows with the feature-map size: at initialisation it
+H × W × C, README "Primitives"), so its largest eigenvalue λ grows with the feature-map size: at initialisation it
 is tens to hundreds for AA and IA in a CIFAR-style ResNet, while decay alone (WM, SA, KP) has λ = 2α.
 
 Gradient descent with Nesterov momentum μ on a quadratic with curvature λ (optax ``trace(nesterov=True)``,

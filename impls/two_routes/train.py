@@ -1,4 +1,5 @@
-"""The two_routes programs the common driver trains (impls.common.driver), chosen from the spec (spec §2.2, §3, §6).
+"""The two_routes programs the common driver trains (impls.common.driver), chosen from the spec
+(papers/two_routes/README.md, "Mechanism, rules and metrics").
 
 ``make_program(job, options)`` is the program factory of ``impls.two_routes.__main__``:
 
@@ -26,7 +27,7 @@ from impls.two_routes.compiled import CompiledBatch, load_arrays
 from impls.two_routes.program import TwoRoutesProgram
 
 TRAIN_TEST = ["train_loss", "train_acc", "train_R", "test_loss", "test_acc", "test_top5"]
-METAPARAMETERS = "code defaults + recalled protocol (paper pickles unavailable, spec §7.1)"
+METAPARAMETERS = "code defaults + recalled protocol (paper pickles unavailable, papers/two_routes/README.md)"
 
 
 def make_program(job, options_) -> TwoRoutesProgram:

@@ -1,4 +1,5 @@
-"""One two_routes run's model, loss and update, and its alignment measurements (spec §2.2, §3, §6).
+"""One two_routes run's model, loss and update, and its alignment measurements (papers/two_routes/README.md,
+"Objective", "Metrics").
 
 Callers: the programs the common driver trains -- ``impls.two_routes.compiled`` (resident data, runs
 stacked on a leading axis and vmapped or mapped over) and ``impls.two_routes.imagenet_program``
@@ -42,7 +43,7 @@ def _path_keys(path):
 
 
 def decay_mask(params):
-    """True on forward kernels and the classifier bias (spec §2.2: not BN, not B)."""
+    """True on forward kernels and the classifier bias (README "Objective": not BN, not B)."""
     return jax.tree_util.tree_map_with_path(
         lambda p, _: _path_keys(p)[-1] == "kernel" or _path_keys(p)[-2:] == ["dense", "bias"], params)
 
@@ -103,7 +104,7 @@ class Trainer:
             state["params"], state["batch_stats"], x, labels, k_r, t, (rho_task, rho_align))
         params = state["params"]
         dmask, bmask = decay_mask(params), backward_mask(params)
-        wd = rho_task * hp["wd"]                          # L2 is part of the task loss (spec §2.2)
+        wd = rho_task * hp["wd"]                          # L2 is part of the task loss (README "Objective")
         grads = jax.tree_util.tree_map(lambda g, p, m: g + wd * p if m else g, grads, params, dmask)
         lr_t = lr * lr_shape(t, self.steps_per_epoch, hp)
         fwd_dir, opt_f = self.tx.update(grads, state["opt"]["fwd"])

@@ -1,4 +1,4 @@
-"""The recurrent Add task (spec §3.1): a ReLU RNN with a trainable initial state.
+"""The recurrent Add task (papers/wide_align/README.md, "Add task"): a ReLU RNN with a trainable initial state.
 
 Data: legacy numpy seed 99, one binomial(1, 0.5) draw of 400 sequences x T = 100; the first 300
 train, the last 100 test. Targets y_t = 0.5 + 0.5·x_{t−2} − 0.25·x_{t−5}, x_{t−k} = 0 for t < k
@@ -29,9 +29,10 @@ epoch whose train or test loss is not finite.
 ``AddProgram`` is the batch for the common driver (impls.common.driver: epoch loop, checkpoint,
 log, run records). Runs of a batch (seeds, lrs) train together as one stacked RNN: a leading run
 axis on every parameter, per-run η. Data, initialisation and batch order are seeded with 99 whatever
-the run's seed (spec §3.1), so the runs share x, W(0) and every permutation; a diverged run's NaNs
+the run's seed (as the original), so the runs share x, W(0) and every permutation; a diverged run's NaNs
 never reach the others (the runs only share x). A batch of one keeps the unstacked arithmetic
-(scalar η, per-batch losses averaged in float64), the path the spec §6 check used.
+(scalar η, per-batch losses averaged in float64), the path the comparison with the original code used (README
+"Measured").
 
 Reference: A. Boopathy, I. Fiete, "How to Train Your Wide Neural Network Without Backprop: An
 Input-Weight Alignment Perspective", ICML 2022 (the Add task of its recurrent experiment).

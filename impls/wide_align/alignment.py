@@ -1,4 +1,5 @@
-"""Alignment score between BP's weight change and its NTK prediction (spec §4), with a control.
+"""Alignment score between BP's weight change and its NTK prediction (papers/wide_align/README.md, "Alignment score"),
+with a control.
 
 For a hidden conv layer with kernel change ΔW (C_out, C_in, 3, 3), stride s and input shape
 (C_in, S, S), A is the conv with kernel ΔW (TF 'SAME' padding) and G = AᵀA / C_out its

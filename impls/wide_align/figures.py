@@ -7,8 +7,8 @@ and ``impls.common.plotting.plot_figure`` (``plot.kind: impls.wide_align.figures
 (validation split after the last epoch: the number the original printed as "test"),
 ``final_test_acc`` (official test set), ``best_val_acc``, ``time_epoch``, ``min_train_loss`` /
 ``min_test_loss`` (Add task). Accuracy-vs-x figures take, per (rule, width, ...), the learning
-rate with the best final ``val_acc`` (spec §5, [inferred]). ``alignment_table``: one row per
-(run, scored epoch, layer) with the score and its shuffled control.
+rate with the best final ``val_acc`` (papers/wide_align/README.md, "Reduction and protocols", [inferred]).
+``alignment_table``: one row per (run, scored epoch, layer) with the score and its shuffled control.
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from impls.common.plotting import stamp  # noqa: E402
 from impls.wide_align.options import resolved_hparams, resolved_model  # noqa: E402
 
 RULE_ORDER = ["bp", "bptt", "alignprop", "alignada", "alignzero", "fa", "dfa", "lastlayer", "readout"]
-#: Add task chance losses (predict 0.5 everywhere), spec §6: (train, test) per target kind
+#: Add task chance losses (predict 0.5 everywhere), README "Add task": (train, test) per target kind
 ADD_CHANCE = {"causal": (9.2942, 9.2169), "released": (9.3585, 9.3119)}
 
 

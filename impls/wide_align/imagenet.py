@@ -1,4 +1,4 @@
-"""Streaming ImageNet input pipeline for the wide_align PyTorch train loop (spec §2, "ImageNet").
+"""Streaming ImageNet input pipeline for the wide_align PyTorch train loop (papers/wide_align/README.md, "ImageNet").
 
 Data: an ImageFolder tree ROOT/train/<class>/*.JPEG, ROOT/val/<class>/*.JPEG (the ILSVRC-2012
 validation images sorted into class folders), read through the index that
@@ -7,14 +7,14 @@ validation images sorted into class folders), read through the index that
 The index holds file names, labels and the tree's root; pixels are decoded by DataLoader worker
 processes batch by batch and never cached.
 
-Preprocessing (spec §2): train = RandomResizedCrop(image_size) with torchvision's defaults
-(area 0.08-1, aspect 3/4-4/3, bilinear) + horizontal flip + ImageNet mean/std; val =
+Preprocessing (README "Network and data conventions"): train = RandomResizedCrop(image_size) with torchvision's
+defaults (area 0.08-1, aspect 3/4-4/3, bilinear) + horizontal flip + ImageNet mean/std; val =
 Resize(image_size·256/224) + CenterCrop(image_size) + mean/std. image_size = 224 in the paper.
 
 Reproducibility, independent of the number of workers and of a run's batch-mates:
 
 - Train order: epoch e of a run with seed s is the permutation drawn from
-  SeedSequence([s + STREAM_DATA, e]); int(N/B) full batches (the remainder is dropped, spec §2).
+  SeedSequence([s + STREAM_DATA, e]); int(N/B) full batches (the remainder is dropped, as the original).
 - Augmentation: every sample's crop and flip are drawn from its own torch seed, derived from
   (s, e, image index), so a sample looks the same whichever worker decodes it.
 - Validation: every image exactly once per pass, in one fixed order per run (the permutation of

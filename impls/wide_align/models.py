@@ -1,4 +1,5 @@
-"""The paper's all-conv net (spec §2), stacked over R runs as grouped convolutions.
+"""The paper's all-conv net (papers/wide_align/README.md, "Network and data conventions"), stacked over R runs as
+grouped convolutions.
 
 Layer l (3x3, width w, stride s_l, TF "SAME" padding):
 

@@ -21,7 +21,7 @@ RULES = {
     "alignprop": "backprop with every transpose replaced by the initial W_l(0)",
     "lastlayer": "readout only (hidden layers frozen at init)",
 }
-#: rules of the recurrent Add task (arch rnn), spec §3.1
+#: rules of the recurrent Add task (arch rnn), README "Add task"
 RNN_RULES = {
     "bptt": "backprop through time on u, W, b, v, c, s",
     "alignzero": "BPTT through the frozen initial RNN weighted by the live error",
@@ -32,9 +32,9 @@ ARCHS = ("allconv", "rnn")
 DATASETS = ("digits", "fashion_mnist", "mnist", "kmnist", "cifar10", "cifar100", "imagenet")
 #: datasets streamed from an ImageFolder tree (impls.wide_align.imagenet), never loaded whole
 STREAMED = ("imagenet",)
-#: strides of the paper's nets by depth (spec §2): 7 = CIFAR, 3 = KMNIST
+#: strides of the paper's nets by depth: 7 = CIFAR, 3 = KMNIST
 STRIDES = {7: [1, 1, 1, 2, 1, 2, 1], 3: [1, 2, 2]}
-#: ImageNet's 7-layer net (spec §2): 224 -> 56, 28, 28, 14, 14, 7, 7
+#: ImageNet's 7-layer net: 224 -> 56, 28, 28, 14, 14, 7, 7
 IMAGENET_STRIDES = {7: [4, 2, 1, 2, 1, 2, 1], 3: [1, 2, 2]}
 MODEL_DEFAULTS = {"allconv": {"arch": "allconv", "depth": 3, "width": 8, "norm": "batch", "param": "ntk"},
                   "rnn": {"arch": "rnn", "width": 8}}

@@ -1,4 +1,5 @@
-"""Learning rules of the feed-forward net (spec §3): each returns a direction per parameter.
+"""Learning rules of the feed-forward net (papers/wide_align/README.md, "Learning rules"): each returns a direction
+per parameter.
 
 Notation: live network parameters θ(t) = (W_l, b_l, W_{L+1}, b_{L+1}); frozen initial network
 θ(0) ("(0)", never updated, run on the *current* batch with its own activations and batch

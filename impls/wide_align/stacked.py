@@ -14,9 +14,9 @@ identical for every rule, so Align's frozen copies, BP, FA, DFA ... of one seed 
 same weights), the FA/DFA feedback (s + STREAM_FEEDBACK), the batch order (s + STREAM_DATA) and
 the evaluation order (s + STREAM_EVAL). A run's numbers do not depend on its batch-mates.
 
-Data (spec §2): pixels/255 (digits /16); validation = the first ``n_val`` training images (the
-original's "test set", logged as ``val_acc``); training = the rest (``data.n_train``: its first n,
-validation then min(n, n_val)); the official test set is evaluated separately (``test_acc``).
+Data (papers/wide_align/README.md, "Network and data conventions"): pixels/255 (digits /16); validation = the first
+``n_val`` training images (the original's "test set", logged as ``val_acc``); training = the rest (``data.n_train``:
+its first n, validation then min(n, n_val)); the official test set is evaluated separately (``test_acc``).
 Per epoch one permutation, int(N/B) full batches; evaluation in shuffled full batches of 100
 (batch statistics, as the original; 'bn' uses running averages). ``train_epoch`` returns the train
 loss/acc (running, live net before each step), ``evaluate(split)`` that split's loss/acc.

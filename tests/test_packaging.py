@@ -1,0 +1,124 @@
+"""Packaging: the wheel carries every data file the code reads, and pyproject.toml, requirements.txt
+and requirements.lock describe one environment.
+
+The schemas are read through importlib.resources (``impls.common.specs.load_schema``), so they must
+be package data; the slow test builds the wheel and loads them from an unpacked copy, outside this
+checkout, the way an installed package runs.
+"""
+from __future__ import annotations
+
+import ast
+import fnmatch
+import subprocess
+import sys
+import tomllib
+import zipfile
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+
+from impls.common import specs
+from tests.conftest import copy_repo
+
+REPO = Path(__file__).resolve().parents[1]
+PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+#: packages only the tests use: never a run-time dependency
+TEST_ONLY = {"pytest", "pytest-xdist", "playwright"}
+
+
+def schema_names_in_code() -> set[str]:
+    """Schema names passed as string literals to ``load_schema`` / ``validate_against`` in impls/."""
+    names = set()
+    for path in (REPO / "impls").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.Call):
+                continue
+            func = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", None)
+            position = {"load_schema": 0, "validate_against": 1}.get(func)
+            if position is not None and len(node.args) > position:
+                arg = node.args[position]
+                if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                    names.add(arg.value)
+    return names
+
+
+def test_every_schema_the_code_loads_is_package_data():
+    names = schema_names_in_code()
+    assert {"config", "paper", "run_spec"} <= names, names   # the scan finds the known callers
+    assert names <= set(specs.schema_names()), f"loaded but not shipped: {names - set(specs.schema_names())}"
+    patterns = PYPROJECT["tool"]["setuptools"]["package-data"][specs.SCHEMA_PACKAGE]
+    package_dir = REPO / Path(*specs.SCHEMA_PACKAGE.split("."))
+    for name in names:
+        relative = f"{specs.SCHEMA_FOLDER}/{name}{specs.SCHEMA_SUFFIX}"
+        assert (package_dir / relative).is_file()
+        assert any(fnmatch.fnmatch(relative, p) for p in patterns), f"{relative} matches no package-data glob {patterns}"
+
+
+def test_unknown_schema_names_what_ships():
+    with pytest.raises(FileNotFoundError, match="no schema 'run-spec'.*config, paper, run_spec"):
+        specs.load_schema("run-spec")
+
+
+@pytest.mark.slow
+def test_wheel_loads_its_schemas_outside_the_checkout(tmp_path):
+    """Build the wheel, unpack it, import impls from there (not this checkout) and validate with it."""
+    source = copy_repo(tmp_path / "source")   # setuptools writes build/ next to the sources
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                            "--wheel-dir", str(tmp_path / "dist"), str(source)], capture_output=True, text=True)
+    assert build.returncode == 0, build.stdout[-2000:] + build.stderr[-2000:]
+    (wheel,) = (tmp_path / "dist").glob("creditbench-*.whl")
+    installed = tmp_path / "site"
+    with zipfile.ZipFile(wheel) as archive:
+        archive.extractall(installed)
+        assert any(n.endswith("dist-info/licenses/LICENSE") for n in archive.namelist())
+    check = (
+        "import sys; sys.path.insert(0, sys.argv[1])\n"
+        "import yaml, impls.common.specs as s\n"
+        "assert s.__file__.startswith(sys.argv[1]), s.__file__\n"
+        "s.validate_against(yaml.safe_load(open(sys.argv[2])), 'config', 'config')\n"
+        "print(' '.join(s.schema_names()))\n")
+    # -I: neither the working directory nor PYTHONPATH puts this checkout on sys.path
+    run = subprocess.run([sys.executable, "-I", "-c", check, str(installed), str(REPO / "config" / "config.yaml")],
+                         cwd=tmp_path, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.split() == sorted(schema_names_in_code() | set(specs.schema_names()))
+
+
+def pinned(path: Path) -> dict[str, str]:
+    """{normalised name: version} of the ``name==version`` lines of a requirements file."""
+    pins = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            requirement = Requirement(line)
+            (spec,) = requirement.specifier
+            assert spec.operator == "==", f"{path.name}: {line!r} is not pinned with =="
+            pins[normalise(requirement.name)] = spec.version
+    return pins
+
+
+def normalise(name: str) -> str:
+    return name.lower().replace("_", "-").replace(".", "-")
+
+
+def declared() -> dict[str, tuple[str, Requirement]]:
+    """{normalised name: (where, requirement)} of pyproject's dependencies and extras."""
+    project = PYPROJECT["project"]
+    out = {normalise(Requirement(r).name): ("dependencies", Requirement(r)) for r in project["dependencies"]}
+    for extra, requirements in project["optional-dependencies"].items():
+        out.update({normalise(Requirement(r).name): (f"extra {extra}", Requirement(r)) for r in requirements})
+    return out
+
+
+def test_pyproject_declares_every_requirement_at_its_pinned_version():
+    pins, lock, decl = pinned(REPO / "requirements.txt"), pinned(REPO / "requirements.lock"), declared()
+    assert set(pins) == set(decl), (f"in requirements.txt only: {set(pins) - set(decl)}; "
+                                     f"in pyproject.toml only: {set(decl) - set(pins)}")
+    for name, version in pins.items():
+        where, requirement = decl[name]
+        assert requirement.specifier.contains(version), f"{name}=={version} is outside pyproject's {requirement}"
+        assert lock.get(name) == version, f"requirements.lock pins {name} at {lock.get(name)}, requirements.txt at {version}"
+    runtime = {name for name, (where, _) in decl.items() if where == "dependencies"}
+    assert not runtime & TEST_ONLY, f"test-only packages among the run-time dependencies: {runtime & TEST_ONLY}"
+    assert TEST_ONLY <= {name for name, (where, _) in decl.items() if where == "extra test"}
