@@ -1,4 +1,4 @@
-"""Checks of the execution profiles (profiles/*/config.v8+.yaml) and conda env files (envs/*.yaml).
+"""Checks of the execution profiles (profiles/*/config.v8+.yaml); the conda envs: tests/test_envs.py.
 
 Every profile key must be an option of the installed snakemake (including the SLURM executor
 plugin's --slurm-* options), the SLURM profile must use the plugin's own resource names, and the
@@ -22,7 +22,6 @@ from tests.conftest import LOCAL_ENV
 ROOT = Path(__file__).resolve().parents[1]
 PROFILES = ROOT / "profiles"
 PROFILE_NAMES = ["default", "slurm", "tpu-vm"]
-ENV_FILES = sorted((ROOT / "envs").glob("*.yaml"))
 
 # Resource names snakemake itself or the SLURM executor plugin understands.
 SLURM_RESOURCES = {
@@ -210,48 +209,6 @@ def test_profiles_readme_shows_commands():
         "snakemake --profile profiles/tpu-vm all",
     ):
         assert cmd in text
-
-
-def test_env_files_exist():
-    assert {p.name for p in ENV_FILES} >= {"jax.yaml", "torch.yaml"}
-
-
-@pytest.mark.parametrize("path", ENV_FILES, ids=lambda p: p.name)
-def test_env_file_parses_and_pins(path):
-    env = yaml.safe_load(path.read_text())
-    assert "conda-forge" in env["channels"]
-    deps = env["dependencies"]
-    conda_deps = [d for d in deps if isinstance(d, str)]
-    assert "python=3.11" in conda_deps
-    pip_sections = [d["pip"] for d in deps if isinstance(d, dict) and "pip" in d]
-    assert len(pip_sections) == 1, "expected one pip section"
-    pip = [p for p in pip_sections[0] if not p.startswith("-")]  # skip --index-url lines
-    assert pip
-    unpinned = [p for p in pip if not re.fullmatch(r"[A-Za-z0-9_.\-]+(\[[\w,-]+\])?==[\w.+-]+", p)]
-    assert not unpinned, f"{path.name}: unpinned pip packages {unpinned}"
-    names = {re.split(r"[\[=]", p)[0].lower() for p in pip}
-    expected = {"jax.yaml": {"jax", "jaxlib", "flax", "optax"}, "torch.yaml": {"torch", "torchvision"}}
-    assert expected.get(path.name, set()) <= names
-    assert {"numpy", "pandas", "pyyaml", "jsonschema", "scikit-learn"} <= names
-
-
-def test_env_pins_match_requirements():
-    """The env files pin the same versions as requirements.txt, where both name a package."""
-    req = ROOT / "requirements.txt"
-    if not req.exists():
-        pytest.skip("no requirements.txt")
-    pinned = {}
-    for line in req.read_text().splitlines():
-        m = re.match(r"^([A-Za-z0-9_.\-]+)==([\w.+-]+)", line.strip())
-        if m:
-            pinned[m.group(1).lower()] = m.group(2)
-    for path in ENV_FILES:
-        env = yaml.safe_load(path.read_text())
-        pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
-        for spec in pip:
-            m = re.match(r"^([A-Za-z0-9_.\-]+)(?:\[[\w,-]+\])?==([\w.+-]+)$", spec)
-            if m and m.group(1).lower() in pinned:
-                assert m.group(2) == pinned[m.group(1).lower()], f"{path.name}: {spec} vs requirements.txt"
 
 
 # ---- the effective settings of the documented commands, and the CI overlay of profiles/slurm ----
