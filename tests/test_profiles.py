@@ -309,6 +309,23 @@ def _edit_marked_keys(text: str) -> set[tuple[str, ...]]:
     return marked
 
 
+def test_ci_overlay_stacks_on_the_slurm_profile():
+    """tests/cluster/ci_slurm.sh gives the overlay as a second --profile: its keys replace profiles/slurm's,
+    the slurm profile's other keys stay, and the workflow profile is still read."""
+    stack = "--profile profiles/slurm --profile tests/cluster/profile"
+    assert f"SLURM_PROFILE=({stack})" in (ROOT / "tests/cluster/ci_slurm.sh").read_text()
+    command = f"{stack} fig_nodepert_lr"
+    overlay, slurm = yaml.safe_load(CI_OVERLAY.read_text()), load_profile("slurm")
+    args = effective_args(command.split(), ROOT)
+    assert args.executor == slurm["executor"] and args.retries == slurm["restart-times"]
+    assert args.latency_wait == overlay["latency-wait"] and args.jobs == overlay["jobs"]
+    assert {k: v.value for k, v in args.set_threads.items()} == overlay["set-threads"]
+    train = args.set_resources["train"]
+    assert set(train) == set(overlay["set-resources"]["train"]), "set-resources is the overlay's, wholly"
+    assert train["runtime"].value == overlay["set-resources"]["train"]["runtime"]
+    assert args.rerun_incomplete is True and args.keep_going is True  # profiles/default
+
+
 def test_ci_overlay_changes_only_keys_marked_edit():
     """tests/cluster/profile runs profiles/slurm on the CI cluster; apart from CI-only settings (polling,
     logs, jobs) it may change only what profiles/README.md tells a site to edit, plus dropping the GPU."""
