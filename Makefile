@@ -11,11 +11,12 @@ SNAKEMAKE := $(VENV)/bin/snakemake
 CORES     ?= all
 TEST_WORKERS ?= 2
 
-.PHONY: run test venv report bench clean help
+.PHONY: run test lint venv report bench clean help
 
 help:
 	@echo "make run    -- run every figure at smoke scale (digits, minutes) and write results/report.html"
-	@echo "make test   -- run the test suite (pytest), including an end-to-end smoke DAG"
+	@echo "make test   -- run the test suite (pytest), including an end-to-end smoke DAG and snakemake --lint"
+	@echo "make lint   -- snakemake --lint (Snakemake's own checks of the workflow; part of make test)"
 	@echo "make bench  -- throughput benchmarks (benchmarks/README.md)"
 	@echo "make clean  -- delete results/, logs/ and .snakemake/ (keeps resources/ and .venv)"
 
@@ -54,6 +55,9 @@ report: venv
 # tests that read the one smoke DAG (tests/test_e2e.py, fixture smoke_dag) build it once
 test: venv
 	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+
+lint: venv
+	$(SNAKEMAKE) --lint
 
 bench: venv
 	$(VENV)/bin/python benchmarks/bench_nodepert.py

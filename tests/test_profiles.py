@@ -1,8 +1,10 @@
-"""Checks of the execution profiles (profiles/*/config.v8+.yaml) and conda env files (envs/*.yaml).
+"""Checks of the execution profiles (profiles/*/config.v8+.yaml); the conda envs: tests/test_envs.py.
 
 Every profile key must be an option of the installed snakemake (including the SLURM executor
-plugin's --slurm-* options), the SLURM profile must use the plugin's own resource names, and the
-TPU profile must serialise TPU jobs and assert the TPU backend. Needs no Snakefile and no cluster.
+plugin's --slurm-* options), the workflow profile (profiles/default, read on every run) must set no
+key that a site profile sets, the SLURM profile must use the plugin's own resource names and work as
+documented without --workflow-profile, and the TPU profile must serialise TPU jobs and assert the TPU
+backend. Needs no cluster.
 """
 
 from __future__ import annotations
@@ -17,12 +19,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import LOCAL_ENV
+from tests.conftest import LOCAL_ENV, run_snakemake
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILES = ROOT / "profiles"
-PROFILE_NAMES = ["default", "slurm", "tpu-vm"]
-ENV_FILES = sorted((ROOT / "envs").glob("*.yaml"))
+PROFILE_NAMES = ["default", "local", "slurm", "tpu-vm"]
+#: profiles given with --profile; profiles/default is the workflow profile, applied on top of them
+SITE_PROFILES = ["local", "slurm", "tpu-vm"]
+CI_OVERLAY = ROOT / "tests/cluster/profile/config.v8+.yaml"
 
 # Resource names snakemake itself or the SLURM executor plugin understands.
 SLURM_RESOURCES = {
@@ -120,13 +124,30 @@ def test_profile_keys_are_commented(name):
             )
 
 
-@pytest.mark.parametrize("name", ["default", "tpu-vm"])
+@pytest.mark.parametrize("name", ["local", "tpu-vm"])
 def test_local_profiles_use_all_cores(name):
     profile = load_profile(name)
     assert profile.get("executor", "local") == "local"
     assert str(profile["cores"]) == "all"
-    assert profile["rerun-incomplete"] is True
-    assert profile["keep-going"] is True
+
+
+def test_workflow_profile_holds_what_holds_everywhere():
+    workflow = load_profile("default")
+    assert workflow["rerun-incomplete"] is True  # killed or preempted train jobs resume from checkpoints
+    assert workflow["keep-going"] is True
+    assert set(workflow["rerun-triggers"]) == {"mtime", "params", "input", "software-env", "code"}
+    site_only = {"cores", "executor", "jobs", "local-cores", "latency-wait", "restart-times", "config",
+                 "resources", "default-resources", "set-resources", "set-threads", "max-threads"}
+    assert not site_only & set(workflow), f"site settings in the workflow profile: {sorted(site_only & set(workflow))}"
+
+
+@pytest.mark.parametrize("path", [PROFILES / n / "config.v8+.yaml" for n in SITE_PROFILES] + [CI_OVERLAY],
+                         ids=lambda p: str(p.relative_to(ROOT)))
+def test_site_profiles_set_no_key_of_the_workflow_profile(path):
+    """profiles/default wins key by key over every --profile: a key both set would be silently
+    ignored in the site profile (the trap that once needed --workflow-profile none)."""
+    shared = set(yaml.safe_load(path.read_text())) & set(load_profile("default"))
+    assert not shared, f"{path.relative_to(ROOT)} sets {sorted(shared)}, which profiles/default overrides"
 
 
 def test_slurm_profile():
@@ -205,58 +226,17 @@ def test_tpu_profile_declares_global_tpu_resource():
 def test_profiles_readme_shows_commands():
     text = (PROFILES / "README.md").read_text()
     for cmd in (
-        "snakemake --profile profiles/slurm --workflow-profile none fig_nodepert_lr",
-        "snakemake --profile profiles/default all",
+        "snakemake --profile profiles/slurm fig_nodepert_lr",
+        "snakemake --profile profiles/local all",
         "snakemake --profile profiles/tpu-vm all",
     ):
         assert cmd in text
-
-
-def test_env_files_exist():
-    assert {p.name for p in ENV_FILES} >= {"jax.yaml", "torch.yaml"}
-
-
-@pytest.mark.parametrize("path", ENV_FILES, ids=lambda p: p.name)
-def test_env_file_parses_and_pins(path):
-    env = yaml.safe_load(path.read_text())
-    assert "conda-forge" in env["channels"]
-    deps = env["dependencies"]
-    conda_deps = [d for d in deps if isinstance(d, str)]
-    assert "python=3.11" in conda_deps
-    pip_sections = [d["pip"] for d in deps if isinstance(d, dict) and "pip" in d]
-    assert len(pip_sections) == 1, "expected one pip section"
-    pip = [p for p in pip_sections[0] if not p.startswith("-")]  # skip --index-url lines
-    assert pip
-    unpinned = [p for p in pip if not re.fullmatch(r"[A-Za-z0-9_.\-]+(\[[\w,-]+\])?==[\w.+-]+", p)]
-    assert not unpinned, f"{path.name}: unpinned pip packages {unpinned}"
-    names = {re.split(r"[\[=]", p)[0].lower() for p in pip}
-    expected = {"jax.yaml": {"jax", "jaxlib", "flax", "optax"}, "torch.yaml": {"torch", "torchvision"}}
-    assert expected.get(path.name, set()) <= names
-    assert {"numpy", "pandas", "pyyaml", "jsonschema", "scikit-learn"} <= names
-
-
-def test_env_pins_match_requirements():
-    """The env files pin the same versions as requirements.txt, where both name a package."""
-    req = ROOT / "requirements.txt"
-    if not req.exists():
-        pytest.skip("no requirements.txt")
-    pinned = {}
-    for line in req.read_text().splitlines():
-        m = re.match(r"^([A-Za-z0-9_.\-]+)==([\w.+-]+)", line.strip())
-        if m:
-            pinned[m.group(1).lower()] = m.group(2)
-    for path in ENV_FILES:
-        env = yaml.safe_load(path.read_text())
-        pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
-        for spec in pip:
-            m = re.match(r"^([A-Za-z0-9_.\-]+)(?:\[[\w,-]+\])?==([\w.+-]+)$", spec)
-            if m and m.group(1).lower() in pinned:
-                assert m.group(2) == pinned[m.group(1).lower()], f"{path.name}: {spec} vs requirements.txt"
+    assert "--workflow-profile none fig" not in text and "--workflow-profile none pepita" not in text
 
 
 # ---- the effective settings of the documented commands, and the CI overlay of profiles/slurm ----
 
-SLURM_COMMAND = "snakemake --profile profiles/slurm --workflow-profile none fig_nodepert_lr"
+SLURM_COMMAND = "snakemake --profile profiles/slurm fig_nodepert_lr"
 
 
 def effective_args(argv: list[str], cwd: Path):
@@ -273,17 +253,41 @@ def effective_args(argv: list[str], cwd: Path):
         os.chdir(old)
 
 
-def test_slurm_command_is_not_overridden_by_the_default_profile():
-    """Snakemake reads profiles/default as the workflow profile unless told `--workflow-profile none`;
-    its keys would win over profiles/slurm's (cores: all caps threads, and so cpus_per_task, at the
-    login node's cores). The documented command keeps profiles/slurm's values."""
+def test_slurm_command_keeps_the_slurm_profile_and_adds_the_workflow_profile():
+    """The documented command, as written: profiles/slurm's values hold (no cores capping the threads, and
+    so cpus_per_task, of submitted jobs; its latency-wait and set-threads), and Snakemake adds the workflow
+    profile profiles/default by itself (its restarts and rerun triggers are in effect)."""
     assert SLURM_COMMAND in (PROFILES / "README.md").read_text()
-    profile = load_profile("slurm")
+    assert SLURM_COMMAND in (ROOT / "README.md").read_text().replace(".venv/bin/snakemake", "snakemake")
+    profile, workflow = load_profile("slurm"), load_profile("default")
     args = effective_args(SLURM_COMMAND.split()[1:], ROOT)
     assert args.executor == "slurm"
     assert args.cores is None, "cores would cap the threads (cpus_per_task) of submitted jobs"
     assert args.latency_wait == profile["latency-wait"]
+    assert args.retries == profile["restart-times"]
     assert {k: v.value for k, v in args.set_threads.items()} == profile["set-threads"]
+    assert args.rerun_incomplete is workflow["rerun-incomplete"] is True
+    assert args.keep_going is workflow["keep-going"] is True
+    assert {t.name.lower().replace("_", "-") for t in args.rerun_triggers} == set(workflow["rerun-triggers"])
+
+
+def test_slurm_dry_run_resolves_the_train_jobs_resources(workdir):
+    """`snakemake --profile profiles/slurm -n fig_nodepert_lr` on the real workflow (no SLURM needed for a
+    dry run): Snakemake reads profiles/default as the workflow profile, and the train job gets the rule's
+    gpu=1 (platform=gpu from the profile's config) and the profile's set-resources and default-resources.
+    (Its threads are checked above: a dry run caps them at its one core.)"""
+    proc = run_snakemake(workdir, "--profile", "profiles/slurm", "-n", "fig_nodepert_lr")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    assert "Using profiles profiles/slurm and workflow specific profile profiles/default" in out, out[-2000:]
+    train = out.split("rule train:", 1)[1].split("\n[", 1)[0]
+    resources = dict(item.split("=", 1) for item in
+                     re.search(r"resources: (.*)", train).group(1).replace(" ", "").split(","))
+    slurm = load_profile("slurm")["set-resources"]["train"]
+    assert resources["gpu"] == "1" and resources["tpu"] == "0", resources
+    assert resources["slurm_partition"] == slurm["slurm_partition"], resources
+    assert resources["runtime"] == str(slurm["runtime"]) and resources["mem_mb"] == str(slurm["mem_mb"]), resources
+    assert resources["slurm_account"] == load_profile("slurm")["default-resources"]["slurm_account"], resources
 
 
 def _edit_marked_keys(text: str) -> set[tuple[str, ...]]:
@@ -303,6 +307,23 @@ def _edit_marked_keys(text: str) -> set[tuple[str, ...]]:
             marked.add(tuple(path))
         pending = False
     return marked
+
+
+def test_ci_overlay_stacks_on_the_slurm_profile():
+    """tests/cluster/ci_slurm.sh gives the overlay as a second --profile: its keys replace profiles/slurm's,
+    the slurm profile's other keys stay, and the workflow profile is still read."""
+    stack = "--profile profiles/slurm --profile tests/cluster/profile"
+    assert f"SLURM_PROFILE=({stack})" in (ROOT / "tests/cluster/ci_slurm.sh").read_text()
+    command = f"{stack} fig_nodepert_lr"
+    overlay, slurm = yaml.safe_load(CI_OVERLAY.read_text()), load_profile("slurm")
+    args = effective_args(command.split(), ROOT)
+    assert args.executor == slurm["executor"] and args.retries == slurm["restart-times"]
+    assert args.latency_wait == overlay["latency-wait"] and args.jobs == overlay["jobs"]
+    assert {k: v.value for k, v in args.set_threads.items()} == overlay["set-threads"]
+    train = args.set_resources["train"]
+    assert set(train) == set(overlay["set-resources"]["train"]), "set-resources is the overlay's, wholly"
+    assert train["runtime"].value == overlay["set-resources"]["train"]["runtime"]
+    assert args.rerun_incomplete is True and args.keep_going is True  # profiles/default
 
 
 def test_ci_overlay_changes_only_keys_marked_edit():
@@ -348,8 +369,8 @@ def test_tpu_profile_on_a_cpu_host_fails_with_a_clear_error(workdir):
     if jax.default_backend() == "tpu":
         pytest.skip("this host has a TPU")
     proc = subprocess.run(
-        [str(snakemake_bin()), "--profile", "profiles/tpu-vm", "--workflow-profile", "none",
-         "--cores", "2", "--restart-times", "0", "fig_nodepert_lr"],
+        [str(snakemake_bin()), "--profile", "profiles/tpu-vm", "--cores", "2", "--restart-times", "0",
+         "fig_nodepert_lr"],
         cwd=workdir, capture_output=True, text=True, timeout=600, env={**os.environ, **LOCAL_ENV},
     )
     out = proc.stdout + proc.stderr

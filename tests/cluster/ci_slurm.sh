@@ -7,7 +7,7 @@
 #   1. start the cluster (start_slurm.sh; stopped again on exit by stop_slurm.sh, whatever happens)
 #   2. pytest tests/cluster: profile + overlay submit correct sbatch requests; a wrong account is refused
 #   3. the targets at scale=smoke in two scratch copies of the repo: locally (--cores 2) and through
-#      SLURM (--profile profiles/slurm --workflow-profile tests/cluster/profile); then check_slurm_run.py:
+#      SLURM (--profile profiles/slurm --profile tests/cluster/profile); then check_slurm_run.py:
 #      sacct lists the train jobs COMPLETED (the only rule submitted; at smoke scale one job per paper
 #      trains and evaluates all of its batches), every final.json records the SLURM job id of its train
 #      job, and each target's CSV is identical in both copies
@@ -54,7 +54,7 @@ print(",".join(found))
 EOF
 )
 CONFIG=(scale=smoke platform=cpu "papers=[$PAPERS]")
-SLURM_PROFILE=(--profile profiles/slurm --workflow-profile tests/cluster/profile)
+SLURM_PROFILE=(--profile profiles/slurm --profile tests/cluster/profile)
 
 show_logs() {
     echo "================ ci_slurm FAILED: logs ================" >&2
@@ -109,7 +109,7 @@ copy_repo "$SCRATCH/local"
 copy_repo "$SCRATCH/slurm"
 # the local reference run goes first, so that it does not compete with the SLURM jobs for the CPUs
 log "local reference run (--cores 2)"
-( cd "$SCRATCH/local" && timeout -k 30 "$DAG_TIMEOUT" "$SNAKEMAKE" --workflow-profile none --cores 2 \
+( cd "$SCRATCH/local" && timeout -k 30 "$DAG_TIMEOUT" "$SNAKEMAKE" --cores 2 \
     "${TARGETS[@]}" --config "${CONFIG[@]}" > "$SCRATCH/local.log" 2>&1 )
 log "local run done"
 SINCE=$(date +%FT%T)
@@ -149,7 +149,7 @@ if [ "${CI_SLURM_PREEMPT:-1}" != 0 ]; then
     PCONFIG=(scale=cpu platform=cpu "papers=[nodepert]" checkpoint_minutes=0)
     # one train job of fig_nodepert_lr at cpu scale (one batch: 4 learning rates x 30 epochs of Fashion-MNIST);
     # its output is the job file, and at cpu scale (config train_jobs: 1 batch per job) job id == batch id
-    JOBFILE=$("$SNAKEMAKE" --workflow-profile none --cores 1 -n fig_nodepert_lr --config "${PCONFIG[@]}" 2>/dev/null \
+    JOBFILE=$("$SNAKEMAKE" --cores 1 -n fig_nodepert_lr --config "${PCONFIG[@]}" 2>/dev/null \
         | grep -oE 'results/nodepert/jobs/[^ ,/]+\.json' | sort | tail -n 1)
     [ -n "$JOBFILE" ] || { echo "error: no train job found for the preemption test" >&2; exit 1; }
     JOBID=$(basename "$JOBFILE" .json)
@@ -157,7 +157,7 @@ if [ "${CI_SLURM_PREEMPT:-1}" != 0 ]; then
     [ -f "$BDIR/batch.json" ] || { echo "error: $BDIR/batch.json missing: is train job $JOBID not one batch?" >&2; exit 1; }
     TLOG=logs/nodepert/train/$JOBID.log
     log "preemption test on $JOBFILE (dataset prepared on the login node first)"
-    "$SNAKEMAKE" --workflow-profile none --cores 1 resources/datasets/fashion_mnist.npz --config "${PCONFIG[@]}" \
+    "$SNAKEMAKE" --cores 1 resources/datasets/fashion_mnist.npz --config "${PCONFIG[@]}" \
         > "$SCRATCH/preempt-dataset.log" 2>&1
     PSINCE=$(date +%FT%T)
     timeout -k 30 "$PREEMPT_TIMEOUT" "$SNAKEMAKE" "${SLURM_PROFILE[@]}" "$JOBFILE" --config "${PCONFIG[@]}" \

@@ -3,7 +3,7 @@
 Opt-in: skipped unless CREDITBENCH_SLURM_CLUSTER=1 (ci_slurm.sh sets it), so that `make test` never submits
 jobs to a cluster that happens to run on the machine (e.g. another session's ci_slurm.sh); skipped, with the
 reason, when no cluster answers (`scontrol ping`) or it lacks the CI account. A toy workflow
-goes through `--profile profiles/slurm --workflow-profile tests/cluster/profile`, and sacct shows that the
+goes through `--profile profiles/slurm --profile tests/cluster/profile`, and sacct shows that the
 plugin's resource names reached sbatch; the unedited profile and a wrong account are refused at submission.
 """
 from __future__ import annotations
@@ -86,7 +86,7 @@ def _sacct(jobid: str) -> dict[str, str]:
 def test_profile_requests_reach_sbatch(tmp_path):
     wd = _toy(tmp_path)
     proc = _snakemake(wd, "--profile", str(REPO / "profiles/slurm"),
-                      "--workflow-profile", str(REPO / "tests/cluster/profile"), "all")
+                      "--profile", str(REPO / "tests/cluster/profile"), "all")
     assert proc.returncode == 0, proc.stderr[-4000:]
     fields = (wd / "train.txt").read_text().split()
     assert len(fields) == 2, f"the train job ran outside SLURM (no SLURM_JOB_ID): {fields}"
@@ -115,8 +115,7 @@ def test_profile_requests_reach_sbatch(tmp_path):
 def test_unedited_profile_is_refused_at_submission(tmp_path):
     """profiles/slurm as shipped (EDIT_ME_account) must not submit anything anywhere."""
     wd = _toy(tmp_path)
-    proc = _snakemake(wd, "--profile", str(REPO / "profiles/slurm"), "--workflow-profile", "none",
-                      "--config", "platform=cpu", "--", "all")
+    proc = _snakemake(wd, "--profile", str(REPO / "profiles/slurm"), "--config", "platform=cpu", "--", "all")
     assert proc.returncode != 0
     out = proc.stdout + proc.stderr
     assert "EDIT_ME_account" in out and "invalid" in out.lower(), out[-3000:]

@@ -1,6 +1,9 @@
-# Read + validate config and papers/*/paper.yaml, expand figures into runs and batches,
-# and the input functions the other rule files use. The logic is impls.common.plan (tested).
+# Read + validate config and papers/*/paper.yaml, expand figures into runs and batches; the
+# environment of every shell job; and every input or params function the other rule files use
+# (kept here, apart from the rules, as Snakemake's lint asks). The logic is impls.common.plan (tested).
+import shlex
 import sys
+from pathlib import Path
 
 sys.path.insert(0, workflow.basedir)
 
@@ -30,15 +33,30 @@ def _uses_conda():
         return False
 
 
-# the interpreter of this Snakemake (the project's .venv), or the rule's conda env
-PYTHON = "python" if _uses_conda() else sys.executable
-# impls/ importable in every job, whatever the current directory or env
-PY_ENV = f"PYTHONPATH={workflow.basedir}${{PYTHONPATH:+:$PYTHONPATH}}"
+def _shell_prefix():
+    """What every shell job runs first: bash strict mode (Snakemake's own default prefix), impls/
+    importable whatever the current directory or env, and `python` the interpreter of this
+    Snakemake (its venv's bin first on PATH) unless the job runs in its conda env, whose python
+    comes first there. Set once here rather than in each command, so a checkout or venv that moves
+    changes neither a rule's code nor its params (both rerun triggers)."""
+    steps = ["set -euo pipefail", f"export PYTHONPATH={shlex.quote(workflow.basedir)}${{PYTHONPATH:+:$PYTHONPATH}}"]
+    if not _uses_conda():
+        steps.append(f"export PATH={shlex.quote(str(Path(sys.executable).parent))}:$PATH")
+    # shell.prefix formats its argument once more: braces are doubled
+    return "; ".join(steps).replace("{", "{{").replace("}", "}}") + "; "
+
+
+shell.prefix(_shell_prefix())
+
+
+def env_file(name):
+    """Conda env file `envs/<name>.yaml` (used with --software-deployment-method conda)."""
+    return f"{workflow.basedir}/envs/{name}.yaml"
 
 
 def paper_env(wildcards):
     """Conda env file of a paper's framework (envs/jax.yaml or envs/torch.yaml)."""
-    return f"{workflow.basedir}/envs/{PLAN.papers[wildcards.paper]['framework']}.yaml"
+    return env_file(PLAN.papers[wildcards.paper]["framework"])
 
 
 def figure_evaluations(wildcards):
@@ -57,6 +75,51 @@ def paper_figure_outputs(paper):
 
 def all_figure_outputs():
     return [out for target in PLAN.targets() for out in figure_outputs(target)]
+
+
+def figure_params(wildcards):
+    """What the figure script needs of one figure: its plan entry and the specs of its runs."""
+    fig = PLAN.figures[wildcards.figure]
+    return {
+        "paper": fig.paper, "target": fig.target, "label": fig.label, "title": fig.title,
+        "caption": fig.caption, "scale": fig.scale, "dataset": fig.dataset, "note": fig.note,
+        "plot": fig.plot, "factors": list(fig.factors), "aggregate": fig.aggregate,
+        "runs": {rid: PLAN.runs[rid] for rid in fig.run_ids},
+    }
+
+
+def results_dir(wildcards, output):
+    """results/ of a figure job, from its CSV (results/<paper>/<figure>.csv)."""
+    return str(Path(output.csv).parents[1])
+
+
+def claim_targets():
+    """Figures with a claim at the configured scale: the scorecard needs their tables."""
+    scale = config["scale"]
+    wanted = {c["figure"] for doc in PLAN.papers.values() for c in doc.get("claims", [])
+              if c.get("scale", "paper") == scale}
+    return [t for t in PLAN.targets() if t in wanted]
+
+
+def job_batch_files(wildcards):
+    return [str(PLAN.batch_file(RESULTS, b)) for b in PLAN.jobs[wildcards.job].batch_ids]
+
+
+def job_datasets(wildcards):
+    names = dict.fromkeys(PLAN.batches[b].dataset for b in PLAN.jobs[wildcards.job].batch_ids)
+    return [f"{DATASETS}/{name}.npz" for name in names]
+
+
+def datasets_dir(wildcards, input):
+    """resources/datasets of a train job, from its first dataset (every job reads at least one)."""
+    return str(Path(input.data[0]).parent)
+
+
+def imagenet_root_option():
+    """`--imagenet-root DIR` when config data.imagenet_dir is set; else the dataset command's own
+    default ($CREDITBENCH_IMAGENET_DIR, else /data/imagenet)."""
+    root = config["data"].get("imagenet_dir")
+    return f"--imagenet-root {shlex.quote(root)}" if root else ""
 
 
 def train_resources(name):

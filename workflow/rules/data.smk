@@ -2,8 +2,8 @@
 # A localrule: it may need the internet, which compute nodes often lack.
 # It claims only the names impls.common.datasets can build, so a paper's own rule may write other
 # files under resources/datasets without competing with it. `imagenet` is streamed: its .npz is an
-# index of the ImageFolder tree at $CREDITBENCH_IMAGENET_DIR (default /data/imagenet), no pixels;
-# two_routes and wide_align both read it.
+# index of the ImageFolder tree at config data.imagenet_dir (unset: $CREDITBENCH_IMAGENET_DIR, else
+# the dataset command's default), no pixels; two_routes and wide_align both read it.
 from impls.common.datasets import DATASET_NAMES, STREAMED_DATASETS
 
 
@@ -20,7 +20,10 @@ rule dataset:
         fmnist=config["data"]["fashion_mnist_dir"],
         downloads=config["data"]["download_dir"],
         download="" if config["data"]["download"] else "--no-download",
+        imagenet=imagenet_root_option(),
+    conda:
+        "../../envs/data.yaml"
     shell:
-        "{PY_ENV} {PYTHON} -m impls.common.datasets prepare {wildcards.dataset} {output.npz}"
+        "python -m impls.common.datasets prepare {wildcards.dataset} {output.npz}"
         " --fashion-mnist-dir {params.fmnist} --download-dir {params.downloads} {params.download}"
-        " 2> {log} || {{ cat {log} >&2; exit 2; }}"
+        " {params.imagenet} 2> {log} || {{ cat {log} >&2; exit 2; }}"

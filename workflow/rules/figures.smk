@@ -1,16 +1,6 @@
 # figure: aggregate -> results/<paper>/<figure>.csv (tidy), then plot -> .png (in the report) + .pdf
 
 
-def figure_params(wildcards):
-    fig = PLAN.figures[wildcards.figure]
-    return {
-        "paper": fig.paper, "target": fig.target, "label": fig.label, "title": fig.title,
-        "caption": fig.caption, "scale": fig.scale, "dataset": fig.dataset, "note": fig.note,
-        "plot": fig.plot, "factors": list(fig.factors), "aggregate": fig.aggregate,
-        "runs": {rid: PLAN.runs[rid] for rid in fig.run_ids},
-    }
-
-
 rule figure:
     # one job (one process) per figure: the tidy table, then its plot
     input:
@@ -32,17 +22,11 @@ rule figure:
         figure=figure_params,
         # label, title, caption and note escaped for the report's reStructuredText (impls.common.rst)
         rst=lambda wildcards: figure_caption_fields(PLAN.figures[wildcards.figure]),
-        results=RESULTS,
+        results=results_dir,
+    conda:
+        "../../envs/report.yaml"
     script:
         "../scripts/figure.py"
-
-
-def claim_targets():
-    """Figures with a claim at the configured scale: the scorecard needs their tables."""
-    scale = config["scale"]
-    wanted = {c["figure"] for doc in PLAN.papers.values() for c in doc.get("claims", [])
-              if c.get("scale", "paper") == scale}
-    return [t for t in PLAN.targets() if t in wanted]
 
 
 rule scorecard:
@@ -60,5 +44,7 @@ rule scorecard:
         papers=PLAN.papers,
         labels={t: f.label for t, f in PLAN.figures.items()},
         scale=config["scale"],
+    conda:
+        "../../envs/report.yaml"
     script:
         "../scripts/scorecard.py"

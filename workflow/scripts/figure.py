@@ -1,8 +1,11 @@
 """Snakemake script of the ``figure`` rule: the figure's tidy table (impls.common.aggregate), then
 its plot (impls.common.plotting) from that CSV, in one process; logs to the rule's log."""
 import sys
+from pathlib import Path
 
 sys.stderr = open(snakemake.log[0], "w")  # noqa: F821 (snakemake is injected)
+# impls/ of this checkout, importable also in the rule's conda env (which has no editable install)
+sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1]))  # noqa: F821
 
 import pandas as pd  # noqa: E402
 
