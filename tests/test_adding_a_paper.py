@@ -115,7 +115,8 @@ def test_a_new_paper_plugs_in(workdir):
     (workdir / "papers" / "toy").mkdir()
     (workdir / "papers" / "toy" / "paper.yaml").write_text(textwrap.dedent(PAPER_YAML))
     (workdir / "impls" / "toy").mkdir()
-    for name, text in {"__init__.py": "", "options.py": OPTIONS, "train.py": TRAIN, "__main__.py": MAIN}.items():
+    files = {"__init__.py": 'IMPL_VERSION = "1"\n', "options.py": OPTIONS, "train.py": TRAIN, "__main__.py": MAIN}
+    for name, text in files.items():
         (workdir / "impls" / "toy" / name).write_text(textwrap.dedent(text))
 
     # fig_toy_curve and toy_all exist because papers/toy/paper.yaml does
