@@ -6,6 +6,7 @@ generic rules (dataset, train, figure, scorecard) do the rest.
 """
 from __future__ import annotations
 
+import json
 import textwrap
 
 import pandas as pd
@@ -126,6 +127,10 @@ def test_a_new_paper_plugs_in(workdir):
     table = pd.read_csv(workdir / "results" / "toy" / "fig_toy_curve.csv")
     assert table["run_id"].nunique() == 4 and set(table["status"]) == {"ok"}
     assert (workdir / "results" / "toy" / "fig_toy_curve.png").stat().st_size > 10_000
+    # its record: the copy has no .git, so every run says it names no commit, and the packages
+    record = json.loads((workdir / "results" / "toy" / "fig_toy_curve.provenance.json").read_text())
+    assert [(g["git_commit"], len(g["run_ids"])) for g in record["trained"]] == [("unknown", 4)]
+    assert record["impl_versions"] == ["1"] and record["trained"][0]["versions"]["pandas"]
     card = pd.read_csv(workdir / "results" / "scorecard.csv")
     assert list(card["claim_id"]) == ["toy_learns"] and card["verdict"].iloc[0] == "reproduced"
     # no existing file was touched: no other paper's, no rule file, not the Snakefile or the config
