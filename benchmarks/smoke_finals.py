@@ -6,10 +6,10 @@
 
 A run is matched by the content of its spec (``spec.json``, canonical JSON) without its
 ``impl_version``, not by its id or directory: a change that bumps a paper's ``IMPL_VERSION`` (and so
-every run id of the paper) is compared run for run with the runs before it. ``compare`` prints the counts (matched, identical, moved within/outside the tolerance,
-status changed, only before, only after), the largest differences, and every run whose status
-changed or whose final test accuracy moved by more than ``--tolerance`` points (default 0.5).
-Metrics that time the machine rather than the training (``time_*``, e.g. wide_align's seconds per
+every run id of the paper) is compared run for run with the runs before it. ``compare`` prints the
+counts (matched, identical, moved within/outside the tolerance, status changed, only before, only
+after), the largest differences, and every run whose status changed or whose final test accuracy
+moved by more than ``--tolerance`` points (default 0.5). Metrics that time the machine rather than the training (``time_*``, e.g. wide_align's seconds per
 epoch) are left out of the comparison. A refactor must show no such run.
 """
 from __future__ import annotations

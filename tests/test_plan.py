@@ -62,7 +62,7 @@ def test_a_version_bump_renames_only_that_papers_runs_batches_and_jobs(monkeypat
 
     config = {**CONFIG, "scale": "smoke"}
     before = planlib.build_plan(config, REPO)
-    monkeypatch.setattr(impls.nodepert, "IMPL_VERSION", before.runs[next(iter(before.runs))]["impl_version"] + "-bumped")
+    monkeypatch.setattr(impls.nodepert, "IMPL_VERSION", impls.nodepert.IMPL_VERSION + "-bumped")
     after = planlib.build_plan(config, REPO)
     for paper in before.papers:
         old = {r for r, s in before.runs.items() if s["paper"] == paper}

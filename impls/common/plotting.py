@@ -2,8 +2,9 @@
 
 Caller: workflow/scripts/figure.py (the ``figure`` rule).
 Every image carries a title naming the paper figure it reproduces and a footer with the
-scale, dataset and the git commits that trained its runs and drew it. Diverged runs stay visible: drawn up to the epoch they
-diverged, ending in an ``x``, and marked "(diverged)" in the legend.
+scale, dataset and the git commits that trained its runs and drew it. Diverged runs stay
+visible: drawn up to the epoch they diverged, ending in an ``x``, and marked "(diverged)" in the
+legend.
 """
 from __future__ import annotations
 
