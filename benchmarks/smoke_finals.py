@@ -9,8 +9,9 @@ A run is matched by the content of its spec (``spec.json``, canonical JSON) with
 every run id of the paper) is compared run for run with the runs before it. ``compare`` prints the
 counts (matched, identical, moved within/outside the tolerance, status changed, only before, only
 after), the largest differences, and every run whose status changed or whose final test accuracy
-moved by more than ``--tolerance`` points (default 0.5). Metrics that time the machine rather than the training (``time_*``, e.g. wide_align's seconds per
-epoch) are left out of the comparison. A refactor must show no such run.
+moved by more than ``--tolerance`` points (default 0.5). Metrics that time the machine rather than
+the training (``time_*``, e.g. wide_align's seconds per epoch) are left out of the comparison. A
+refactor must show no such run.
 """
 from __future__ import annotations
 
