@@ -4,12 +4,14 @@
     python benchmarks/smoke_finals.py record results/ after.json        # after `make run` on the new code
     python benchmarks/smoke_finals.py compare before.json after.json    # exit 1 if a run moved
 
-A run is matched by the content of its spec (``spec.json``, canonical JSON), not by its id or
-directory. ``compare`` prints the counts (matched, identical, moved within/outside the tolerance,
-status changed, only before, only after), the largest differences, and every run whose status
-changed or whose final test accuracy moved by more than ``--tolerance`` points (default 0.5).
-Metrics that time the machine rather than the training (``time_*``, e.g. wide_align's seconds per
-epoch) are left out of the comparison. A refactor must show no such run.
+A run is matched by the content of its spec (``spec.json``, canonical JSON) without its
+``impl_version``, not by its id or directory: a change that bumps a paper's ``IMPL_VERSION`` (and so
+every run id of the paper) is compared run for run with the runs before it. ``compare`` prints the
+counts (matched, identical, moved within/outside the tolerance, status changed, only before, only
+after), the largest differences, and every run whose status changed or whose final test accuracy
+moved by more than ``--tolerance`` points (default 0.5). Metrics that time the machine rather than
+the training (``time_*``, e.g. wide_align's seconds per epoch) are left out of the comparison. A
+refactor must show no such run.
 """
 from __future__ import annotations
 
@@ -26,14 +28,15 @@ from impls.common.specs import canonical_json  # noqa: E402
 
 
 def record(results: Path) -> dict[str, dict]:
-    """canonical spec -> {paper, run_id, status, diverged_epoch, final} for every evaluated run."""
+    """canonical spec (less impl_version) -> {paper, run_id, status, diverged_epoch, final} of every evaluated run."""
     out = {}
     for final_path in sorted(results.glob("*/runs/*/final.json")):
         spec_path = final_path.with_name("spec.json")
         if not spec_path.exists():
             continue
         spec, final = read_json(spec_path), read_json(final_path)
-        out[canonical_json(spec)] = {"paper": spec["paper"], "run_id": final["run_id"], "status": final["status"],
+        key = canonical_json({k: v for k, v in spec.items() if k != "impl_version"})
+        out[key] = {"paper": spec["paper"], "run_id": final["run_id"], "status": final["status"],
                                      "diverged_epoch": final.get("diverged_epoch"), "final": final["final"]}
     return out
 

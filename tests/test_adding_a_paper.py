@@ -6,6 +6,7 @@ generic rules (dataset, train, figure, scorecard) do the rest.
 """
 from __future__ import annotations
 
+import json
 import textwrap
 
 import pandas as pd
@@ -115,7 +116,8 @@ def test_a_new_paper_plugs_in(workdir):
     (workdir / "papers" / "toy").mkdir()
     (workdir / "papers" / "toy" / "paper.yaml").write_text(textwrap.dedent(PAPER_YAML))
     (workdir / "impls" / "toy").mkdir()
-    for name, text in {"__init__.py": "", "options.py": OPTIONS, "train.py": TRAIN, "__main__.py": MAIN}.items():
+    files = {"__init__.py": 'IMPL_VERSION = "1"\n', "options.py": OPTIONS, "train.py": TRAIN, "__main__.py": MAIN}
+    for name, text in files.items():
         (workdir / "impls" / "toy" / name).write_text(textwrap.dedent(text))
 
     # fig_toy_curve and toy_all exist because papers/toy/paper.yaml does
@@ -125,6 +127,10 @@ def test_a_new_paper_plugs_in(workdir):
     table = pd.read_csv(workdir / "results" / "toy" / "fig_toy_curve.csv")
     assert table["run_id"].nunique() == 4 and set(table["status"]) == {"ok"}
     assert (workdir / "results" / "toy" / "fig_toy_curve.png").stat().st_size > 10_000
+    # its record: the copy has no .git, so every run says it names no commit, and the packages
+    record = json.loads((workdir / "results" / "toy" / "fig_toy_curve.provenance.json").read_text())
+    assert [(g["git_commit"], len(g["run_ids"])) for g in record["trained"]] == [("unknown", 4)]
+    assert record["impl_versions"] == ["1"] and record["trained"][0]["versions"]["pandas"]
     card = pd.read_csv(workdir / "results" / "scorecard.csv")
     assert list(card["claim_id"]) == ["toy_learns"] and card["verdict"].iloc[0] == "reproduced"
     # no existing file was touched: no other paper's, no rule file, not the Snakefile or the config

@@ -5,6 +5,7 @@ goes through the same loop, so what holds here holds for all of them.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -179,6 +180,30 @@ def test_batch_over_keys_may_differ(tmp_path):
     assert len(job.run_ids) == 4
     with pytest.raises(SpecError, match="differ in 'hparams.lr'"):
         load_batch(batch, tmp_path / "results" / "nodepert", ["seed"])
+
+
+def test_a_hand_edited_spec_json_is_refused_before_training_or_evaluating(tmp_path):
+    runs = make_specs(lrs=(0.05, 0.1))
+    batch = write_batch(tmp_path / "results", runs)
+    results = tmp_path / "results" / "nodepert"
+    (rid, spec), (other, _) = runs.items()
+    path = results / "runs" / rid / "spec.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(spec))
+    assert load_batch(batch, results).run_ids == (rid, other)      # the record as the driver writes it
+    path.write_text(json.dumps({**spec, "seed": 7}))
+    with pytest.raises(SpecError) as err:
+        load_batch(batch, results)
+    assert str(err.value).startswith(f"{path}: key 'seed' is 7 there but 0 in the spec of run '{rid}'")
+
+
+def test_a_batch_planned_for_another_implementation_version_is_refused(tmp_path, monkeypatch):
+    import impls.nodepert
+
+    batch = write_batch(tmp_path / "results", make_specs(lrs=(0.05,)))
+    monkeypatch.setattr(impls.nodepert, "IMPL_VERSION", "2")
+    with pytest.raises(SpecError, match="key 'impl_version' is '1' but impls/nodepert is at IMPL_VERSION '2'"):
+        load_batch(batch, tmp_path / "results" / "nodepert")
 
 
 def test_every_paper_entry_is_one_impl_declaration():

@@ -27,8 +27,92 @@ def test_run_id_is_stable_readable_and_canonical():
     assert speclib.run_id(a).startswith("np-lr0.01-s0-")
     assert speclib.run_id(a) != speclib.run_id(speclib.validate_spec(spec(seed=1)))
     # a pinned value: changing the id scheme silently would orphan every cached result
-    assert speclib.run_id(a) == "np-lr0.01-s0-e8e6f549dc"
+    assert speclib.run_id(a) == "np-lr0.01-s0-b56097e31a"
+    # ... and it is the id the spec had before impl_version existed, plus that one key
+    assert speclib.short_hash({k: v for k, v in a.items() if k != "impl_version"}) == "e8e6f549dc"
     assert speclib.run_id(speclib.validate_spec(spec(hparams={"lr": 1e-2}))) == speclib.run_id(a)
+
+
+def test_every_spec_carries_its_papers_implementation_version(monkeypatch):
+    import impls.nodepert
+
+    a = speclib.validate_spec(spec())
+    assert a["impl_version"] == impls.nodepert.IMPL_VERSION
+    assert speclib.validate_spec(a) == a
+    monkeypatch.setattr(impls.nodepert, "IMPL_VERSION", "2")
+    b = speclib.validate_spec(spec())
+    assert b["impl_version"] == "2" and speclib.run_id(b) != speclib.run_id(a)
+    assert speclib.run_id(b).startswith("np-lr0.01-s0-")
+    # a spec planned for version 1 is not trained by version-2 code under its old id
+    with pytest.raises(SpecError, match="key 'impl_version' is '1' but impls/nodepert is at IMPL_VERSION '2'"):
+        speclib.validate_spec(a)
+
+
+@pytest.mark.parametrize("value", [None, "", 2])
+def test_a_paper_without_a_string_implementation_version_is_refused(monkeypatch, value):
+    import impls.nodepert
+
+    monkeypatch.setattr(impls.nodepert, "IMPL_VERSION", value)
+    with pytest.raises(SpecError, match=r"impls/nodepert/__init__.py: IMPL_VERSION is .*expected a non-empty string"):
+        speclib.validate_spec(spec())
+
+
+def test_a_version_bump_renames_only_that_papers_runs_batches_and_jobs(monkeypatch):
+    import impls.nodepert
+
+    config = {**CONFIG, "scale": "smoke"}
+    before = planlib.build_plan(config, REPO)
+    monkeypatch.setattr(impls.nodepert, "IMPL_VERSION", impls.nodepert.IMPL_VERSION + "-bumped")
+    after = planlib.build_plan(config, REPO)
+    for paper in before.papers:
+        old = {r for r, s in before.runs.items() if s["paper"] == paper}
+        new = {r for r, s in after.runs.items() if s["paper"] == paper}
+        old_jobs = {j for j, job in before.jobs.items() if job.paper == paper}
+        new_jobs = {j for j, job in after.jobs.items() if job.paper == paper}
+        assert len(old) == len(new) and len(old_jobs) == len(new_jobs)
+        if paper == "nodepert":
+            assert not old & new and not old_jobs & new_jobs   # every run and train job is new: retrained
+        else:
+            assert old == new and old_jobs == new_jobs
+
+
+def test_a_hand_edited_spec_json_is_refused_naming_the_file_and_key(tmp_path):
+    plan = planlib.build_plan({**CONFIG, "scale": "smoke", "papers": ["nodepert"]}, REPO)
+    rid, planned = next(iter(plan.runs.items()))
+    path = plan.run_dir(tmp_path, rid) / "spec.json"
+    plan.check_run_specs(tmp_path)          # no run started: nothing to check
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(planned))
+    plan.check_run_specs(tmp_path)          # the record as the driver writes it
+    edited = copy.deepcopy(planned)
+    edited["hparams"]["lr"] = planned["hparams"]["lr"] * 10
+    path.write_text(json.dumps(edited, indent=1))
+    with pytest.raises(SpecError) as err:
+        plan.check_run_specs(tmp_path)
+    message = str(err.value)
+    assert message.startswith(f"{path}: key 'hparams.lr' is {edited['hparams']['lr']!r} there but "
+                              f"{planned['hparams']['lr']!r} in the spec of run '{rid}'")
+    assert "edit papers/nodepert/paper.yaml" in message and "delete the run's directory" in message
+    del edited["hparams"]["lr"]
+    edited["hparams"]["lr_typo"] = 1.0
+    path.write_text(json.dumps(edited))
+    with pytest.raises(SpecError, match=r"key 'hparams.lr' is '<absent>' there"):
+        plan.check_run_specs(tmp_path)
+    path.write_text("{not json")
+    with pytest.raises(SpecError, match=r"spec.json: not valid JSON"):
+        plan.check_run_specs(tmp_path)
+
+
+@pytest.mark.parametrize("a, b, key", [
+    ({"x": 1, "h": {"lr": 0.1}}, {"x": 1, "h": {"lr": 0.1}}, None),
+    ({"x": 1, "h": {"lr": 0.1}}, {"x": 1, "h": {"lr": 0.2}}, "h.lr"),
+    ({"a": 1, "z": 1}, {"a": 2, "z": 2}, "a"),        # the first in sorted order
+    ({"a": 1}, {"a": 1, "b": 0}, "b"),
+    ({"m": [1, 2]}, {"m": [1, 3]}, "m"),
+    ({"m": 1}, {"m": 1.5}, "m"),
+])
+def test_spec_difference_names_the_first_differing_key(a, b, key):
+    assert speclib.spec_difference(a, b) == key
 
 
 @pytest.mark.parametrize("overrides, message", [

@@ -26,9 +26,11 @@ def _run(*args):
 
 
 def test_compare_matches_by_spec_and_flags_what_moved(tmp_path):
-    a, b, c = ({"paper": "p", "seed": s, "hparams": {"lr": 0.1}} for s in range(3))
+    a, b, c = ({"paper": "p", "seed": s, "hparams": {"lr": 0.1}, "impl_version": "1"} for s in range(3))
     before = _results(tmp_path / "before", {"x-1": (a, "ok", 50.0), "x-2": (b, "ok", 60.0), "x-3": (c, "ok", 70.0)})
-    # other ids (as after a change of naming; time_epoch differs): matched by spec all the same
+    # other ids (as after a change of naming, or an IMPL_VERSION bump; time_epoch differs): matched by
+    # spec all the same
+    a, b = ({**spec, "impl_version": "2"} for spec in (a, b))
     after = _results(tmp_path / "after", {"yy-1": (a, "ok", 50.0), "y-2": (b, "ok", 60.3), "y-3": (c, "diverged", None)})
     for name, root in (("before", before), ("after", after)):
         assert _run("record", str(root), str(tmp_path / f"{name}.json")).returncode == 0

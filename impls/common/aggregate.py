@@ -53,6 +53,12 @@ def figure_table(figure: Mapping, results_dir: str | Path) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+def figure_finals(figure: Mapping, results_dir: str | Path) -> dict[str, dict]:
+    """final.json of every run of ``figure``: run id -> content (for the figure's provenance record)."""
+    runs = Path(results_dir) / figure["paper"] / "runs"
+    return {rid: read_json(runs / rid / "final.json") for rid in figure["runs"]}
+
+
 def resolve(reference: str):
     """``"package.module:function"`` -> the function (paper-specific aggregators and plots)."""
     module, _, name = reference.partition(":")

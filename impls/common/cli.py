@@ -6,10 +6,10 @@ A paper's ``__main__`` is one ``main(Impl(...))`` call.
 A batch file (written by the workflow when it plans, ``Plan.write_batch_files``) lists run ids
 and their specs. ``run`` trains and then evaluates each batch given, one after another in this
 one process (imports, JIT caches and the persistent compilation cache are shared), and writes
-``--job-file`` last, listing every batch's evaluation. ``train``
-validates every spec, refuses a batch whose runs differ outside the paper's ``batch_over``,
-checks the accelerator, skips runs already trained, hands the rest to the common driver
-(``impls.common.driver``) with the paper's program in one process, and writes ``trained.json``
+``--job-file`` last, listing every batch's evaluation. ``train`` validates every spec, refuses a
+batch whose runs differ outside the paper's ``batch_over`` or a run whose ``spec.json`` on disk is
+not its spec (edited by hand), checks the accelerator, skips runs already trained, hands the rest
+to the common driver (``impls.common.driver``) with the paper's program in one process, and writes ``trained.json``
 beside the batch file. ``evaluate`` reduces each run (``metrics.reduce_run``), lets the paper
 add its analyses (the ``Impl.evaluate`` hook: line search, replay, alignment scores ...), writes
 each ``final.json`` once, then ``evaluated.json``.
@@ -116,8 +116,10 @@ def load_batch(batch_json: Path, results_dir: Path, batch_over: list[str] | None
         specs.append(spec)
     if batch_over is not None and run_ids:
         check_batch_over(batch_json, doc["paper"], run_ids, specs, batch_over)
-    return BatchJob(doc["paper"], doc["batch_id"], Path(batch_json).parent, tuple(run_ids), tuple(specs),
-                    tuple(results_dir / "runs" / rid for rid in run_ids))
+    run_dirs = tuple(results_dir / "runs" / rid for rid in run_ids)
+    for run_dir, spec in zip(run_dirs, specs):
+        speclib.check_run_spec_file(run_dir / "spec.json", spec)   # never train over, or evaluate, an edited record
+    return BatchJob(doc["paper"], doc["batch_id"], Path(batch_json).parent, tuple(run_ids), tuple(specs), run_dirs)
 
 
 def is_trained(run_dir: Path, spec: dict) -> bool:

@@ -94,6 +94,15 @@ class Plan:
         for batch_id in self.batches:
             write_json_if_changed(self.batch_file(results, batch_id), self.batch_doc(batch_id))
 
+    def run_dir(self, results: str | Path, run_id: str) -> Path:
+        return Path(results) / self.runs[run_id]["paper"] / "runs" / run_id
+
+    def check_run_specs(self, results: str | Path) -> None:
+        """Refuse (``SpecError``) a planned run whose ``spec.json`` on disk differs from its spec: a
+        hand-edited record would otherwise pass unnoticed, since Snakemake only sees the job files."""
+        for run_id, spec in self.runs.items():
+            speclib.check_run_spec_file(self.run_dir(results, run_id) / "spec.json", spec)
+
     def targets(self, paper: str | None = None) -> list[str]:
         return [t for t, f in self.figures.items() if paper is None or f.paper == paper]
 

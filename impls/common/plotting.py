@@ -2,8 +2,9 @@
 
 Caller: workflow/scripts/figure.py (the ``figure`` rule).
 Every image carries a title naming the paper figure it reproduces and a footer with the
-scale, dataset and git commit. Diverged runs stay visible: drawn up to the epoch they
-diverged, ending in an ``x``, and marked "(diverged)" in the legend.
+scale, dataset and the git commits that trained its runs and drew it. Diverged runs stay
+visible: drawn up to the epoch they diverged, ending in an ``x``, and marked "(diverged)" in the
+legend.
 """
 from __future__ import annotations
 
@@ -44,11 +45,20 @@ def _mark_diverged_in_legend(data: pd.DataFrame, hue: str | None) -> None:
 
 
 def stamp(fig: plt.Figure, figure: Mapping) -> plt.Figure:
-    """Title naming the paper figure; footer with target, scale, dataset and commit."""
+    """Title naming the paper figure; footer with target, scale, dataset and the commits that trained
+    its runs and made the plot, from ``figure["provenance"]`` (``provenance.figure_record``, which the
+    figure job adds); without one the footer names the plotting commit only and says so."""
     fig.suptitle(f"{figure['label']}: {figure['title']}", y=1.02)
     fig.text(0.01, -0.03, f"creditbench {figure['target']} | scale={figure['scale']} | "
-             f"dataset={figure['dataset']} | commit {provenance.git_commit()[:12]}", fontsize=7, color="0.4")
+             f"dataset={figure['dataset']} | {commits_text(figure)}", fontsize=7, color="0.4")
     return fig
+
+
+def commits_text(figure: Mapping) -> str:
+    record = figure.get("provenance")
+    if record is not None:
+        return provenance.footer_commits(record)
+    return f"plotted at {provenance.short_commit(provenance.git_commit())}; training commits not given"
 
 
 def _axes_style(grid, spec: Mapping, x: str, y: str) -> None:

@@ -6,7 +6,9 @@ Returns: plain dicts, canonicalised so that equal runs compare and hash equal.
 
 A run id is a readable prefix plus a hash of the canonical spec, e.g.
 ``np-lr0.001-s0-1b2c3d4e5f``: two figures that need the same run get the same id,
-so the run is trained once.
+so the run is trained once. Every validated spec carries ``impl_version``, the version of its
+paper's implementation (``IMPL_VERSION`` in ``impls/<paper>/__init__.py``), so the id changes, and
+the run is trained again, when a change to the code is declared to move its numbers.
 """
 from __future__ import annotations
 
@@ -100,6 +102,75 @@ def run_id(spec: Mapping[str, Any]) -> str:
     return f"{spec['rule']}-lr{lr}-s{spec['seed']}-{short_hash(spec)}"
 
 
+def impl_version(paper: str) -> str:
+    """``IMPL_VERSION`` of ``impls/<paper>/__init__.py``: bumped by hand when a code change moves numbers."""
+    try:
+        package = importlib.import_module(f"impls.{paper}")
+    except ModuleNotFoundError as err:
+        raise SpecError(f"run spec: key 'paper' is {paper!r}, which has no impls/{paper} package") from err
+    version = getattr(package, "IMPL_VERSION", None)
+    if not isinstance(version, str) or not version:
+        raise SpecError(f"impls/{paper}/__init__.py: IMPL_VERSION is {version!r}; expected a non-empty string "
+                        f"such as \"1\" (the implementation version that enters every run id of {paper})")
+    return version
+
+
+def check_impl_version(spec: Mapping[str, Any]) -> dict:
+    """``spec`` with ``impl_version`` set to its paper's current version; a spec that names another
+    version was planned for other code, and training it with this code would mislabel the run."""
+    current = impl_version(spec["paper"])
+    stated = spec.get("impl_version", current)
+    if stated != current:
+        raise SpecError(f"run spec: key 'impl_version' is {stated!r} but impls/{spec['paper']} is at IMPL_VERSION "
+                        f"{current!r}: the spec was planned for other code; plan it again (Snakemake rewrites "
+                        f"the batch files when it starts)")
+    return {**spec, "impl_version": current}
+
+
+def spec_difference(a: Any, b: Any, prefix: str = "") -> str | None:
+    """The first dotted key (sorted) where two specs differ, e.g. ``hparams.lr``; None when equal."""
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        for key in sorted(set(a) | set(b), key=str):
+            dotted = f"{prefix}.{key}" if prefix else str(key)
+            if key not in a or key not in b:
+                return dotted
+            found = spec_difference(a[key], b[key], dotted)
+            if found is not None:
+                return found
+        return None
+    return None if a == b else (prefix or "<top level>")
+
+
+def check_run_spec_file(path: str | Path, spec: Mapping[str, Any]) -> None:
+    """Refuse a run's ``spec.json`` that is not the spec its run id was made from (edited by hand,
+    or copied from another run): the run's results were computed for the spec of its id.
+
+    Raises ``SpecError`` naming the file and the first differing key. A missing file passes (the run
+    was not started).
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return
+    try:
+        on_disk = json.loads(text)
+    except ValueError as err:
+        raise SpecError(f"{path}: not valid JSON ({err}); it should hold the spec of run "
+                        f"{path.parent.name!r}: delete the run's directory to train it again") from None
+    if not isinstance(on_disk, dict):
+        raise SpecError(f"{path}: holds a JSON {type(on_disk).__name__}, not the spec of run {path.parent.name!r}; "
+                        f"delete the run's directory to train it again")
+    key = spec_difference(on_disk, _normalise(dict(spec)))
+    if key is not None:
+        mine, theirs = get_dotted(on_disk, key, "<absent>"), get_dotted(spec, key, "<absent>")
+        raise SpecError(f"{path}: key '{key}' is {mine!r} there but {theirs!r} in the spec of run "
+                        f"{path.parent.name!r} (the spec its id was made from, which its results belong to). "
+                        f"spec.json is a record, not an input: to change a run, edit "
+                        f"papers/{spec['paper']}/paper.yaml; to keep this run, restore the file; to train it "
+                        f"again, delete the run's directory")
+
+
 def paper_options(paper: str):
     """The paper's option registry (``impls.<paper>.options``): pure Python, no JAX/torch."""
     try:
@@ -109,14 +180,17 @@ def paper_options(paper: str):
 
 
 def validate_spec(spec: Mapping[str, Any]) -> dict:
-    """Validate a run spec and return it canonical (validation never changes a value).
+    """Validate a run spec and return it canonical (validation never changes a value; it adds
+    ``impl_version``, the paper's current implementation version, where the spec has none).
 
-    Three checks, first failure wins: ``run_spec.schema.yaml`` (every paper), the paper's
+    Four checks, first failure wins: ``run_spec.schema.yaml`` (every paper), the implementation
+    version (a spec stating another one is refused: it was planned for other code), the paper's
     ``options.SCHEMA`` (what its specs may name: rules, datasets, keys, choices, types, ranges; optional),
     then the paper's ``options.validate`` (what a schema cannot say: how keys depend on each other).
     """
     spec = _normalise(copy.deepcopy(dict(spec)))
     validate_against(spec, "run_spec", "run spec")
+    spec = check_impl_version(spec)
     options = paper_options(spec["paper"])
     if getattr(options, "SCHEMA", None) is not None:
         validate_against(spec, options.SCHEMA, "run spec")

@@ -7,3 +7,7 @@ epoch, an evaluation), ``train`` (its program for the common driver ``impls.comm
 ``figures`` (paper-only tables and plots), ``bench`` (epoch throughput), ``__main__`` (the
 ``train|evaluate`` entry).
 """
+
+#: Implementation version: part of every run id of this paper (see impls.common.specs). Bump it
+#: ("1" -> "2") in the commit that changes what the code computes, so stale runs are trained again.
+IMPL_VERSION = "1"

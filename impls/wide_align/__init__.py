@@ -9,3 +9,7 @@ score and its shuffled control), ``figures``, ``add_task`` (the recurrent Add ta
 program), ``imagenet`` (the streaming ImageFolder pipeline) and ``streaming`` (the stacked runs
 on streamed ImageNet).
 """
+
+#: Implementation version: part of every run id of this paper (see impls.common.specs). Bump it
+#: ("1" -> "2") in the commit that changes what the code computes, so stale runs are trained again.
+IMPL_VERSION = "1"

@@ -20,6 +20,8 @@ COMPILE_CACHE = "resources/jax-compile-cache"
 
 try:
     PLAN = build_plan(config, workflow.basedir)
+    # a run's spec.json edited by hand (or copied) is refused here, before any job is chosen
+    PLAN.check_run_specs(RESULTS)
 except SpecError as err:
     raise WorkflowError(str(err)) from None
 # every batch.json, written only where missing or changed (so an unchanged batch is not retrained)

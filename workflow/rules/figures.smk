@@ -1,4 +1,5 @@
-# figure: aggregate -> results/<paper>/<figure>.csv (tidy), then plot -> .png (in the report) + .pdf
+# figure: aggregate -> results/<paper>/<figure>.csv (tidy), its record -> .provenance.json (what trained its
+# runs, what made it), then plot -> .png (in the report) + .pdf
 
 
 rule figure:
@@ -15,6 +16,8 @@ rule figure:
                                "scale": PLAN.figures[wc.figure].scale},
         ),
         pdf=f"{RESULTS}/{{paper}}/{{figure}}.pdf",
+        # which commits and packages trained its runs and made the table and plot
+        record=f"{RESULTS}/{{paper}}/{{figure}}.provenance.json",
     localrule: True
     log:
         "logs/{paper}/figure/{figure}.log",
