@@ -1,4 +1,5 @@
-# figure: aggregate -> results/<paper>/<figure>.csv (tidy), then plot -> .png (in the report) + .pdf
+# figure: aggregate -> results/<paper>/<figure>.csv (tidy), then plot -> .png (in the report) + .pdf;
+# table (a tab_* figure): the same, plus the drawn table as .html, shown in the report beside the PNG
 
 
 def figure_params(wildcards):
@@ -21,8 +22,7 @@ rule figure:
             f"{RESULTS}/{{paper}}/{{figure}}.png",
             caption="../report/figure.rst",
             category="{paper}",
-            labels=lambda wc: {"figure": wc.figure, "paper figure": PLAN.figures[wc.figure].label,
-                               "scale": PLAN.figures[wc.figure].scale},
+            labels=lambda wc: report_labels(wc, "image"),
         ),
         pdf=f"{RESULTS}/{{paper}}/{{figure}}.pdf",
     localrule: True
@@ -33,6 +33,30 @@ rule figure:
         results=RESULTS,
     script:
         "../scripts/figure.py"
+
+
+ruleorder: table > figure
+
+
+use rule figure as table with:
+    # a tab_* target: its table as HTML too (same cells as the PNG; the PNG and PDF stay for papers)
+    wildcard_constraints:
+        figure="tab_[a-z0-9_]+",
+    output:
+        csv=f"{RESULTS}/{{paper}}/{{figure}}.csv",
+        png=report(
+            f"{RESULTS}/{{paper}}/{{figure}}.png",
+            caption="../report/figure.rst",
+            category="{paper}",
+            labels=lambda wc: report_labels(wc, "image"),
+        ),
+        pdf=f"{RESULTS}/{{paper}}/{{figure}}.pdf",
+        html=report(
+            f"{RESULTS}/{{paper}}/{{figure}}.html",
+            caption="../report/figure.rst",
+            category="{paper}",
+            labels=lambda wc: report_labels(wc, "table"),
+        ),
 
 
 def claim_targets():
@@ -49,7 +73,8 @@ rule scorecard:
         [f"{RESULTS}/{PLAN.figures[t].paper}/{t}.csv" for t in claim_targets()],
     output:
         csv=report(f"{RESULTS}/scorecard.csv", caption="../report/scorecard.rst", category="scorecard"),
-        png=report(f"{RESULTS}/scorecard.png", caption="../report/scorecard.rst", category="scorecard"),
+        html=report(f"{RESULTS}/scorecard.html", caption="../report/scorecard.rst", category="scorecard"),
+        summary=report(f"{RESULTS}/scorecard_summary.png", caption="../report/scorecard.rst", category="scorecard"),
     localrule: True
     log:
         "logs/scorecard.log",
