@@ -135,3 +135,19 @@ def test_a_tab_figure_without_a_drawn_table_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="tab_nodepert_test: a tab_\\* figure must draw its table with ax.table"):
         plot_figure(fake_table(), figure, tmp_path / "t.png", tmp_path / "t.pdf", html=tmp_path / "t.html")
     assert not (tmp_path / "t.html").exists()
+
+
+def test_pepita_accuracy_table_shows_no_spread_for_one_finished_seed():
+    import matplotlib.pyplot as plt
+
+    from impls.common.plotting import drawn_tables
+    from impls.pepita.figures import accuracy_table
+
+    runs = pd.DataFrame({"run_id": ["b0", "b1", "f0", "f1"], "rule": ["bp", "bp", "fa", "fa"], "arch": "fc1",
+                         "dataset": "digits", "final_test_acc": [90.0, 92.0, 80.0, np.nan],
+                         "status": ["ok", "ok", "ok", "diverged"]})
+    fig = accuracy_table(runs, {**FIGURE, "paper": "pepita", "target": "tab_pepita_accuracy"})
+    [(header, rows)] = drawn_tables(fig)
+    plt.close(fig)
+    assert header == ["rule", "fc1 digits"]
+    assert rows == [["bp", "91.00 ± 1.00 (n=2)"], ["fa", "80.00 (n=1) [1 div]"]]   # population sd, as the paper
