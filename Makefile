@@ -43,9 +43,9 @@ run: venv
 	@$(SNAKEMAKE) --cores 1 all --report results/report.html >> logs/make-run.log 2>&1 \
 		|| { tail -n 40 logs/make-run.log; exit 1; }
 	@echo
-	@echo "Figures (PNG + PDF) and tidy tables: results/<paper>/fig_*.{png,pdf,csv}"
+	@echo "Figures (PNG + PDF) and tidy tables: results/<paper>/fig_*.{png,pdf,csv}; tables also tab_*.html"
 	@ls results/*/fig_*.png results/*/tab_*.png 2>/dev/null | sed 's/^/  /'
-	@echo "Scorecard (every claim of every paper, with its verdict): results/scorecard.csv"
+	@echo "Scorecard (every claim of every paper, with its verdict): results/scorecard.{csv,html}, results/scorecard_summary.png"
 	@echo "HTML report: results/report.html"
 
 report: venv

@@ -30,4 +30,5 @@ rule all:
     input:
         all_figure_outputs(),
         "results/scorecard.csv",
-        "results/scorecard.png",
+        "results/scorecard.html",
+        "results/scorecard_summary.png",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+from html import escape
 
 import pandas as pd
 import pytest
@@ -28,7 +29,7 @@ pytestmark = pytest.mark.e2e
 CONFIG = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 PLAN = build_plan(CONFIG, REPO)  # at the configured scale: smoke
 PAPERS = list(PLAN.papers)
-GENERIC_RULES = ("dataset", "train", "figure", "scorecard", "all")
+GENERIC_RULES = ("dataset", "train", "figure", "table", "scorecard", "all")
 
 
 def only(paper: str, *settings: str) -> list[str]:
@@ -77,6 +78,8 @@ def test_every_target_renders_at_smoke_scale(smoke_dag, paper):
     for target in targets:
         assert (out / f"{target}.png").stat().st_size > MIN_PNG_BYTES.get(paper, DEFAULT_MIN_PNG_BYTES), target
         assert (out / f"{target}.pdf").stat().st_size > 1_000, target
+        if target.startswith("tab_"):   # the drawn table as HTML for the report, beside the PNG
+            assert "<td>" in (out / f"{target}.html").read_text(), target
     # one train process per train job, each trained and evaluated every batch it names
     jobs = [j for j in PLAN.jobs.values() if j.paper == paper]
     assert sorted(log.stem for log in (logs / "train").glob("*.log")) == sorted(j.job_id for j in jobs)
@@ -134,7 +137,9 @@ def test_scorecard_lists_every_configured_claim(smoke_dag):
     assert list(scorecard["claim_id"]) == [c["id"] for c in claims]
     other_scale = [c.get("scale", "paper") != PLAN.scale for c in claims]
     assert set(scorecard["verdict"][other_scale]) <= {"not run at this scale"}
-    assert (smoke_dag / "results" / "scorecard.png").stat().st_size > 10_000
+    assert (smoke_dag / "results" / "scorecard_summary.png").stat().st_size > 10_000
+    page = (smoke_dag / "results" / "scorecard.html").read_text()
+    assert all(f">{escape(c['id'])}<" in page for c in claims)   # one row per claim, as in the CSV
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")

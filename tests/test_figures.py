@@ -1,4 +1,6 @@
 """aggregate + plot: every built-in plot kind renders from a tidy table, diverged runs included."""
+from html.parser import HTMLParser
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -54,3 +56,98 @@ def test_table_cells_show_no_spread_for_one_seed_and_a_dash_when_no_run_finished
         "status": ["ok", "ok", "ok", "diverged"]}), ["rule"], ["final_acc"])
     cells = {rule: _cell(row, "final_acc") for rule, row in summary.iterrows()}
     assert cells == {"bp": "91 ± 1.4 (n=2)", "fa": "54.3 (n=1)", "aa": "—"}
+
+
+# --- tab_* figures: the drawn table as HTML for the report ----------------------------------------
+
+class _Cells(HTMLParser):
+    """(header, rows) of every <table> of an HTML page, as the browser shows the text (<br> -> newline)."""
+
+    def __init__(self):
+        super().__init__()
+        self.tables, self._cell = [], None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self.tables.append([])
+        elif tag == "tr":
+            self.tables[-1].append([])
+        elif tag in ("td", "th"):
+            self._cell = ""
+        elif tag == "br" and self._cell is not None:
+            self._cell += "\n"
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell += data
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th"):
+            self.tables[-1][-1].append(self._cell)
+            self._cell = None
+
+
+def html_tables(path):
+    parser = _Cells()
+    parser.feed(path.read_text())
+    return [(rows[0], rows[1:]) for rows in parser.tables]
+
+
+TABLE = {**FIGURE, "target": "tab_nodepert_test", "plot": {"kind": "table", "by": ["rule", "hparams.lr"],
+                                                            "metrics": ["final_acc"]}}
+
+
+def test_table_html_has_the_cells_of_the_summary_and_one_seed_shows_no_spread(tmp_path):
+    from impls.common.plotting import _cell
+
+    table = fake_table()
+    table = table[~((table["rule"] == "sgd") & (table["lr"] == 0.1) & (table["seed"] == 1))]   # one seed left
+    plot_figure(table, TABLE, tmp_path / "t.png", tmp_path / "t.pdf", html=tmp_path / "t.html")
+    [(header, rows)] = html_tables(tmp_path / "t.html")
+    summary = summary_table(table, ["rule", "hparams.lr"], ["final_acc"])
+    assert header == ["rule", "lr", "final_acc", "diverged"]
+    assert rows == [[rule, str(lr), _cell(row, "final_acc"), str(int(row[("runs", "diverged")]))]
+                    for (rule, lr), row in summary.iterrows()]
+    by_key = {(r[0], r[1]): r[2] for r in rows}
+    assert by_key[("sgd", "0.1")] == "16 (n=1)"                      # one seed: no ± and no "± 0"
+    assert "±" in by_key[("sgd", "0.01")] and "(n=2)" in by_key[("sgd", "0.01")]
+    assert by_key[("np", "1.0")] == "—"                                   # both seeds diverged
+    assert (tmp_path / "t.png").stat().st_size > 5_000                 # the image is still drawn for papers
+
+
+def test_table_html_escapes_cell_text_and_keeps_line_breaks(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from impls.common.plotting import table_html
+
+    fig, ax = plt.subplots()
+    ax.table(cellText=[["<script>alert(1)</script>", "a & b"]], colLabels=["rule", "angle\n(deg)"])
+    page = table_html(fig, {**TABLE, "title": "|B - B*| <i>"})
+    plt.close(fig)
+    assert "<script>alert" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "a &amp; b" in page and "|B - B*| &lt;i&gt;" in page and "angle<br>(deg)" in page
+    (tmp_path / "t.html").write_text(page)
+    assert html_tables(tmp_path / "t.html") == [(["rule", "angle\n(deg)"], [["<script>alert(1)</script>", "a & b"]])]
+
+
+def test_a_tab_figure_without_a_drawn_table_is_a_clear_error(tmp_path):
+    figure = {**TABLE, "plot": {"kind": "line", "x": "epoch", "y": "test_acc", "hue": "hparams.lr"}}
+    with pytest.raises(ValueError, match="tab_nodepert_test: a tab_\\* figure must draw its table with ax.table"):
+        plot_figure(fake_table(), figure, tmp_path / "t.png", tmp_path / "t.pdf", html=tmp_path / "t.html")
+    assert not (tmp_path / "t.html").exists()
+
+
+def test_pepita_accuracy_table_shows_no_spread_for_one_finished_seed():
+    import matplotlib.pyplot as plt
+
+    from impls.common.plotting import drawn_tables
+    from impls.pepita.figures import accuracy_table
+
+    runs = pd.DataFrame({"run_id": ["b0", "b1", "f0", "f1"], "rule": ["bp", "bp", "fa", "fa"], "arch": "fc1",
+                         "dataset": "digits", "final_test_acc": [90.0, 92.0, 80.0, np.nan],
+                         "status": ["ok", "ok", "ok", "diverged"]})
+    fig = accuracy_table(runs, {**FIGURE, "paper": "pepita", "target": "tab_pepita_accuracy"})
+    [(header, rows)] = drawn_tables(fig)
+    plt.close(fig)
+    assert header == ["rule", "fc1 digits"]
+    assert rows == [["bp", "91.00 ± 1.00 (n=2)"], ["fa", "80.00 (n=1) [1 div]"]]   # population sd, as the paper

@@ -222,29 +222,44 @@ def scorecard(papers: Mapping[str, Mapping], labels: Mapping[str, str], scale: s
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def render_png(card: pd.DataFrame, path) -> None:
-    """The scorecard as a table image for the report (colour = verdict)."""
+#: verdict -> colour of the scorecard's bars and cells (green, red, yellow, grey)
+VERDICT_COLOURS = {"reproduced": "#66bb6a", "not reproduced": "#ef5350", "unverified paper number": "#fdd835",
+                   "not run at this scale": "#bdbdbd"}
+
+
+def verdict_counts(card: pd.DataFrame) -> pd.DataFrame:
+    """Claims per (paper, claim scale) and verdict: one row per pair, one column per verdict."""
+    counts = card.groupby(["paper", "claim_scale", "verdict"], sort=False).size().unstack("verdict", fill_value=0)
+    return counts.reindex(columns=list(VERDICTS), fill_value=0)
+
+
+def render_summary_png(card: pd.DataFrame, path) -> None:
+    """The scorecard at a glance: per paper and claim scale, a horizontal bar stacked by verdict
+    (the rows themselves are in scorecard.html and scorecard.csv)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     from impls.common.plotting import save_atomically
 
-    colours = {"reproduced": "#c8e6c9", "not reproduced": "#ffcdd2", "unverified paper number": "#fff9c4",
-               "not run at this scale": "#eeeeee"}
-    cols = ["paper", "label", "claim", "claim_scale", "paper_value", "ours", "verdict"]
-    cells = [[str(row[c])[:70] for c in cols] for _, row in card.iterrows()] or [[""] * len(cols)]
-    fig, ax = plt.subplots(figsize=(22, 0.32 * len(cells) + 1.2))
-    ax.axis("off")
-    table = ax.table(cellText=cells, colLabels=cols, loc="center", cellLoc="left")
-    table.auto_set_font_size(False)
-    table.set_fontsize(7)
-    table.auto_set_column_width(list(range(len(cols))))
-    for i, (_, row) in enumerate(card.iterrows(), start=1):
-        table[i, len(cols) - 1].set_facecolor(colours.get(row["verdict"], "white"))
-    counts = card["verdict"].value_counts().to_dict() if len(card) else {}
-    ax.set_title(f"Reproduction scorecard at scale={card['scale_run'].iloc[0] if len(card) else '?'}: "
-                 + ", ".join(f"{v}: {n}" for v, n in counts.items()), fontsize=10)
+    counts = verdict_counts(card).iloc[::-1]          # first paper on top
+    labels = [f"{paper} · {scale}" for paper, scale in counts.index]
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(counts) + 1.6))
+    left = np.zeros(len(counts))
+    for verdict in VERDICTS:
+        n = counts[verdict].to_numpy()
+        bars = ax.barh(labels, n, left=left, color=VERDICT_COLOURS[verdict], label=verdict, edgecolor="white")
+        ax.bar_label(bars, labels=[str(k) if k else "" for k in n], label_type="center", fontsize=8)
+        left += n
+    ax.set_xlabel("claims")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.spines[["top", "right"]].set_visible(False)
+    scale = card["scale_run"].iloc[0] if len(card) else "?"
+    total = card["verdict"].value_counts()
+    ax.set_title(f"Reproduction scorecard, run at scale {scale}: "
+                 f"{total.get('reproduced', 0)} of {len(card)} claims reproduced", fontsize=10)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     save_atomically(fig, path)
     plt.close(fig)

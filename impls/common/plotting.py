@@ -124,14 +124,19 @@ def summary_table(table: pd.DataFrame, by, metrics) -> pd.DataFrame:
     return out
 
 
-def _cell(row, metric: str) -> str:
-    """mean ± sd (n=k) over seeds; one seed has no spread to show, and no finished run shows a dash."""
-    n = int(row[(metric, "count")])
+def spread_text(mean: float, sd: float, n: int, mean_format: str = ".3g", sd_format: str = ".2g") -> str:
+    """mean ± sd (n=k) over seeds; one seed has no spread to show (its sd is NaN, not 0), and no
+    finished run shows a dash. Every table cell of a mean over seeds is written by this function."""
     if n == 0:
         return "—"
     if n == 1:
-        return f"{row[(metric, 'mean')]:.3g} (n=1)"
-    return f"{row[(metric, 'mean')]:.3g} ± {row[(metric, 'std')]:.2g} (n={n})"
+        return f"{mean:{mean_format}} (n=1)"
+    return f"{mean:{mean_format}} ± {sd:{sd_format}} (n={n})"
+
+
+def _cell(row, metric: str) -> str:
+    """A :func:`summary_table` row's cell for ``metric`` (see :func:`spread_text`)."""
+    return spread_text(row[(metric, "mean")], row[(metric, "std")], int(row[(metric, "count")]))
 
 
 def table_figure(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
@@ -156,10 +161,44 @@ def save_atomically(fig: plt.Figure, path: str | Path) -> None:
 PLOTTERS = {"line": line_figure, "final": final_figure, "table": table_figure}
 
 
-def plot_figure(table: pd.DataFrame, figure: Mapping, png: str | Path, pdf: str | Path) -> None:
-    """Draw with a built-in kind or a paper's own ``package.module:function`` (see paper.schema.yaml)."""
+def drawn_tables(fig: plt.Figure) -> list[tuple[list[str], list[list[str]]]]:
+    """(header, rows) of every table drawn with ``ax.table(cellText=..., colLabels=...)`` in ``fig``,
+    the cell texts exactly as the image shows them (so the HTML and the PNG cannot disagree)."""
+    out = []
+    for ax in fig.axes:
+        for drawn in ax.tables:
+            cells = drawn.get_celld()
+            columns = sorted({c for _, c in cells})
+            grid = [[cells[r, c].get_text().get_text() if (r, c) in cells else "" for c in columns]
+                    for r in range(max(r for r, _ in cells) + 1)]
+            out.append((grid[0], grid[1:]))
+    return out
+
+
+def table_html(fig: plt.Figure, figure: Mapping) -> str:
+    """The tables a tab_* figure draws, as one HTML page for the report (impls.common.html_tables)."""
+    from impls.common.html_tables import table_page
+
+    tables = drawn_tables(fig)
+    if not tables:
+        raise ValueError(f"{figure['target']}: a tab_* figure must draw its table with ax.table(cellText=..., "
+                         f"colLabels=...) so the report can show it as HTML; plot kind "
+                         f"{figure['plot']['kind']!r} drew none")
+    meta = (f"creditbench {figure['target']} | scale={figure['scale']} | dataset={figure['dataset']} "
+            f"| the PNG and PDF beside this page draw the same cells")
+    return table_page(f"{figure['label']}: {figure['title']}", meta, tables)
+
+
+def plot_figure(table: pd.DataFrame, figure: Mapping, png: str | Path, pdf: str | Path,
+                html: str | Path | None = None) -> None:
+    """Draw with a built-in kind or a paper's own ``package.module:function`` (see paper.schema.yaml);
+    with ``html`` (tab_* figures), also write the drawn table as an HTML page for the report."""
     kind = figure["plot"]["kind"]
     fig = (PLOTTERS[kind] if kind in PLOTTERS else resolve(kind))(table, figure)
+    if html is not None:
+        from impls.common.io import atomic_write_text
+
+        atomic_write_text(html, table_html(fig, figure))
     save_atomically(fig, png)
     save_atomically(fig, pdf)
     plt.close(fig)

@@ -24,7 +24,7 @@ import seaborn as sns  # noqa: E402
 
 from impls.common.aggregate import figure_table  # noqa: E402
 from impls.common.io import load_npz  # noqa: E402
-from impls.common.plotting import stamp  # noqa: E402
+from impls.common.plotting import spread_text, stamp  # noqa: E402
 from impls.pepita.options import resolved_hparams  # noqa: E402
 from impls.pepita.reference import PAPER_TABLE, TUTORIAL_CURVE  # noqa: E402
 
@@ -188,7 +188,9 @@ def accuracy_table(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
                 row.append("-")
                 continue
             h = hit.iloc[0]
-            ours = f"{h['mean']:.2f} ± {h['std']:.2f} (n={int(h['n'])})" + (f" [{h['diverged']} div]" if h["diverged"] else "")
+            finished = int(h["n"]) - int(h["diverged"])   # one finished seed: no "± 0.00"
+            ours = spread_text(h["mean"], h["std"], finished, ".2f", ".2f") + (
+                f" [{h['diverged']} div]" if h["diverged"] else "")
             paper = PAPER_TABLE.get((rule, arch, dataset))
             row.append(ours + (f"\npaper {paper[0]:.2f} ± {paper[1]:.2f}" if paper else ""))
         cells.append(row)

@@ -67,8 +67,17 @@ def figure_evaluations(wildcards):
 
 
 def figure_outputs(target):
+    """A figure's files; a table (tab_*) also has its HTML rendering (rule ``table``)."""
     fig = PLAN.figures[target]
-    return [f"{RESULTS}/{fig.paper}/{target}.{ext}" for ext in ("csv", "png", "pdf")]
+    exts = ("csv", "png", "pdf", "html") if target.startswith("tab_") else ("csv", "png", "pdf")
+    return [f"{RESULTS}/{fig.paper}/{target}.{ext}" for ext in exts]
+
+
+def report_labels(wildcards, shown_as):
+    """The report's columns for a figure: its target, the paper figure, the scale, and whether this
+    entry is the image or the HTML table (a tab_* figure has both)."""
+    fig = PLAN.figures[wildcards.figure]
+    return {"figure": wildcards.figure, "paper figure": fig.label, "scale": fig.scale, "shown as": shown_as}
 
 
 def paper_figure_outputs(paper):

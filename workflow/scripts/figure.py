@@ -1,7 +1,7 @@
-"""Snakemake script of the ``figure`` rule: the figure's tidy table (impls.common.aggregate), its
+"""Snakemake script of the ``figure`` and ``table`` rules: the figure's tidy table (impls.common.aggregate), its
 provenance record (impls.common.provenance: what trained its runs, what made it), then its plot
-(impls.common.plotting) from that CSV with the record's commits in the footer, in one process;
-logs to the rule's log."""
+(impls.common.plotting) from that CSV with the record's commits in the footer, in one process; a tab_*
+figure (rule ``table``) also writes the drawn table as HTML. Logs to the rule's log."""
 import sys
 from pathlib import Path
 
@@ -23,4 +23,4 @@ print(f"{len(table)} rows from {table['run_id'].nunique()} runs", file=sys.stder
 record = figure_record(figure, figure_finals(figure, results))
 atomic_write_json(out.record, record)
 # plotted from the CSV as written, so the figure shows exactly what the table holds
-plot_figure(pd.read_csv(out.csv), {**figure, "provenance": record}, out.png, out.pdf)
+plot_figure(pd.read_csv(out.csv), {**figure, "provenance": record}, out.png, out.pdf, html=out.get("html"))
