@@ -24,6 +24,7 @@ import seaborn as sns  # noqa: E402
 
 from impls.common.aggregate import figure_table  # noqa: E402
 from impls.common.io import load_npz  # noqa: E402
+from impls.common import display  # noqa: E402
 from impls.common.plotting import stamp  # noqa: E402
 from impls.pepita.options import resolved_hparams  # noqa: E402
 from impls.pepita.reference import PAPER_TABLE, TUTORIAL_CURVE  # noqa: E402
@@ -160,9 +161,9 @@ def slowness_figure(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
             r = r[r["fitted"]]
             s, amax = r["s"].iloc[0], r["acc_max"].iloc[0]
             ax.plot(r["X"], r["acc"], "--", color=colors.get(rule), alpha=0.7)
-            ax.plot(r["X"], r["fit"], "-", color=colors.get(rule), label=f"{rule}  fit: s={s:.3g}")
+            ax.plot(r["X"], r["fit"], "-", color=colors.get(rule), label=f"{display.rule(rule)}  fit: s={s:.3g}")
             cells.append([arch, dataset, rule, f"{s:.3g}", f"{amax:.2f}", int(r["fit_epochs"].iloc[0])])
-        ax.set_title(f"{arch} / {dataset}")
+        ax.set_title(f"{arch} / {display.DATASETS.get(dataset, dataset)}")
         ax.set_xlabel("epoch (0 = chance)")
         ax.set_ylabel("test accuracy (%)")
         ax.legend(fontsize=7)
