@@ -106,3 +106,17 @@ def test_the_filter_built_from_the_plan_knows_every_figure(tmp_path):
     assert "fig_nodepert_lr" in progress.figure_jobs and progress.figure_jobs["fig_nodepert_lr"]
     assert not progress.done                          # an empty results directory: nothing trained
     assert progress.jobs_total("fig_nodepert_lr") == len(progress.figure_jobs["fig_nodepert_lr"]) + 1
+
+
+def test_a_config_the_plan_cannot_read_still_passes_errors_through(tmp_path, monkeypatch, capsys):
+    """A broken config must not break the pipe into which Snakemake writes: one note, then the errors."""
+    import io
+
+    from impls.common import progress
+
+    bad = tmp_path / "config.yaml"
+    bad.write_text("scale: [unclosed\n")
+    monkeypatch.setattr("sys.stdin", io.StringIO("Error in rule train:\n"))
+    progress.main(["--config", str(bad), "--root", str(tmp_path)])
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("(progress per figure unavailable: ") and out[1:] == ["Error in rule train:"]

@@ -162,7 +162,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--config", default="config/config.yaml", help="the run's config file")
     parser.add_argument("--root", default=".", help="the repository root (paper.yaml files, results/)")
     args = parser.parse_args(argv)
-    run(from_plan(args.config, args.root), sys.stdin, sys.stdout)
+    try:
+        progress = from_plan(args.config, args.root)
+    except Exception as err:  # noqa: BLE001 -- the run goes on; Snakemake itself reports a bad config
+        reason = " ".join(str(err).split())
+        print(f"(progress per figure unavailable: {type(err).__name__}: {reason}; see logs/make-run.log)", flush=True)
+        progress = ProgressFilter({}, {})
+    run(progress, sys.stdin, sys.stdout)
 
 
 if __name__ == "__main__":
