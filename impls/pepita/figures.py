@@ -25,7 +25,7 @@ import seaborn as sns  # noqa: E402
 from impls.common.aggregate import figure_table  # noqa: E402
 from impls.common.io import load_npz  # noqa: E402
 from impls.common import display  # noqa: E402
-from impls.common.plotting import stamp  # noqa: E402
+from impls.common.plotting import integer_ticks, stamp  # noqa: E402
 from impls.pepita.options import resolved_hparams  # noqa: E402
 from impls.pepita.reference import PAPER_TABLE, TUTORIAL_CURVE  # noqa: E402
 
@@ -210,6 +210,7 @@ def _band(ax, data: pd.DataFrame, metric: str, hue: str | None = None, max_epoch
     if max_epoch is not None:
         sub = sub[sub["epoch"] <= max_epoch]
     sns.lineplot(data=sub, x="epoch", y="value", hue=hue, errorbar="sd", ax=ax)
+    integer_ticks(ax, "x")
 
 
 def alignment_figure(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
@@ -221,6 +222,7 @@ def alignment_figure(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
         _band(ax, table, metric, max_epoch=max_epoch)
         ax.set_ylabel(label)
     axes[1].axhline(90, color="0.6", ls=":")
+    fig.tight_layout()  # the third panel's y label clears the second panel's ticks
     return stamp(fig, figure)
 
 
