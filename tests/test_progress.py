@@ -69,10 +69,10 @@ def test_each_job_names_its_figures_and_each_figure_counts_its_jobs():
         "09:44:00 preparing dataset digits",
         "09:44:00 [1 of 3 steps] training nodepert-2x-aa for fig_nodepert_lr, fig_nodepert_depth",
         # fig_nodepert_lr: its other train job was trained before the run; its plot job is still to come
-        "09:44:00 [1 of 3 steps] fig_nodepert_lr: 2 of 3 jobs done",
-        "09:44:00 [1 of 3 steps] fig_nodepert_depth: 1 of 2 jobs done",
+        "09:44:00 [2 of 3 steps] fig_nodepert_lr: 2 of 3 jobs done",
+        "09:44:00 [2 of 3 steps] fig_nodepert_depth: 1 of 2 jobs done",
         "09:44:00 [2 of 3 steps] fig_nodepert_lr: plotting",
-        "09:44:00 [2 of 3 steps] fig_nodepert_lr: built (results/nodepert/fig_nodepert_lr.png)",
+        "09:44:00 [3 of 3 steps] fig_nodepert_lr: built (results/nodepert/fig_nodepert_lr.png)",
     ]
 
 

@@ -12,7 +12,10 @@ count as done until Snakemake starts them again. Printed, with the time:
 
     09:41:33 [1 of 4 steps] training nodepert-33x-ba51715442 for fig_nodepert_lr, fig_nodepert_depth and 9 more
     09:44:10 [2 of 4 steps] fig_nodepert_lr: 1 of 2 jobs done
-    09:44:12 [3 of 4 steps] fig_nodepert_lr: built (results/nodepert/fig_nodepert_lr.png)
+    09:44:12 [3 of 4 steps] fig_nodepert_lr: plotting
+    09:44:15 [4 of 4 steps] fig_nodepert_lr: built (results/nodepert/fig_nodepert_lr.png)
+
+A job's "done" lines carry the step count Snakemake prints right after it finished.
 
 Errors, "Nothing to be done" and Snakemake's own error summary lines pass through unchanged.
 """
@@ -58,6 +61,7 @@ class ProgressFilter:
         self.built: set[str] = set()
         self.clock = clock
         self.steps = ""
+        self._pending: list[str] = []   # what a finished job gave, shown with the step count that follows it
         self._block: dict | None = None
         self._jobs: dict[str, tuple[str, dict[str, str]]] = {}   # Snakemake jobid -> (rule, wildcards)
 
@@ -82,8 +86,9 @@ class ProgressFilter:
         steps = STEPS.match(line)
         if steps:
             self.steps = f"[{steps.group(1)} of {steps.group(2)} steps] "
+            out += self._flush()
         elif finished:
-            out += self._finished(finished.group(1))
+            self._pending += self._finished(finished.group(1))
         elif PASS_THROUGH.match(line):
             out.append(line)
         return out
@@ -91,7 +96,11 @@ class ProgressFilter:
     def close(self) -> list[str]:
         """The line of a job block still open (the stream ended right after it)."""
         block, self._block = self._block, None
-        return self._started(block) if block is not None and "jobid" in block else []
+        return self._flush() + (self._started(block) if block is not None and "jobid" in block else [])
+
+    def _flush(self) -> list[str]:
+        pending, self._pending = self._pending, []
+        return [self._line(text) for text in pending]
 
     def _started(self, block: Mapping) -> list[str]:
         rule, wildcards = block["rule"], block["wildcards"]
@@ -116,13 +125,13 @@ class ProgressFilter:
         if rule == "train" and "job" in wildcards:
             job = wildcards["job"]
             self.done.add(job)
-            return [self._line(f"{target}: {self.jobs_done(target)} of {self.jobs_total(target)} jobs done")
+            return [f"{target}: {self.jobs_done(target)} of {self.jobs_total(target)} jobs done"
                     for target in self.figures_of_job.get(job, [])]
         if rule == "figure" and "figure" in wildcards:
             target = wildcards["figure"]
             self.built.add(target)
             paper = wildcards.get("paper", self.paper_of.get(target, "<paper>"))
-            return [self._line(f"{target}: built (results/{paper}/{target}.png)")]
+            return [f"{target}: built (results/{paper}/{target}.png)"]
         return []
 
     # ------------------------------------------------------------------ counts
