@@ -92,6 +92,16 @@ def test_final_figure_over_depth_has_integer_ticks_and_a_diverged_entry():
     plt.close(fig)
 
 
+def test_one_depth_gets_one_integer_tick():
+    runs = fake_table().drop_duplicates("run_id").copy()
+    runs["depth"] = 8
+    fig = final_figure(runs, {**FIGURE, "plot": {"kind": "final", "x": "model.depth", "y": "final_acc",
+                                                 "hue": "rule"}})
+    assert _tick_values(fig.axes[0]) == [8]
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["8"]
+    plt.close(fig)
+
+
 def test_display_levels():
     assert display.level("rule", "np_adam") == "NP + Adam"
     assert display.level("rule", "alignada") == "Align-ada"

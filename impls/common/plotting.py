@@ -100,21 +100,24 @@ def is_integer_axis(column: str, values) -> bool:
 
 
 def integer_ticks(ax, axis: str = "x", values=None) -> None:
-    """Integer tick labels on ``ax``'s ``axis`` ("x" or "y"). Linear scale: ticks at whole numbers
-    only. Log scale: ticks at the plotted ``values`` (e.g. widths 32, 128, 512), written as integers
-    rather than powers of the base."""
+    """Integer tick labels on ``ax``'s ``axis`` ("x" or "y"): at the plotted ``values`` when there
+    are few of them (depths 8, 18, 34; widths 32, 128, 512 on a log axis, written as integers rather
+    than powers of the base), else at whole numbers only (epochs 0..200)."""
     from matplotlib.ticker import FixedLocator, MaxNLocator, NullLocator, StrMethodFormatter
 
     target = ax.xaxis if axis == "x" else ax.yaxis
     scale = ax.get_xscale() if axis == "x" else ax.get_yscale()
-    if scale == "log" and values is not None:
-        ticks = sorted({int(v) for v in pd.Series(values).dropna() if v > 0})
-        if ticks:
-            target.set_major_locator(FixedLocator(ticks))
-            target.set_minor_locator(NullLocator())
-            target.set_major_formatter(StrMethodFormatter("{x:.0f}"))
-    elif scale == "linear":
-        target.set_major_locator(MaxNLocator(integer=True))
+    ticks = sorted({int(v) for v in pd.Series(values).dropna() if v > 0 or scale != "log"}) if values is not None else []
+    if ticks and (scale == "log" or len(ticks) <= FEW_TICKS):
+        target.set_major_locator(FixedLocator(ticks))
+        target.set_minor_locator(NullLocator())
+        target.set_major_formatter(StrMethodFormatter("{x:.0f}"))
+    elif scale != "log":
+        target.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+
+
+#: at most this many distinct values on an integer axis get a tick each
+FEW_TICKS = 8
 
 
 def _axes_style(grid, spec: Mapping, x: str, y: str, x_values=None) -> None:
