@@ -31,13 +31,14 @@ $(VENV)/.installed: requirements.txt requirements.lock pyproject.toml
 	$(VENV)/bin/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $@
 
-# Snakemake's full output goes to logs/make-run.log; the terminal shows its progress lines
-# ("3 of 9 steps (33%) done") and, if something fails, the end of that log.
+# Snakemake's full output goes to logs/make-run.log; the terminal shows, per figure, what is being
+# built and how far along ("fig_nodepert_lr: 2 of 3 jobs done", impls/common/progress.py) and, if
+# something fails, the end of that log.
 run: venv
 	@mkdir -p logs
 	@echo "Running every figure at scale=$$(sed -n 's/^scale: *//p' config/config.yaml) (full log: logs/make-run.log)"
 	@$(SNAKEMAKE) --cores $(CORES) all 2>&1 | tee logs/make-run.log \
-		| grep --line-buffered -E 'steps \([0-9]+%\) done|Nothing to be done'; \
+		| $(VENV)/bin/python -m impls.common.progress --config config/config.yaml; \
 		status=$${PIPESTATUS[0]}; \
 		if [ $$status -ne 0 ]; then tail -n 40 logs/make-run.log; exit $$status; fi
 	@$(SNAKEMAKE) --cores 1 all --report results/report.html >> logs/make-run.log 2>&1 \

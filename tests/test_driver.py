@@ -224,3 +224,47 @@ def test_every_paper_entry_is_one_impl_declaration():
             assert f"class {name}" in source or f"def {name}" in source, (main_py, target)
     impls = {p.parent.name for p in Path(speclib.REPO_ROOT, "impls").glob("*/__main__.py")}
     assert {"nodepert", "bpfree", "pepita", "two_routes", "wide_align"} <= impls
+
+
+def _progress_after(epoch, epochs, n=2):
+    history = {"test_acc": np.full((epochs + 1, n), np.nan), "train_loss": np.full((epochs + 1, n), np.nan)}
+    history["test_acc"][epoch] = [80.0, 90.0]
+    history["train_loss"][epoch] = [0.5, 0.25]
+    return driver.Progress(epoch, epochs, history, np.full(n, -1), np.full(n, -1))
+
+
+def test_the_log_line_starts_with_the_time_and_ends_with_the_eta_of_the_batch():
+    from datetime import datetime
+
+    program = CountingProgram([[1, 1, 1, 1], [1, 1, 1, 1]])
+    progress = _progress_after(3, 10)
+    remaining = driver.eta(epochs_done=3, epochs_left=7, elapsed_s=90.0)   # 30 s per epoch, 7 epochs left
+    line = driver.log_line("nodepert-abc", program, progress, 31.0, remaining, datetime(2026, 12, 3, 9, 55, 0))
+    assert line.startswith("2026-12-03 09:55:00 [nodepert-abc] epoch 3/10 | 2 runs | train loss 0.375 | ")
+    assert "test_acc median 85 max 90" in line and "| 31 s/epoch |" in line
+    assert line.endswith("| ETA 0:03:30 (09:58:30)")
+    # epoch 0 (evaluation before training) has no epoch time and no ETA yet
+    first = driver.log_line("nodepert-abc", program, _progress_after(0, 10), None, None, datetime(2026, 12, 3, 9, 0))
+    assert "s/epoch" not in first and "ETA" not in first
+
+
+def test_eta_is_the_mean_epoch_time_times_the_epochs_left():
+    assert driver.eta(4, 6, 100.0) == pytest.approx(150.0)
+    assert driver.eta(5, 0, 100.0) == 0.0            # the last epoch: nothing left
+    assert driver.eta(0, 10, 0.0) is None             # nothing timed yet
+    assert driver.format_duration(0.2) == "0:00:01"
+    assert driver.format_duration(3725.0) == "1:02:05"
+    assert driver.format_duration(90061.0) == "25:01:01"
+
+
+def test_the_driver_logs_timestamped_lines_with_an_eta(tmp_path, capsys):
+    import re
+
+    job = _job(tmp_path, 1, epochs=3)
+    driver.train(job, TrainOptions(tmp_path, 10.0, "cpu"), lambda j, o: CountingProgram([[1, 1, 1, 1]]))
+    lines = [line for line in capsys.readouterr().err.splitlines() if "] epoch " in line]
+    assert len(lines) == 4                                              # epoch 0, then 1..3
+    stamp = r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \["
+    assert all(re.match(stamp, line) for line in lines)
+    assert all(re.search(r"\| ETA \d+:\d\d:\d\d \(\d\d:\d\d:\d\d\)$", line) for line in lines[1:])
+    assert lines[-1].endswith("| ETA 0:00:00 (" + lines[-1].split(" ")[1] + ")")

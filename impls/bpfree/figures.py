@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from impls.bpfree import options
+from impls.common import display
 from impls.common.aggregate import column_name
 from impls.common.io import load_npz, read_json
 from impls.common.metrics import read_metrics
@@ -153,6 +154,7 @@ def trackers_figure(table: pd.DataFrame, figure: Mapping):
     wanted = {"localloss": "local loss ℓ_l/N", "gradnorm": "‖ΔW_l‖_F", "wnorm": "‖W_l‖_F"}
     data = table[(table["split"] == "train") & table["metric"].isin(list(wanted))].dropna(subset=["value"]).copy()
     data["tracker"] = data["metric"].map(wanted)
+    data["rule"] = data["rule"].map(display.rule)
     grid = sns.relplot(data=data, kind="line", x="epoch", y="value", hue="layer", row="tracker", col="rule",
                        errorbar="sd", height=2.8, aspect=1.3, facet_kws={"sharey": "row"},
                        row_order=[v for k, v in wanted.items() if k in set(data["metric"])])
@@ -189,7 +191,8 @@ def reconstruction_figure(table: pd.DataFrame, figure: Mapping):
     left = outer[0].subgridspec(1, 2)
     for i, split in enumerate(("train", "test")):
         ax = fig.add_subplot(left[i])
-        sns.lineplot(data=curves[curves["split"] == split], x="epoch", y="value", hue="rule", style="lr",
+        shown = curves[curves["split"] == split].assign(rule=lambda d: d["rule"].map(display.rule))
+        sns.lineplot(data=shown, x="epoch", y="value", hue="rule", style="lr",
                      errorbar="sd", ax=ax, legend=(i == 1))
         ax.set_yscale("log")
         ax.set_ylabel(f"{split} MSE")
@@ -197,7 +200,7 @@ def reconstruction_figure(table: pd.DataFrame, figure: Mapping):
         right = outer[1].subgridspec(len(runs) + 1, n_img, wspace=0.05, hspace=0.1)
         lo, hi = (-1.0, 1.0) if float(samples["value"].min()) < 0 else (0.0, 1.0)
         rows = [("input", samples[samples["metric"] == "input"])] + [
-            (f"{r.rule} (lr {r.lr:g})", recon[recon["run_id"] == r.run_id]) for r in runs.itertuples()]
+            (f"{display.rule(r.rule)} (lr {r.lr:g})", recon[recon["run_id"] == r.run_id]) for r in runs.itertuples()]
         for i, (name, rows_i) in enumerate(rows):
             for j in range(n_img):
                 ax = fig.add_subplot(right[i, j])

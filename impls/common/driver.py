@@ -9,7 +9,8 @@ everything around that, identically for every paper:
 - ``spec.json`` of every run, then epoch 0 (the program's ``evaluate`` before training);
 - the epoch loop: ``train_epoch`` returns the epoch's metrics, the driver records them in the
   history (metric -> (epochs + 1, runs)), marks runs that diverged (``program.diverged``) or
-  stopped early (``program.stopped``), prints one log line, and ends when every run has;
+  stopped early (``program.stopped``), prints one log line (wall-clock time, metrics, seconds per
+  epoch and the batch's ETA from its mean epoch time), and ends when every run has;
 - checkpoint/resume: every ``checkpoint_minutes`` the program state, history and run status go to
   ``checkpoint.npz`` in the batch directory (``impls.common.checkpoint``: saved with its
   structure, refused with a clear message when it does not match the program); a killed job
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import sys
 import time
+from datetime import datetime, timedelta
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,7 +120,25 @@ class BatchProgram(ABC):
         return {}
 
 
-def _log(batch_id: str, program: BatchProgram, progress: Progress, seconds: float | None) -> None:
+def eta(epochs_done: int, epochs_left: int, elapsed_s: float) -> float | None:
+    """Seconds the batch still needs: its mean epoch time so far times the epochs left (None
+    before the first epoch, when there is no epoch time to go by)."""
+    if epochs_done <= 0:
+        return None
+    return elapsed_s / epochs_done * max(epochs_left, 0)
+
+
+def format_duration(seconds: float) -> str:
+    """A duration as H:MM:SS (whole seconds, rounded up: an ETA of 0.2 s reads 0:00:01)."""
+    whole = int(-(-seconds // 1))
+    hours, rest = divmod(whole, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
+
+
+def log_line(batch_id: str, program: BatchProgram, progress: Progress, seconds: float | None,
+             remaining_s: float | None, now: datetime) -> str:
+    """One progress line of the batch: wall-clock time, epoch, loss, the log metric, diverged and
+    stopped runs, the epoch's time and the ETA of the batch (time left and the clock time it ends)."""
     epoch, n = progress.epoch, len(progress.diverged)
     live = progress.diverged < 0
     values = progress.history.get(program.log_metric, np.full((epoch + 1, n), np.nan))[epoch][live]
@@ -128,9 +148,15 @@ def _log(batch_id: str, program: BatchProgram, progress: Progress, seconds: floa
     loss_text = f" | train loss {np.nanmean(loss[epoch][live]):.4g}" if (
         loss is not None and live.any() and np.isfinite(loss[epoch][live]).any()) else ""
     rate = f" | {seconds:.3g} s/epoch" if seconds is not None else ""
-    print(f"[{batch_id}] epoch {epoch}/{progress.epochs} | {n} runs{loss_text} | {summary} | "
-          f"diverged {int((~live).sum())} | stopped {int((progress.stopped >= 0).sum())}{rate}",
-          file=sys.stderr, flush=True)
+    left = (f" | ETA {format_duration(remaining_s)} "
+            f"({(now + timedelta(seconds=remaining_s)).strftime('%H:%M:%S')})") if remaining_s is not None else ""
+    return (f"{now.strftime('%Y-%m-%d %H:%M:%S')} [{batch_id}] epoch {epoch}/{progress.epochs} | {n} runs{loss_text} | "
+            f"{summary} | diverged {int((~live).sum())} | stopped {int((progress.stopped >= 0).sum())}{rate}{left}")
+
+
+def _log(batch_id: str, program: BatchProgram, progress: Progress, seconds: float | None,
+         remaining_s: float | None = None) -> None:
+    print(log_line(batch_id, program, progress, seconds, remaining_s, datetime.now()), file=sys.stderr, flush=True)
 
 
 def _record(program: BatchProgram, progress: Progress, values: Mapping[str, np.ndarray]) -> None:
@@ -162,6 +188,8 @@ def train(job, options, make_program: Callable[[Any, Any], BatchProgram]) -> Non
         _log(job.batch_id, program, progress, None)
         program.epoch_done(progress, job.run_dirs)
     t_start, clock = time.perf_counter() - elapsed, CheckpointClock(options.checkpoint_minutes)
+    first_epoch = progress.epoch  # the ETA goes by the epochs timed in this process (not a resumed one's)
+    t_first = time.perf_counter()
     while progress.epoch < epochs and progress.active.any():
         t0 = time.perf_counter()
         progress.epoch += 1
@@ -170,7 +198,9 @@ def train(job, options, make_program: Callable[[Any, Any], BatchProgram]) -> Non
         progress.diverged[live & program.diverged(progress)] = progress.epoch
         running = progress.active
         progress.stopped[running & program.stopped(progress)] = progress.epoch
-        _log(job.batch_id, program, progress, time.perf_counter() - t0)
+        now = time.perf_counter()
+        _log(job.batch_id, program, progress, now - t0,
+             eta(progress.epoch - first_epoch, epochs - progress.epoch, now - t_first))
         program.epoch_done(progress, job.run_dirs)
         done = progress.epoch == epochs or not progress.active.any()
         if not done and clock.due():

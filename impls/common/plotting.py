@@ -1,10 +1,12 @@
 """plot: a figure's tidy table -> PNG + PDF (seaborn), as paper.yaml's ``plot`` block says.
 
 Caller: workflow/scripts/figure.py (the ``figure`` rule).
-Every image carries a title naming the paper figure it reproduces and a footer with the
-scale, dataset and the git commits that trained its runs and drew it. Diverged runs stay
-visible: drawn up to the epoch they diverged, ending in an ``x``, and marked "(diverged)" in the
-legend.
+Every image carries a plain title (paper.yaml ``title``: what the figure shows; the working
+``label`` with its uncertainty, "number inferred", "recalled", goes to the report caption) and a
+footer with the scale, dataset and the git commits that trained its runs and drew it. Legends,
+facets and axes use display names (impls.common.display: NP, SGD, Align-ada, "learning rate");
+count axes (epoch, width, depth) get integer ticks. Diverged runs stay visible: drawn up to their
+last finite point, which carries a black ``x``, and the legend has one "diverged" entry for that mark.
 """
 from __future__ import annotations
 
@@ -17,13 +19,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from impls.common import provenance  # noqa: E402
+from impls.common import display, provenance  # noqa: E402
 from impls.common.aggregate import column_name, resolve  # noqa: E402
 from impls.common.io import atomic_output  # noqa: E402
-
-
-def _format_level(value) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _select_metric(table: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -32,23 +30,62 @@ def _select_metric(table: pd.DataFrame, metric: str) -> pd.DataFrame:
 
 
 def _categorical(data: pd.DataFrame, keys) -> None:
-    """Factors used for colour/style/facets become ordered categories with readable labels."""
+    """Factors used for colour/style/facets become ordered categories of their display names."""
     for key in filter(None, keys):
-        levels = sorted(data[key].unique(), key=lambda v: (isinstance(v, str), v))
-        data[key] = pd.Categorical(data[key].map(_format_level), [_format_level(v) for v in levels])
+        levels = sorted(data[key].dropna().unique(), key=lambda v: (isinstance(v, str), v))
+        names = list(dict.fromkeys(display.level(key, v) for v in levels))
+        data[key] = pd.Categorical(data[key].map(lambda v: display.level(key, v)), names)
 
 
-def _mark_diverged_in_legend(data: pd.DataFrame, hue: str | None) -> None:
-    if hue:
-        diverged = data.groupby(hue, observed=True)["status"].agg(lambda s: (s == "diverged").any())
-        data[hue] = data[hue].cat.rename_categories({h: f"{h} (diverged)" for h, d in diverged.items() if d})
+def _display_columns(data: pd.DataFrame, keys) -> tuple[pd.DataFrame, list]:
+    """``data`` with the factor columns ``keys`` renamed to their display titles (the legend and
+    facet titles seaborn writes), and those titles in the order of ``keys`` (None stays None)."""
+    titles = [display.factor(k) if k else None for k in keys]
+    return data.rename(columns={k: t for k, t in zip(keys, titles) if k}), titles
+
+
+DIVERGED_LABEL = "diverged"
+
+
+def diverged_handle():
+    """The legend entry of the diverged mark: a black ``x`` (no line)."""
+    from matplotlib.lines import Line2D
+
+    return Line2D([], [], marker="x", color="black", linestyle="none", label=DIVERGED_LABEL)
+
+
+def mark_diverged(ax, x, y) -> None:
+    """Black ``x`` marks at (x, y): where diverged runs ended (last finite point, or the x axis)."""
+    ax.scatter(x, y, marker="x", color="black", zorder=5, label=DIVERGED_LABEL)
+
+
+def _add_diverged_to_legend(grid) -> None:
+    """One "diverged" entry at the end of a seaborn grid's figure legend."""
+    legend = grid._legend
+    if legend is None:
+        grid.add_legend(legend_data={DIVERGED_LABEL: diverged_handle()})
+        return
+    labels = [text.get_text() for text in legend.get_texts()]
+    legend_data = dict(zip(labels, legend.legend_handles))
+    legend_data[DIVERGED_LABEL] = diverged_handle()
+    title = legend.get_title().get_text()
+    legend.remove()
+    grid._legend = None
+    grid.add_legend(legend_data=legend_data, label_order=list(legend_data), title=title or None)
+
+
+def figure_title(figure: Mapping) -> str:
+    """The image title: paper.yaml's ``title``, what the figure shows, in plain words. The working
+    ``label`` ("Fig. 1 (number inferred from file names)") is not repeated: its uncertainty belongs
+    in the caption (workflow/report/figure.rst) and the scorecard's label column."""
+    return figure["title"]
 
 
 def stamp(fig: plt.Figure, figure: Mapping) -> plt.Figure:
-    """Title naming the paper figure; footer with target, scale, dataset and the commits that trained
+    """Plain title (``figure_title``); footer with target, scale, dataset and the commits that trained
     its runs and made the plot, from ``figure["provenance"]`` (``provenance.figure_record``, which the
     figure job adds); without one the footer names the plotting commit only and says so."""
-    fig.suptitle(f"{figure['label']}: {figure['title']}", y=1.02)
+    fig.suptitle(figure_title(figure), y=1.02)
     fig.text(0.01, -0.03, f"creditbench {figure['target']} | scale={figure['scale']} | "
              f"dataset={figure['dataset']} | {commits_text(figure)}", fontsize=7, color="0.4")
     return fig
@@ -61,34 +98,75 @@ def commits_text(figure: Mapping) -> str:
     return f"plotted at {provenance.short_commit(provenance.git_commit())}; training commits not given"
 
 
-def _axes_style(grid, spec: Mapping, x: str, y: str) -> None:
-    from matplotlib.ticker import MaxNLocator
+def is_integer_axis(column: str, values) -> bool:
+    """Does axis ``column`` count something (epochs, widths, depth, n): a known count factor, or
+    every value a whole number?"""
+    values = pd.Series(values).dropna()
+    if column.rsplit(".", 1)[-1] in display.INTEGER_FACTORS:
+        return True
+    return bool(len(values)) and pd.api.types.is_numeric_dtype(values) and bool((values % 1 == 0).all())
 
+
+def integer_ticks(ax, axis: str = "x", values=None) -> None:
+    """Integer tick labels on ``ax``'s ``axis`` ("x" or "y"): at the plotted ``values`` when there
+    are few of them (depths 8, 18, 34; widths 32, 128, 512 on a log axis, written as integers rather
+    than powers of the base), else at whole numbers only (epochs 0..200)."""
+    from matplotlib.ticker import FixedLocator, MaxNLocator, NullLocator, StrMethodFormatter
+
+    target = ax.xaxis if axis == "x" else ax.yaxis
+    scale = ax.get_xscale() if axis == "x" else ax.get_yscale()
+    ticks = sorted({int(v) for v in pd.Series(values).dropna() if v > 0 or scale != "log"}) if values is not None else []
+    if ticks and (scale == "log" or len(ticks) <= FEW_TICKS):
+        target.set_major_locator(FixedLocator(ticks))
+        target.set_minor_locator(NullLocator())
+        target.set_major_formatter(StrMethodFormatter("{x:.0f}"))
+    elif scale != "log":
+        target.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+
+
+#: at most this many distinct values on an integer axis get a tick each
+FEW_TICKS = 8
+
+
+def _axes_style(grid, spec: Mapping, x: str, y: str, x_values=None) -> None:
     for ax in grid.axes.flat:
-        if x == "epoch":
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xscale("log" if spec.get("logx") else "linear")
         ax.set_yscale("log" if spec.get("logy") else "linear")
-        ax.set_xlabel(spec.get("xlabel", x))
+        if x_values is not None and is_integer_axis(x, x_values):
+            integer_ticks(ax, "x", x_values)
+        ax.set_xlabel(spec.get("xlabel", display.factor(x)))
         ax.set_ylabel(spec.get("ylabel", y))
+
+
+def _last_finite(rows: pd.DataFrame, x: str) -> pd.DataFrame:
+    """Per diverged run, its last point with a finite value (the run's first point, at 0, if none)."""
+    diverged = rows[rows["status"] == "diverged"].sort_values(x)
+    finite = diverged.dropna(subset=["value"]).groupby("run_id").tail(1)
+    never = diverged[~diverged["run_id"].isin(finite["run_id"])].groupby("run_id").head(1).assign(value=0.0)
+    return pd.concat([finite, never])
 
 
 def line_figure(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
     """A per-epoch metric (``y``, e.g. test_acc) against ``x`` (epoch), one line per run."""
     spec = figure["plot"]
     data = _select_metric(table, spec["y"])
-    hue, style, col, row = (column_name(spec[k]) if spec.get(k) else None for k in ("hue", "style", "col", "row"))
-    _categorical(data, (hue, style, col, row))
-    _mark_diverged_in_legend(data, hue)
+    keys = [column_name(spec[k]) if spec.get(k) else None for k in ("hue", "style", "col", "row")]
+    _categorical(data, keys)
+    data, (hue, style, col, row) = _display_columns(data, keys)
     import seaborn as sns  # imported where used: 1.3 s of the figure job, which tables do not need
 
     grid = sns.relplot(data=data, kind="line", x=spec["x"], y="value", hue=hue, style=style, col=col, row=row,
                        markers=False, errorbar=("sd" if data.groupby("run_id").ngroups > 1 else None),
                        height=4, aspect=1.3, facet_kws={"sharey": True})
+    any_diverged = False
     for (_, sub), ax in zip(grid.facet_data(), grid.axes.flat):
-        last = sub[sub["status"] == "diverged"].sort_values(spec["x"]).groupby("run_id").tail(1)
-        ax.scatter(last[spec["x"]], last["value"].fillna(0.0), marker="x", color="black", zorder=5)
-    _axes_style(grid, spec, spec["x"], spec["y"])
+        last = _last_finite(sub, spec["x"])
+        if len(last):
+            mark_diverged(ax, last[spec["x"]], last["value"])
+            any_diverged = True
+    if any_diverged:
+        _add_diverged_to_legend(grid)
+    _axes_style(grid, spec, spec["x"], spec["y"], data[spec["x"]])
     return stamp(grid.figure, figure)
 
 
@@ -101,17 +179,22 @@ def final_figure(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
     spec = figure["plot"]
     x = column_name(spec["x"])
     data = table.drop_duplicates("run_id").copy()
-    hue, style, col, row = (column_name(spec[k]) if spec.get(k) else None for k in ("hue", "style", "col", "row"))
-    _categorical(data, (hue, style, col, row))
+    keys = [column_name(spec[k]) if spec.get(k) else None for k in ("hue", "style", "col", "row")]
+    _categorical(data, keys)
+    data, (hue, style, col, row) = _display_columns(data, keys)
     import seaborn as sns
 
     grid = sns.relplot(data=data, kind="line", x=x, y=spec["y"], hue=hue, style=style, col=col, row=row,
                        marker="o", errorbar="sd", height=4, aspect=1.3)
+    any_diverged = False
     for (_, sub), ax in zip(grid.facet_data(), grid.axes.flat):
         bad = sub[sub["status"] == "diverged"]
-        ax.scatter(bad[x], [0.0] * len(bad), marker="x", color="black", zorder=5,
-                   label="diverged" if len(bad) else None)
-    _axes_style(grid, spec, x, spec["y"])
+        if len(bad):
+            mark_diverged(ax, bad[x], [0.0] * len(bad))
+            any_diverged = True
+    if any_diverged:
+        _add_diverged_to_legend(grid)
+    _axes_style(grid, spec, x, spec["y"], data[x])
     return stamp(grid.figure, figure)
 
 

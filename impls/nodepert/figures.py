@@ -32,7 +32,8 @@ import pandas as pd  # noqa: E402
 
 from impls.common.aggregate import column_name, figure_table  # noqa: E402
 from impls.common.metrics import read_metrics  # noqa: E402
-from impls.common.plotting import stamp  # noqa: E402
+from impls.common import display  # noqa: E402
+from impls.common.plotting import diverged_handle, integer_ticks, mark_diverged, stamp  # noqa: E402
 from impls.nodepert import crash  # noqa: E402
 
 
@@ -42,6 +43,21 @@ def _runs(table: pd.DataFrame) -> pd.DataFrame:
 
 def _levels(values) -> list:
     return sorted(pd.unique(values), key=lambda v: (isinstance(v, str), v))
+
+
+def _factor_level(factor: str, level) -> str:
+    """A legend entry for one level of a factor: "hidden layers 2", "width 64"."""
+    return f"{display.factor(factor)} {display.level(factor, level)}"
+
+
+def _legend(ax, diverged: bool, **kwargs) -> None:
+    """The axes' legend, with one "diverged" entry when some run on it diverged."""
+    handles, labels = ax.get_legend_handles_labels()
+    keep = [(h, l) for h, l in zip(handles, labels) if l != "diverged"]
+    if diverged:
+        keep.append((diverged_handle(), "diverged"))
+    if keep:
+        ax.legend(*zip(*keep), **kwargs)
 
 
 def _box_panel(ax, runs: pd.DataFrame, groups: list[tuple[str, pd.DataFrame]], y: str, lr: str) -> None:
@@ -68,13 +84,13 @@ def _curve_panel(ax, sub: pd.DataFrame, factor: str | None, y: str, lr: str) -> 
         part = sub if level is None else sub[sub[factor] == level]
         ok = part[part["status"] == "ok"].groupby(lr)[y].mean()
         ax.plot(ok.index, ok.values, marker="o", ms=3, color=color,
-                label=None if level is None else f"{factor} {level}")
+                label=None if level is None else _factor_level(factor, level))
         bad = part[part["status"] != "ok"]
-        ax.scatter(bad[lr], np.zeros(len(bad)), marker="x", color="black", zorder=5)
+        if len(bad):
+            mark_diverged(ax, bad[lr], np.zeros(len(bad)))
     ax.set_xscale("log")
     ax.set_xlabel("learning rate")
-    if factor:
-        ax.legend(fontsize=7)
+    _legend(ax, bool((sub["status"] != "ok").any()), fontsize=7)
 
 
 def sweep_with_boxes(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
@@ -89,9 +105,9 @@ def sweep_with_boxes(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
                              gridspec_kw={"width_ratios": [1] * len(rules) + [1.3]})
     for ax, rule in zip(axes, rules):
         _curve_panel(ax, runs[runs[col] == rule], hue, y, lr)
-        ax.set_title(f"{rule}")
+        ax.set_title(display.rule(rule))
         ax.set_ylabel(spec.get("ylabel", y))
-    groups = [(f"{rule} {hue} {level}", runs[(runs[col] == rule) & (runs[hue] == level)])
+    groups = [(f"{display.rule(rule)}, {_factor_level(hue, level)}", runs[(runs[col] == rule) & (runs[hue] == level)])
               for level in _levels(runs[hue]) for rule in rules]
     _box_panel(axes[-1], runs, groups, y, lr)
     axes[-1].set_ylabel(spec.get("ylabel", y))
@@ -107,11 +123,11 @@ def rule_boxes(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
     runs = _runs(table)
     order = list(dict.fromkeys(runs[by]))
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [1.2, 1]})
-    _box_panel(left, runs, [(str(r), runs[runs[by] == r]) for r in order], y, lr)
+    _box_panel(left, runs, [(display.rule(r), runs[runs[by] == r]) for r in order], y, lr)
     left.set_ylabel(spec.get("ylabel", y))
     for r in order:
         sub = runs[(runs[by] == r) & (runs["status"] == "ok")].sort_values(lr)
-        right.plot(sub[lr], sub[y], marker="o", ms=3, label=str(r))
+        right.plot(sub[lr], sub[y], marker="o", ms=3, label=display.rule(r))
     right.set_xscale("log")
     right.set_xlabel("learning rate")
     right.set_ylabel(spec.get("ylabel", y))
@@ -145,12 +161,14 @@ def crash_timing_plot(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(6, 4))
     for cls, (marker, color) in CRASH_STYLE.items():
         sub = table[table["crash_class"] == cls]
-        ax.scatter(sub[lr], sub["crash_plot_epoch"], marker=marker, color=color, label=f"{cls} ({len(sub)})",
+        ax.scatter(sub[lr], sub["crash_plot_epoch"], marker=marker, color=color,
+                   label=f"{cls.replace('_', ' ')} ({len(sub)})",
                    alpha=0.8)
     ax.axhline(table["epochs_cap"].max(), color="0.6", lw=0.8, ls="--")
     ax.set_xscale("log")
     ax.set_xlabel(spec.get("xlabel", "learning rate"))
     ax.set_ylabel(spec.get("ylabel", "epoch of first crash"))
+    integer_ticks(ax, "y")
     ax.legend(fontsize=8)
     fig.tight_layout()
     return stamp(fig, figure)
@@ -199,7 +217,7 @@ def linesearch_plot(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
             part = sub if level is None else sub[sub[factor] == level]
             for rule, ls in (("np", "-"), ("sgd", "--")):
                 curve = part[part["rule"] == rule].sort_values("step_size")
-                label = f"{rule}" + ("" if level is None else f" {factor} {level}")
+                label = display.rule(rule) + ("" if level is None else f", {_factor_level(factor, level)}")
                 ax.plot(curve["step_size"], curve["delta_loss"], ls=ls, color=color, label=label)
         ax.axhline(0.0, color="0.5", lw=0.7)
         ax.set_xscale("log")
@@ -290,9 +308,10 @@ def budget_gap_plot(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
         for (rule, ds), sub in table[table["panel"] == panel].groupby(["rule", "dataset"]):
             sub = sub.sort_values("budget")
             ax.plot(sub["budget"], sub["gap"], marker="o" if rule == "np" else "s", ls="-" if rule == "np" else "--",
-                    color=colors[ds], label=f"{rule} {ds}")
+                    color=colors[ds], label=f"{display.rule(rule)}, {display.DATASETS.get(ds, ds)}")
         ax.axhline(0.0, color="0.5", lw=0.7)
         ax.set_xscale("log")
+        integer_ticks(ax, "x", table["budget"])
         ax.set_xlabel("epoch budget")
         ax.set_ylabel("gap to SGD's best at the largest budget (points)")
         ax.set_title(titles.get(panel, panel), fontsize=9)
@@ -353,7 +372,7 @@ def crash_dynamics_plot(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
     status = f"first crash in training at epoch {int(crash_epoch)}" if pd.notna(crash_epoch) else "no crash in training"
     if "replay_crash" in run:
         status += "; the replay crashes" if run["replay_crash"].iloc[0] else "; the replay does not crash"
-    axes[0].set_title(f"NP, lr {run['lr'].iloc[0]:g}, seed {run['seed'].iloc[0]}: {status}", fontsize=9)
+    axes[0].set_title(f"{display.rule('np')}, lr {run['lr'].iloc[0]:g}, seed {run['seed'].iloc[0]}: {status}", fontsize=9)
     fig.tight_layout()
     return stamp(fig, figure)
 
@@ -376,13 +395,14 @@ def appendix_plot(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
             key = key if isinstance(key, tuple) else (key,)
             ok = part[part["status"] == "ok"].sort_values(lr)
             ax.plot(ok[lr], ok[y], marker="o", ms=3, ls="-" if key[0].startswith("np") else "--",
-                    label=" ".join(f"{k} {v}" if k != "rule" else str(v) for k, v in zip(keys, key)))
+                    label=", ".join(_factor_level(k, v) if k != "rule" else display.rule(v) for k, v in zip(keys, key)))
             bad = part[part["status"] != "ok"]
-            ax.scatter(bad[lr], np.zeros(len(bad)), marker="x", color="black", zorder=5)
+            if len(bad):
+                mark_diverged(ax, bad[lr], np.zeros(len(bad)))
         ax.set_xscale("log")
         ax.set_xlabel("learning rate")
         ax.set_ylabel("final test accuracy (%)" if y == "final_acc" else "test accuracy after the last epoch (%)")
         ax.set_title(title, fontsize=9)
-        ax.legend(fontsize=7)
+        _legend(ax, bool((sub["status"] != "ok").any()), fontsize=7)
     fig.tight_layout()
     return stamp(fig, figure)

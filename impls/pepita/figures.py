@@ -24,7 +24,8 @@ import seaborn as sns  # noqa: E402
 
 from impls.common.aggregate import figure_table  # noqa: E402
 from impls.common.io import load_npz  # noqa: E402
-from impls.common.plotting import spread_text, stamp  # noqa: E402
+from impls.common import display  # noqa: E402
+from impls.common.plotting import integer_ticks, spread_text, stamp  # noqa: E402
 from impls.pepita.options import resolved_hparams  # noqa: E402
 from impls.pepita.reference import PAPER_TABLE, TUTORIAL_CURVE  # noqa: E402
 
@@ -160,9 +161,9 @@ def slowness_figure(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
             r = r[r["fitted"]]
             s, amax = r["s"].iloc[0], r["acc_max"].iloc[0]
             ax.plot(r["X"], r["acc"], "--", color=colors.get(rule), alpha=0.7)
-            ax.plot(r["X"], r["fit"], "-", color=colors.get(rule), label=f"{rule}  fit: s={s:.3g}")
+            ax.plot(r["X"], r["fit"], "-", color=colors.get(rule), label=f"{display.rule(rule)}  fit: s={s:.3g}")
             cells.append([arch, dataset, rule, f"{s:.3g}", f"{amax:.2f}", int(r["fit_epochs"].iloc[0])])
-        ax.set_title(f"{arch} / {dataset}")
+        ax.set_title(f"{arch} / {display.DATASETS.get(dataset, dataset)}")
         ax.set_xlabel("epoch (0 = chance)")
         ax.set_ylabel("test accuracy (%)")
         ax.legend(fontsize=7)
@@ -211,6 +212,7 @@ def _band(ax, data: pd.DataFrame, metric: str, hue: str | None = None, max_epoch
     if max_epoch is not None:
         sub = sub[sub["epoch"] <= max_epoch]
     sns.lineplot(data=sub, x="epoch", y="value", hue=hue, errorbar="sd", ax=ax)
+    integer_ticks(ax, "x")
 
 
 def alignment_figure(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
@@ -222,6 +224,7 @@ def alignment_figure(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
         _band(ax, table, metric, max_epoch=max_epoch)
         ax.set_ylabel(label)
     axes[1].axhline(90, color="0.6", ls=":")
+    fig.tight_layout()  # the third panel's y label clears the second panel's ticks
     return stamp(fig, figure)
 
 

@@ -17,6 +17,7 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
+from impls.common import display
 from impls.common.io import read_json
 from impls.common.metrics import read_metrics
 from impls.common.specs import get_dotted
@@ -124,6 +125,7 @@ def fixed_points_figure(table: pd.DataFrame, figure: Mapping):
 
     data = table[(table["split"] == "align") & table["metric"].isin(["angle", "fp_error"])].copy()
     data["step"] = data["epoch"] * data["run_id"].map(lambda r: _spe(figure, r))
+    data["rule"] = data["rule"].map(display.rule)
     grid = sns.relplot(data=data, kind="line", x="step", y="value", hue="rule", style="inputs", col="metric",
                        height=3.5, aspect=1.3, facet_kws={"sharey": False})
     for ax, title in zip(grid.axes.flat, ("angle(B, Wᵀ) (deg)", "‖P(B − B*)‖/‖P B*‖")):
@@ -143,6 +145,7 @@ def angles_figure(table: pd.DataFrame, figure: Mapping):
     from impls.common.plotting import stamp
 
     data = table[(table["split"] == "align") & table["layer"].notna()].dropna(subset=["value"]).copy()
+    data["rule"] = data["rule"].map(display.rule)
     grid = sns.relplot(data=data, kind="line", x="epoch", y="value", hue="layer_index", row="metric", col="rule",
                        palette="viridis", height=2.4, aspect=1.1, errorbar=None, legend="brief",
                        row_order=["weight_angle", "projection_angle", "gradient_angle"], marker="o")
@@ -194,7 +197,7 @@ def noise_figure(table: pd.DataFrame, figure: Mapping):
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for rule, g in runs.groupby("rule"):
         g = g.groupby("noise_var")["final_test_acc"].agg(["mean", "std"]).reset_index()
-        ax.errorbar(g["noise_var"], g["mean"], yerr=g["std"].fillna(0), marker="o", label=rule)
+        ax.errorbar(g["noise_var"], g["mean"], yerr=g["std"].fillna(0), marker="o", label=display.rule(rule))
     pos = runs["noise_var"][runs["noise_var"] > 0]
     ax.set_xscale("symlog", linthresh=float(pos.min()) if len(pos) else 1e-6)
     ax.set_xlabel("update noise variance v (0 = no noise)")

@@ -24,7 +24,8 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from impls.common.io import read_json  # noqa: E402
-from impls.common.plotting import stamp  # noqa: E402
+from impls.common import display  # noqa: E402
+from impls.common.plotting import integer_ticks, mark_diverged, stamp  # noqa: E402
 from impls.wide_align.options import resolved_hparams, resolved_model  # noqa: E402
 
 RULE_ORDER = ["bp", "bptt", "alignprop", "alignada", "alignzero", "fa", "dfa", "lastlayer", "readout"]
@@ -80,27 +81,35 @@ def best_lr(table: pd.DataFrame, by, metric: str = "val_acc") -> pd.DataFrame:
 
 
 def _hue_order(table: pd.DataFrame) -> list[str]:
-    return [r for r in RULE_ORDER if r in set(table["rule"])]
+    return [display.rule(r) for r in RULE_ORDER if r in set(table["rule"])]
 
 
-def _panels(table, x, ys, figure, hue="rule", logx=True, col=None, best_by=None, mark_diverged=True):
+def _panels(table, x, ys, figure, hue="rule", logx=True, col=None, best_by=None, mark_diverged_runs=True):
     data = best_lr(table, best_by) if best_by else table
+    data = data.assign(rule=data["rule"].map(display.rule)) if "rule" in data else data
     cols = sorted(data[col].dropna().unique()) if col else [None]
     fig, axes = plt.subplots(len(ys), len(cols), figsize=(4.5 * len(cols), 3.6 * len(ys)), squeeze=False)
     for j, c in enumerate(cols):
         sub = data if c is None else data[data[col] == c]
         for i, (y, label) in enumerate(ys):
             ax = axes[i, j]
-            sns.lineplot(data=sub, x=x, y=y, hue=hue, hue_order=_hue_order(sub) if hue == "rule" else None,
+            sns.lineplot(data=sub, x=x, y=y, hue=hue, hue_order=_hue_order(table) if hue == "rule" else None,
                          marker="o", errorbar="sd", ax=ax)
-            if mark_diverged:  # diverged runs have no final accuracy: an x on the axis
-                bad = sub[sub["status"] == "diverged"]
-                ax.scatter(bad[x], np.zeros(len(bad)), marker="x", color="black", zorder=5)
+            bad = sub[sub["status"] == "diverged"]
+            if mark_diverged_runs and len(bad):  # diverged runs have no final accuracy: an x on the axis
+                mark_diverged(ax, bad[x], np.zeros(len(bad)))
             if logx:
                 ax.set_xscale("log", base=2 if x in ("width", "n_train") else 10)
+            if x in display.INTEGER_FACTORS:
+                integer_ticks(ax, "x", sub[x])
+            ax.set_xlabel(display.factor(x))
             ax.set_ylabel(label)
             if c is not None:
-                ax.set_title(f"{col} = {c}")
+                # a panel of one width reads "width 32"; datasets and Add-task variants name themselves
+                named = col in ("variant", "dataset")
+                ax.set_title(display.level(col, c) if named else f"{display.factor(col)} {display.level(col, c)}")
+            if ax.get_legend() is not None:
+                ax.legend(fontsize=7, title=display.factor(hue) if hue else None, title_fontsize=7)
     fig.tight_layout()
     return stamp(fig, figure)
 
@@ -130,12 +139,12 @@ def time_figure(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
 def add_figure(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
     """Best (minimum over epochs) train and test loss vs hidden units, per rule; dashed: chance."""
     table = table.copy()
-    table["variant"] = np.where(table["add_targets"] == "released", "add_released", "default")
+    table["variant"] = np.where(table["add_targets"] == "released", "released targets", "causal targets")
     fig = _panels(table, "width", [("min_train_loss", "best train loss"), ("min_test_loss", "best test loss")],
-                  figure, col="variant", mark_diverged=False)  # the minimum before a divergence is the metric
+                  figure, col="variant", mark_diverged_runs=False)  # the minimum before a divergence is the metric
     variants = sorted(table["variant"].unique())
     for j, v in enumerate(variants):
-        chance = ADD_CHANCE["released" if v == "add_released" else "causal"]
+        chance = ADD_CHANCE["released" if v == "released targets" else "causal"]
         for i in range(2):
             ax = fig.axes[i * len(variants) + j]
             ax.axhline(chance[i], ls="--", color="0.5", label="chance")
@@ -157,7 +166,9 @@ def score_width_figure(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
             ax.plot(g["width"], g["control"], ls="--", marker=".", color=line.get_color())
         ax.set_xscale("log", base=2)
         ax.set_ylim(-0.05, 1.05)
-        ax.set(xlabel="width", ylabel="alignment score (dashed: shuffled control)", title=f"{ds}, {depth} layers, epoch {epoch}")
+        integer_ticks(ax, "x", sub["width"])
+        ax.set(xlabel="width", ylabel="alignment score (dashed: shuffled control)",
+               title=f"{display.DATASETS.get(ds, ds)}, {depth} layers, epoch {epoch}")
         ax.legend(fontsize=7)
     fig.tight_layout()
     return stamp(fig, figure)
@@ -171,7 +182,9 @@ def score_time_figure(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
         ax.plot(g["epoch"], g["control"], ls="--", marker=".", color=line.get_color())
     ax.set_ylim(-0.05, 1.05)
     widths = sorted(table["width"].unique()) if len(table) else []
-    ax.set(xlabel="epoch", ylabel="alignment score (dashed: shuffled control)", title=f"width {widths}")
+    integer_ticks(ax, "x")
+    ax.set(xlabel="epoch", ylabel="alignment score (dashed: shuffled control)",
+           title="width " + ", ".join(str(int(w)) for w in widths))
     ax.legend(fontsize=7)
     fig.tight_layout()
     return stamp(fig, figure)

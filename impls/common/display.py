@@ -1,0 +1,69 @@
+"""Display names: what a figure's legend, facet titles and axis labels say for a rule id, a factor
+column or a dataset id (``np_adam`` -> "NP + Adam", ``n_train`` -> "training images").
+
+Callers: impls.common.plotting (the generic line/final/table plots) and every paper's
+``impls/<paper>/figures.py``. One table for the whole suite, so a rule reads the same in every
+figure; tests/test_figures_display.py checks every rule in impls.registry has a name here.
+Values not in a table are shown as they are (numbers through ``%g``), so a new rule or factor
+still plots, with its raw id, until it is named here.
+"""
+from __future__ import annotations
+
+#: rule id (paper.yaml ``rule:``, impls.registry) -> the name the papers use
+RULES = {
+    "bp": "BP", "backprop": "BP", "bptt": "BPTT", "sgd": "SGD",
+    "fa": "FA", "dfa": "DFA", "drtp": "DRTP",
+    "np": "NP", "np_indep_noise": "NP (independent noise)", "np_clean_pre": "NP (clean pre-activations)",
+    "np_batch_scalar": "NP (batch-scalar)", "np_wd": "NP + weight decay", "np_adam": "NP + Adam",
+    "sgd_wd": "SGD + weight decay", "sgd_adam": "SGD + Adam",
+    "cce": "LL-cce", "mse": "LL-mse",
+    "pepita": "PEPITA",
+    "wm": "WM", "ia": "IA", "sa": "SA", "aa": "AA", "kp": "KP", "kp_equal_leak": "KP (equal leak)",
+    "alignzero": "Align-zero", "alignada": "Align-ada", "alignprop": "Align-prop",
+    "lastlayer": "last layer only", "readout": "readout only",
+}
+
+#: factor column (as impls.common.aggregate.column_name gives it) -> legend / axis title
+FACTORS = {
+    "rule": "rule", "lr": "learning rate", "hparams.lr": "learning rate", "epoch": "epoch",
+    "n_hl": "hidden layers", "model.n_hl": "hidden layers", "width": "width", "model.width": "width",
+    "depth": "depth", "model.depth": "depth", "version": "ResNet version", "model.version": "ResNet version",
+    "arch": "architecture", "model.arch": "architecture", "n_train": "training images",
+    "data.n_train": "training images", "batch_size": "batch size", "dataset": "dataset",
+    "condition": "condition", "layer": "layer", "noise_var": "noise variance", "seed": "seed",
+}
+
+#: dataset id -> its usual name
+DATASETS = {
+    "digits": "digits (scikit-learn)", "mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "kmnist": "KMNIST",
+    "cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "imagenet": "ImageNet", "add": "Add task",
+}
+
+
+#: factors whose values are counts: integer ticks and integer labels even when pandas read them as floats
+INTEGER_FACTORS = {"epoch", "n_hl", "width", "depth", "version", "n_train", "batch_size", "layer", "budget", "seed"}
+
+
+def rule(rule_id) -> str:
+    """A rule's display name (``np_adam`` -> "NP + Adam"); an unknown id as it is."""
+    return RULES.get(str(rule_id), str(rule_id))
+
+
+def factor(column: str) -> str:
+    """A factor column's display title (``n_train`` -> "training images"); unknown ones as they are."""
+    return FACTORS.get(column, column)
+
+
+def level(column: str, value) -> str:
+    """One level of a factor as a legend or facet shows it: rule and dataset ids by name, ResNet
+    versions as "v1", floats through ``%g`` (0.0001 -> "0.0001", 1e-05 -> "1e-05"), integers as integers."""
+    name = column.rsplit(".", 1)[-1]
+    if name == "rule":
+        return rule(value)
+    if name == "dataset":
+        return DATASETS.get(str(value), str(value))
+    if isinstance(value, float) and value.is_integer() and name in INTEGER_FACTORS:
+        value = int(value)
+    if name == "version":
+        return f"v{value}"
+    return f"{value:g}" if isinstance(value, float) else str(value)

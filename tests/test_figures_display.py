@@ -1,0 +1,126 @@
+"""What a figure shows a reader: plain titles, display names in legends, integer ticks on count
+axes, and diverged runs as their own legend entry (never renamed into a colour's label)."""
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from impls import registry  # noqa: E402
+from impls.common import display  # noqa: E402
+from impls.common.plotting import figure_title, final_figure, line_figure  # noqa: E402
+from tests.test_figures import FIGURE, fake_table  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKING_LABELS = ("?", "[", "inferred", "img_", "unverified", "unknown")
+
+
+def _paper_figures():
+    for path in sorted(ROOT.glob("papers/*/paper.yaml")):
+        for target, fig in yaml.safe_load(path.read_text())["figures"].items():
+            yield target, fig
+
+
+def _legend_texts(fig) -> list[str]:
+    legends = list(fig.legends) + [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None]
+    return [t.get_text() for legend in legends for t in legend.get_texts()]
+
+
+def _tick_values(ax, axis="x") -> list[float]:
+    lo, hi = ax.get_xlim() if axis == "x" else ax.get_ylim()
+    ticks = ax.get_xticks() if axis == "x" else ax.get_yticks()
+    return [t for t in ticks if lo <= t <= hi]
+
+
+def test_every_rule_of_every_paper_has_a_display_name():
+    missing = sorted({r.name for r in registry.RULES} - set(display.RULES))
+    assert not missing, f"rules without a display name in impls.common.display.RULES: {missing}"
+
+
+@pytest.mark.parametrize("target,fig", list(_paper_figures()), ids=[t for t, _ in _paper_figures()])
+def test_titles_name_the_figure_without_working_labels(target, fig):
+    title = figure_title({**fig, "target": target})
+    assert title == fig["title"] and title.strip()
+    assert not [w for w in WORKING_LABELS if w in title], f"{target}: title {title!r} carries a working label"
+
+
+def test_line_figure_legend_uses_display_names_and_one_diverged_entry():
+    fig = line_figure(fake_table(), {**FIGURE, "plot": {"kind": "line", "x": "epoch", "y": "test_acc",
+                                                         "hue": "hparams.lr", "style": "rule"}})
+    assert fig._suptitle.get_text() == FIGURE["title"]                         # not "Fig. X: test"
+    texts = _legend_texts(fig)
+    assert {"NP", "SGD", "learning rate", "rule"} <= set(texts)
+    assert "np" not in texts and "sgd" not in texts and "lr" not in texts
+    assert texts.count("diverged") == 1 and not any("(diverged)" in t for t in texts)
+    assert all(float(t).is_integer() for t in _tick_values(fig.axes[0]))      # epochs
+    plt.close(fig)
+
+
+def test_the_diverged_mark_sits_at_the_last_finite_point_of_the_run():
+    fig = line_figure(fake_table(), {**FIGURE, "plot": {"kind": "line", "x": "epoch", "y": "test_acc",
+                                                         "hue": "hparams.lr", "style": "rule"}})
+    marks = [c for c in fig.axes[0].collections if c.get_label() == "diverged"]
+    assert len(marks) == 1
+    # fake_table: NP at lr 1.0 diverges at epoch 1 (NaN); its last finite point is epoch 0, accuracy 10 + seed
+    assert sorted(map(tuple, marks[0].get_offsets().tolist())) == [(0.0, 10.0), (0.0, 11.0)]
+    plt.close(fig)
+
+
+def test_a_rate_where_one_rule_diverged_keeps_its_plain_label_for_the_other():
+    """SGD at lr 1.0 finished; only NP diverged there: the colour of lr 1.0 is labelled "1"."""
+    fig = line_figure(fake_table(), {**FIGURE, "plot": {"kind": "line", "x": "epoch", "y": "test_acc",
+                                                         "hue": "hparams.lr", "style": "rule"}})
+    assert "1" in _legend_texts(fig)
+    plt.close(fig)
+
+
+def test_final_figure_over_depth_has_integer_ticks_and_a_diverged_entry():
+    runs = fake_table().drop_duplicates("run_id").copy()
+    runs["depth"] = runs["lr"].map({0.01: 8, 0.1: 18, 1.0: 34})
+    fig = final_figure(runs, {**FIGURE, "plot": {"kind": "final", "x": "model.depth", "y": "final_acc",
+                                                 "hue": "rule"}})
+    ax = fig.axes[0]
+    assert all(float(t).is_integer() for t in _tick_values(ax))
+    assert ax.get_xlabel() == "depth"
+    texts = _legend_texts(fig)
+    assert "diverged" in texts and "NP" in texts and "np" not in texts
+    plt.close(fig)
+
+
+def test_one_depth_gets_one_integer_tick():
+    runs = fake_table().drop_duplicates("run_id").copy()
+    runs["depth"] = 8
+    fig = final_figure(runs, {**FIGURE, "plot": {"kind": "final", "x": "model.depth", "y": "final_acc",
+                                                 "hue": "rule"}})
+    assert _tick_values(fig.axes[0]) == [8]
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["8"]
+    plt.close(fig)
+
+
+def test_display_levels():
+    assert display.level("rule", "np_adam") == "NP + Adam"
+    assert display.level("rule", "alignada") == "Align-ada"
+    assert display.level("model.version", 1) == "v1"
+    assert display.level("data.n_train", 45.0) == "45"
+    assert display.level("lr", 0.0001) == "0.0001"
+    assert display.level("dataset", "fashion_mnist") == "Fashion-MNIST"
+    assert display.factor("n_train") == "training images" and display.factor("unknown_column") == "unknown_column"
+
+
+def test_nodepert_sweep_panels_name_rules_and_mark_divergence_in_the_legend():
+    from impls.nodepert.figures import sweep_with_boxes
+
+    runs = fake_table().drop_duplicates("run_id").copy()
+    runs["n_hl"] = np.where(runs["seed"] == 0, 2, 4)
+    fig = sweep_with_boxes(runs, {**FIGURE, "plot": {"x": "hparams.lr", "y": "final_acc", "hue": "model.n_hl",
+                                                     "col": "rule"}})
+    assert [ax.get_title() for ax in fig.axes[:2]] == ["NP", "SGD"]
+    np_legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert np_legend == ["hidden layers 2", "hidden layers 4", "diverged"]
+    assert "diverged" not in [t.get_text() for t in fig.axes[1].get_legend().get_texts()]   # SGD: none diverged
+    plt.close(fig)
