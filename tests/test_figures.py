@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from impls.common import display
 from impls.common.plotting import plot_figure, summary_table
 
 
@@ -105,13 +106,13 @@ def test_table_html_has_the_cells_of_the_summary_and_one_seed_shows_no_spread(tm
     plot_figure(table, TABLE, tmp_path / "t.png", tmp_path / "t.pdf", html=tmp_path / "t.html")
     [(header, rows)] = html_tables(tmp_path / "t.html")
     summary = summary_table(table, ["rule", "hparams.lr"], ["final_acc"])
-    assert header == ["rule", "lr", "final_acc", "diverged"]
-    assert rows == [[rule, str(lr), _cell(row, "final_acc"), str(int(row[("runs", "diverged")]))]
+    assert header == ["rule", "learning rate", "final test accuracy (%)", "diverged runs"]   # display names
+    assert rows == [[display.rule(rule), f"{lr:g}", _cell(row, "final_acc"), str(int(row[("runs", "diverged")]))]
                     for (rule, lr), row in summary.iterrows()]
     by_key = {(r[0], r[1]): r[2] for r in rows}
-    assert by_key[("sgd", "0.1")] == "16 (n=1)"                      # one seed: no ± and no "± 0"
-    assert "±" in by_key[("sgd", "0.01")] and "(n=2)" in by_key[("sgd", "0.01")]
-    assert by_key[("np", "1.0")] == "—"                                   # both seeds diverged
+    assert by_key[("SGD", "0.1")] == "16 (n=1)"                      # one seed: no ± and no "± 0"
+    assert "±" in by_key[("SGD", "0.01")] and "(n=2)" in by_key[("SGD", "0.01")]
+    assert by_key[("NP", "1")] == "—"                                     # both seeds diverged
     assert (tmp_path / "t.png").stat().st_size > 5_000                 # the image is still drawn for papers
 
 
@@ -149,5 +150,5 @@ def test_pepita_accuracy_table_shows_no_spread_for_one_finished_seed():
     fig = accuracy_table(runs, {**FIGURE, "paper": "pepita", "target": "tab_pepita_accuracy"})
     [(header, rows)] = drawn_tables(fig)
     plt.close(fig)
-    assert header == ["rule", "fc1 digits"]
-    assert rows == [["bp", "91.00 ± 1.00 (n=2)"], ["fa", "80.00 (n=1) [1 div]"]]   # population sd, as the paper
+    assert header == ["rule", "fc1 digits (scikit-learn)"]                              # display names
+    assert rows == [["BP", "91.00 ± 1.00 (n=2)"], ["FA", "80.00 (n=1) [1 div]"]]   # population sd, as the paper

@@ -124,3 +124,28 @@ def test_nodepert_sweep_panels_name_rules_and_mark_divergence_in_the_legend():
     assert np_legend == ["hidden layers 2", "hidden layers 4", "diverged"]
     assert "diverged" not in [t.get_text() for t in fig.axes[1].get_legend().get_texts()]   # SGD: none diverged
     plt.close(fig)
+
+
+def test_every_table_column_of_every_paper_has_a_display_title():
+    """tab_* tables head their columns with display titles, never raw ids like ``final_test_error``."""
+    missing = set()
+    for target, fig in _paper_figures():
+        plot = fig.get("plot", {})
+        if plot.get("kind") == "table":
+            missing |= {m for m in plot.get("metrics", []) if m not in display.METRICS}
+            missing |= {b for b in plot.get("by", []) if b not in display.FACTORS}
+    assert not missing, f"table columns without a display title in impls.common.display: {sorted(missing)}"
+
+
+def test_table_cells_show_rule_names_and_a_dash_where_a_factor_does_not_apply():
+    from impls.common.plotting import drawn_tables, table_figure
+
+    table = fake_table()
+    table.loc[table["rule"] == "np", "lr"] = np.nan        # a factor that does not apply to NP
+    fig = table_figure(table, {**FIGURE, "target": "tab_x", "plot": {"kind": "table", "by": ["rule", "hparams.lr"],
+                                                                     "metrics": ["final_acc"]}})
+    [(header, rows)] = drawn_tables(fig)
+    plt.close(fig)
+    assert header[:2] == ["rule", "learning rate"]
+    assert {r[0] for r in rows} == {"NP", "SGD"}
+    assert [r[1] for r in rows if r[0] == "NP"] == ["—"]

@@ -31,6 +31,17 @@ FACTORS = {
     "arch": "architecture", "model.arch": "architecture", "n_train": "training images",
     "data.n_train": "training images", "batch_size": "batch size", "dataset": "dataset",
     "condition": "condition", "layer": "layer", "noise_var": "noise variance", "seed": "seed",
+    "activation": "activation", "hidden": "hidden units", "batchnorm": "batch norm", "dropout": "dropout",
+    "conv": "conv layers", "conv_trained": "conv layers trained", "adversarial_eps": "adversarial ε",
+    "alpha": "α", "beta": "β", "gamma": "γ", "input_distribution": "input distribution",
+}
+
+#: reduced metric (a tab_* table's ``metrics:`` column) -> its column title
+METRICS = {
+    "final_acc": "final test accuracy (%)", "final_test_acc": "final test accuracy (%)",
+    "final_test_top5": "final top-5 accuracy (%)", "val_acc": "validation accuracy (%)",
+    "final_test_error": "final test error (%)", "final_train_error": "final training error (%)",
+    "last10_test_error": "test error, mean of last 10 epochs (%)", "diverged_lrs": "diverged learning rates",
 }
 
 #: dataset id -> its usual name
@@ -52,6 +63,11 @@ def rule(rule_id) -> str:
 def factor(column: str) -> str:
     """A factor column's display title (``n_train`` -> "training images"); unknown ones as they are."""
     return FACTORS.get(column, column)
+
+
+def metric(name: str) -> str:
+    """A reduced metric's column title (``final_test_error`` -> "final test error (%)"); unknown as it is."""
+    return METRICS.get(name, name)
 
 
 def level(column: str, value) -> str:

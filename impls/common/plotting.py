@@ -222,16 +222,24 @@ def _cell(row, metric: str) -> str:
     return spread_text(row[(metric, "mean")], row[(metric, "std")], int(row[(metric, "count")]))
 
 
+def _level_cell(column: str, value) -> str:
+    """A factor level as a table cell: its display name (impls.common.display), a dash where the
+    factor does not apply to that row (NaN, e.g. a BN flag of a rule without BN)."""
+    return "—" if pd.isna(value) else display.level(column, value)
+
+
 def table_figure(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
     """A results table (mean ± std over seeds) rendered as an image for the report."""
     spec = figure["plot"]
     by, metrics = spec.get("by", ["rule"]), spec.get("metrics", ["final_acc"])
     summary = summary_table(table, by, metrics)
-    cells = [[*(idx if isinstance(idx, tuple) else (idx,)), *(_cell(row, m) for m in metrics),
-              int(row[("runs", "diverged")])] for idx, row in summary.iterrows()]
+    columns = [column_name(b) for b in by]
+    cells = [[*(_level_cell(c, v) for c, v in zip(columns, idx if isinstance(idx, tuple) else (idx,))),
+              *(_cell(row, m) for m in metrics), int(row[("runs", "diverged")])] for idx, row in summary.iterrows()]
     fig, ax = plt.subplots(figsize=(2.2 * (len(by) + len(metrics) + 1), 0.4 * len(cells) + 0.8))
     ax.axis("off")
-    ax.table(cellText=cells, colLabels=[column_name(b) for b in by] + list(metrics) + ["diverged"], loc="center")
+    ax.table(cellText=cells, colLabels=[display.factor(c) for c in columns] + [display.metric(m) for m in metrics]
+             + ["diverged runs"], loc="center")
     return stamp(fig, figure)
 
 

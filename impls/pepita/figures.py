@@ -162,7 +162,7 @@ def slowness_figure(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
             s, amax = r["s"].iloc[0], r["acc_max"].iloc[0]
             ax.plot(r["X"], r["acc"], "--", color=colors.get(rule), alpha=0.7)
             ax.plot(r["X"], r["fit"], "-", color=colors.get(rule), label=f"{display.rule(rule)}  fit: s={s:.3g}")
-            cells.append([arch, dataset, rule, f"{s:.3g}", f"{amax:.2f}", int(r["fit_epochs"].iloc[0])])
+            cells.append([arch, display.DATASETS.get(dataset, dataset), display.rule(rule), f"{s:.3g}", f"{amax:.2f}", int(r["fit_epochs"].iloc[0])])
         ax.set_title(f"{arch} / {display.DATASETS.get(dataset, dataset)}")
         ax.set_xlabel("epoch (0 = chance)")
         ax.set_ylabel("test accuracy (%)")
@@ -182,7 +182,7 @@ def accuracy_table(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
     rules = [r for r in RULE_ORDER if r in set(summary["rule"])]
     cells = []
     for rule in rules:
-        row = [rule]
+        row = [display.rule(rule)]
         for arch, dataset in cols:
             hit = summary[(summary["rule"] == rule) & (summary["arch"] == arch) & (summary["dataset"] == dataset)]
             if hit.empty:
@@ -197,7 +197,7 @@ def accuracy_table(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
         cells.append(row)
     fig, ax = plt.subplots(figsize=(1.5 + 3.2 * len(cols), 0.9 * len(cells) + 1.2))
     ax.axis("off")
-    tab = ax.table(cellText=cells, colLabels=["rule"] + [f"{a} {d}" for a, d in cols], loc="center")
+    tab = ax.table(cellText=cells, colLabels=["rule"] + [f"{a} {display.DATASETS.get(d, d)}" for a, d in cols], loc="center")
     tab.scale(1, 2.6)
     tab.auto_set_font_size(False)
     tab.set_fontsize(8)

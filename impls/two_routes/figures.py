@@ -108,7 +108,8 @@ def rules_figure(table: pd.DataFrame, figure: Mapping):
 
     cols = ["rule", "decay", "sparse", "amp", "null", "self", "locality", "B gets W's task gradient",
             "fixed point of B", "measured angle(B, W^T) (deg)", "measured |B-B*|/|B*|"]
-    cells = [[f"{v:.3g}" if isinstance(v, float) else str(v) for v in row] for row in table[cols].itertuples(index=False)]
+    cells = [[display.rule(row[0]), *(f"{v:.3g}" if isinstance(v, float) else str(v) for v in row[1:])]
+             for row in table[cols].itertuples(index=False)]
     fig, ax = plt.subplots(figsize=(18, 0.45 * len(cells) + 1))
     ax.axis("off")
     t = ax.table(cellText=cells, colLabels=[c.replace(" (deg)", "\n(deg)") for c in cols], loc="center")
