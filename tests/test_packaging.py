@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import fnmatch
+import json
 import subprocess
 import sys
 import tomllib
@@ -83,6 +84,37 @@ def test_wheel_loads_its_schemas_outside_the_checkout(tmp_path):
                          cwd=tmp_path, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.split() == sorted(schema_names_in_code() | set(specs.schema_names()))
+    train_a_batch_outside_the_checkout(installed, tmp_path / "outside")
+
+
+def train_a_batch_outside_the_checkout(installed: Path, where: Path) -> None:
+    """``python -m impls.nodepert run batch.json`` from the unpacked wheel, in a folder with no
+    papers/ or config/: the batch file carries everything the command needs (its batch_over too)."""
+    import yaml
+
+    from impls.common.io import atomic_write_json
+    from impls.common.plan import build_plan
+
+    config = {**yaml.safe_load((REPO / "config" / "config.yaml").read_text()), "scale": "smoke"}
+    plan = build_plan(config, REPO)
+    batch_id = min((b for b in plan.batches.values() if b.paper == "nodepert"), key=lambda b: len(b.run_ids)).batch_id
+    results = where / "results"
+    batch_json = plan.batch_file(results, batch_id)
+    batch_json.parent.mkdir(parents=True)
+    atomic_write_json(batch_json, plan.batch_doc(batch_id))
+    main = ("import runpy, sys; sys.path.insert(0, sys.argv.pop(1)); import impls\n"
+            "assert impls.__file__.startswith(sys.path[0]), impls.__file__\n"
+            "sys.argv[0] = sys.argv.pop(1); runpy.run_module(sys.argv[0], run_name='__main__')")
+    prepare = subprocess.run([sys.executable, "-I", "-c", main, str(installed), "impls.common.datasets", "prepare",
+                              "digits", "datasets/digits.npz"], cwd=where, capture_output=True, text=True)
+    assert prepare.returncode == 0, prepare.stderr[-3000:]
+    job = subprocess.run([sys.executable, "-I", "-c", main, str(installed), "impls.nodepert", "run", str(batch_json),
+                          "--datasets-dir", "datasets", "--job-file", "job.json"], cwd=where, capture_output=True,
+                         text=True, timeout=600)
+    assert job.returncode == 0, job.stderr[-3000:]
+    evaluated = json.loads((where / "job.json").read_text())["batches"][batch_id]["runs"]
+    assert set(evaluated) == set(plan.batches[batch_id].run_ids)
+    assert all(r["status"] in ("ok", "diverged") for r in evaluated.values()), evaluated
 
 
 def pinned(path: Path) -> dict[str, str]:

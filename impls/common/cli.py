@@ -136,10 +136,14 @@ def pending(job: BatchJob) -> BatchJob:
                     tuple(job.specs[i] for i in keep), tuple(job.run_dirs[i] for i in keep))
 
 
-def paper_batch_over(paper: str) -> list[str]:
+def batch_over_of(doc: dict) -> list[str]:
+    """The keys a batch's runs may differ in: the batch file's own ``batch_over`` (written by the
+    plan); a batch file from before that key existed falls back to papers/<paper>/paper.yaml."""
+    if "batch_over" in doc:
+        return list(doc["batch_over"])
     from impls.common.plan import load_paper
 
-    return list(load_paper(speclib.REPO_ROOT, paper)["batch_over"])
+    return list(load_paper(speclib.REPO_ROOT, doc["paper"])["batch_over"])
 
 
 def _results_dir(args, batch_json: Path) -> Path:
@@ -150,7 +154,7 @@ def _train(args, impl: Impl, batch_json: Path) -> None:
     from impls.common import driver
 
     doc = read_json(batch_json)
-    job = load_batch(batch_json, _results_dir(args, batch_json), paper_batch_over(doc["paper"]))
+    job = load_batch(batch_json, _results_dir(args, batch_json), batch_over_of(doc))
     require_platform(impl.framework, args.platform)
     todo = pending(job)
     print(f"[{job.batch_id}] {len(job.run_ids)} runs, {len(todo.run_ids)} to train", file=sys.stderr, flush=True)
@@ -181,7 +185,7 @@ def _run(args, impl: Impl) -> None:
     """Train then evaluate every batch, in order; the job file is written only when all are done.
     Every batch file is checked before any training starts."""
     for batch_json in args.batch_json:
-        load_batch(batch_json, _results_dir(args, batch_json), paper_batch_over(read_json(batch_json)["paper"]))
+        load_batch(batch_json, _results_dir(args, batch_json), batch_over_of(read_json(batch_json)))
     batches = {}
     for batch_json in args.batch_json:
         _train(args, impl, batch_json)

@@ -72,6 +72,8 @@ class Plan:
     jobs: dict[str, TrainJob] = field(default_factory=dict)
     job_of: dict[str, str] = field(default_factory=dict)
     threads: int = 1
+    #: dataset id (user-<sha12>) -> the user's .npz it is made from (config ``arena_data``)
+    user_data: dict[str, str] = field(default_factory=dict)
 
     def figure_batches(self, target: str) -> list[Batch]:
         ids = dict.fromkeys(self.batch_of[r] for r in self.figures[target].run_ids)
@@ -86,7 +88,10 @@ class Plan:
 
     def batch_doc(self, batch_id: str) -> dict:
         batch = self.batches[batch_id]
-        return {"paper": batch.paper, "batch_id": batch_id, "runs": {r: self.runs[r] for r in batch.run_ids}}
+        # batch_over travels with the batch, so `python -m impls.<paper> train batch.json` checks it
+        # without reading papers/<paper>/paper.yaml (an installed package has no papers/ folder)
+        return {"paper": batch.paper, "batch_id": batch_id, "batch_over": list(self.papers[batch.paper]["batch_over"]),
+                "runs": {r: self.runs[r] for r in batch.run_ids}}
 
     def write_batch_files(self, results: str | Path) -> None:
         """Write ``<results>/<paper>/batches/<batch>/batch.json`` of every batch whose file is missing
@@ -108,7 +113,7 @@ class Plan:
 
 
 #: paper-wide targets named after the paper itself (they predate the ``<paper>_all`` convention)
-PAPER_TARGET_NAMES = {"bpfree": "bpfree", "two_routes": "two_routes"}
+PAPER_TARGET_NAMES = {"bpfree": "bpfree", "two_routes": "two_routes", "arena": "arena"}
 
 
 def paper_target(paper: str) -> str:
@@ -163,9 +168,12 @@ def _grid_points(grid: Mapping[str, list] | list) -> list[dict[str, Any]]:
 
 
 def expand_figure(paper: str, target: str, fig: Mapping[str, Any], scale: str,
-                  seeds_override: int | None = None) -> list[dict]:
-    """All validated run specs of one figure at one scale, in grid order."""
+                  seeds_override: int | None = None, dataset_override: str | None = None) -> list[dict]:
+    """All validated run specs of one figure at one scale, in grid order (``dataset_override``
+    replaces the scale's dataset: the arena on another dataset)."""
     block = fig["scales"][scale]
+    if dataset_override is not None:
+        block = {**block, "dataset": dataset_override}
     base = speclib.deep_merge(fig.get("base", {}), {
         k: v for k, v in block.items() if k not in ("grid", "seeds", "note")})
     base.update(paper=paper, scale=scale)
@@ -207,9 +215,10 @@ def build_plan(config: Mapping[str, Any], root: str | Path) -> Plan:
     for paper in config["papers"]:
         doc = load_paper(root, paper)
         plan.papers[paper] = doc
+        override = arena_dataset(config, plan) if paper == "arena" else None
         groups: dict[str, list[str]] = {}
         for target, fig in doc["figures"].items():
-            specs = expand_figure(paper, target, fig, scale, config.get("seeds"))
+            specs = expand_figure(paper, target, fig, scale, config.get("seeds"), override)
             ids = []
             for spec in specs:
                 rid = speclib.run_id(spec)
@@ -222,7 +231,7 @@ def build_plan(config: Mapping[str, Any], root: str | Path) -> Plan:
                 name for point in _grid_points(block["grid"]) for name in point))
             plan.figures[target] = Figure(
                 paper=paper, target=target, label=fig["label"], title=fig["title"],
-                caption=fig["caption"].strip(), scale=scale, dataset=block["dataset"],
+                caption=fig["caption"].strip(), scale=scale, dataset=override or block["dataset"],
                 note=block.get("note", ""), plot=fig["plot"],
                 run_ids=tuple(dict.fromkeys(ids)), factors=factors + ("seed",),
                 aggregate=fig.get("aggregate"))
@@ -236,6 +245,26 @@ def build_plan(config: Mapping[str, Any], root: str | Path) -> Plan:
                     plan.batch_of[rid] = batch_id
         _cut_jobs(plan, paper, int(cut["batches"]))
     return plan
+
+
+def arena_dataset(config: Mapping[str, Any], plan: Plan) -> str | None:
+    """The arena's dataset from config ``arena_data``: None (each scale's own), a dataset name, or a
+    user's .npz, checked here (``impls.arena.data.ArenaDataError`` names what is wrong before anything
+    is written) and named ``user-<sha12>``; ``plan.user_data`` maps that id to the file for the dataset rule."""
+    value = config.get("arena_data")
+    if value is None:
+        return None
+    from impls.arena import data as arena_data
+    from impls.arena.options import DATASETS
+
+    if value in DATASETS:
+        return value
+    if Path(value).suffix != ".npz":
+        raise SpecError(f"config: key 'arena_data' is {value!r}: neither a dataset name ({', '.join(DATASETS)}) "
+                        f"nor the path of an .npz file")
+    dataset_id = arena_data.user_dataset_id(value)
+    plan.user_data[dataset_id] = str(Path(value).resolve())
+    return dataset_id
 
 
 #: train_jobs of a scale that config.yaml leaves out
