@@ -161,25 +161,6 @@ def test_np_and_sgd_with_one_seed_start_from_identical_weights(tmp_path, dataset
     assert pa.files == pb.files and all(np.array_equal(pa[k], pb[k]) for k in pa.files)
 
 
-def test_killed_job_resumes_from_checkpoint_with_identical_results(tmp_path, datasets_dir):
-    runs = make_specs(lrs=(0.05, 0.1), epochs=4)
-    reference = train_and_evaluate(tmp_path / "ref", runs, datasets_dir, checkpoint_minutes=0)
-
-    batch = write_batch(tmp_path / "killed" / "results", runs)
-    killed = impl("train", batch, datasets_dir, env={KILL_AFTER_EPOCH_ENV: "2"}, checkpoint_minutes=0)
-    assert killed.returncode == -9, killed.stderr  # SIGKILL after the epoch-2 checkpoint
-    assert (batch.parent / "checkpoint.npz").exists() and not (batch.parent / "trained.json").exists()
-    resumed = impl("train", batch, datasets_dir, checkpoint_minutes=0)
-    assert resumed.returncode == 0 and "resumed from checkpoint at epoch 2" in resumed.stderr
-    assert impl("evaluate", batch, datasets_dir).returncode == 0
-    results = tmp_path / "killed" / "results" / "nodepert"
-    for rid in runs:
-        assert (results / "runs" / rid / "metrics.csv").read_text() == \
-            (reference / "runs" / rid / "metrics.csv").read_text()
-        assert read_json(results / "runs" / rid / "final.json")["final"] == \
-            read_json(reference / "runs" / rid / "final.json")["final"]
-
-
 def test_adam_runs_resume_with_identical_results_and_record_the_crash_class(tmp_path, datasets_dir):
     """Adam's moments live in the checkpointed optimiser state; a killed np_adam job must end
     exactly as an uninterrupted one. evaluate adds the crash classification to final.json."""

@@ -1,4 +1,5 @@
-"""two_routes train loop: vectorised seeds, kill + resume = uninterrupted, spec validation names the key."""
+"""two_routes train loop: vectorised seeds, checkpoints of another program refused, spec validation names the key
+(kill + resume = uninterrupted: tests/test_resume.py)."""
 from __future__ import annotations
 
 import json
@@ -37,25 +38,6 @@ def _batch(root: Path, runs: dict) -> Path:
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps({"paper": "two_routes", "batch_id": "b", "runs": runs}))
     return path
-
-
-def test_killed_batch_resumes_to_the_same_metrics(tmp_path, datasets_dir):
-    runs = {specs.run_id(s): s for s in (_spec(seed=0), _spec(seed=1))}   # two seeds, one vmapped process
-    whole = _batch(tmp_path / "a", runs)
-    assert _train(whole, datasets_dir).returncode == 0
-    killed = _batch(tmp_path / "b", runs)
-    first = _train(killed, datasets_dir, {"CREDITBENCH_KILL_AFTER_EPOCH": "1"})
-    assert first.returncode != 0 and (killed.parent / "checkpoint.npz").exists()
-    second = _train(killed, datasets_dir)
-    assert second.returncode == 0 and "resumed from checkpoint at epoch 1" in second.stderr
-    for rid in runs:
-        a = pd.read_csv(tmp_path / "a" / "two_routes" / "runs" / rid / "metrics.csv")
-        b = pd.read_csv(tmp_path / "b" / "two_routes" / "runs" / rid / "metrics.csv")
-        pd.testing.assert_frame_equal(a, b)
-        record = json.loads((tmp_path / "b" / "two_routes" / "runs" / rid / "train.json").read_text())
-        assert record["runs_in_batch"] == 2 and record["status"] == "ok"
-    m0, m1 = (pd.read_csv(tmp_path / "a" / "two_routes" / "runs" / rid / "metrics.csv") for rid in runs)
-    assert not m0["value"].equals(m1["value"])   # the seeds differ
 
 
 def test_a_checkpoint_of_another_program_shape_is_refused(tmp_path, datasets_dir):
@@ -126,7 +108,7 @@ def test_runs_looped_on_cpu_equal_each_run_alone_and_the_vmapped_batch(datasets_
 
     from impls.two_routes.compiled import CompiledBatch, load_arrays
 
-    spec = _spec(epochs=1)
+    spec = _spec(epochs=1, model={"arch": "fc", "hidden": [16]})   # the looping is the same for every arch
     arrays = load_arrays(spec, datasets_dir)
 
     def train(seeds, sequential):
@@ -143,7 +125,7 @@ def test_runs_looped_on_cpu_equal_each_run_alone_and_the_vmapped_batch(datasets_
             np.testing.assert_allclose(leaf[r], alone[r][i][0], rtol=1e-6, atol=1e-6)
         scale = max(float(np.nanmax(np.abs(leaf))), 1.0)
         np.testing.assert_allclose(leaf, vmapped[i], rtol=1e-3, atol=1e-3 * scale)
-    assert not np.array_equal(looped[0][0], looped[0][1])        # the seeds differ
+    assert any(not np.array_equal(leaf[0], leaf[1]) for leaf in looped)   # the seeds differ
 
 
 def test_a_non_finite_backward_objective_counts_as_divergence():
