@@ -59,6 +59,8 @@ BASE = {
     "two_routes": {"paper": "two_routes", "rule": "sa", "model": {"arch": "fc", "hidden": [6]}, "dataset": "digits",
                    "hparams": {"lr": 0.1, "warmup_epochs": 0.0, "decay_epochs": []}, "seed": 0, "epochs": 1,
                    "batch_size": 64, "scale": "smoke"},
+    "arena": {"paper": "arena", "rule": "dfa_jax", "model": {"arch": "mlp", "hidden": [16]}, "dataset": "digits",
+              "hparams": {"lr": 0.1, "n_val": 200}, "seed": 0, "epochs": 2, "batch_size": 32, "scale": "smoke"},
 }
 RNN = {"arch": "rnn", "width": 8}
 CONV = {"pepita": {"arch": "conv", "channels": 4, "kernel": 3}, "nodepert": {"arch": "conv_base"},
@@ -66,6 +68,15 @@ CONV = {"pepita": {"arch": "conv", "channels": 4, "kernel": 3}, "nodepert": {"ar
 
 #: (paper, overrides deep-merged into BASE[paper], the key the message names, what it says is allowed)
 BAD = [
+    ("arena", {"rule": "dfa"}, "rule", "allowed values: 'aa', 'backprop_jax', 'backprop_torch'"),
+    ("arena", {"dataset": "imagenet"}, "dataset", "expected one of 'digits', 'fashion_mnist', 'mnist', 'kmnist', "
+     "'cifar10', 'cifar100' or user-<12 hex digits> (a file of your own: config arena_data)"),
+    ("arena", {"model": {"arch": "conv"}}, "model.arch", "allowed values: 'mlp'"),
+    ("arena", {"model": {"hidden": []}}, "model.hidden", "expected a non-empty list"),
+    ("arena", {"model": {"activation": "gelu"}}, "model.activation", "allowed values: 'relu', 'tanh'"),
+    ("arena", {"hparams": {"optimizer": "rmsprop"}}, "hparams.optimizer", "allowed values: 'sgd', 'adam'"),
+    ("arena", {"hparams": {"n_val": 0}}, "hparams.n_val", "expected an integer >= 1"),
+    ("arena", {"hparams": {"lrr": 0.1}}, "hparams.lrr", "allowed keys: lr, n_val, optimizer, probe, sigma"),
     ("pepita", {"rule": "dfa"}, "rule", "allowed values: 'bp', 'drtp', 'fa', 'pepita'"),
     ("pepita", {"dataset": "kmnist"}, "dataset", "allowed values: 'digits'"),
     ("pepita", {"model": {"arch": "mlp"}}, "model.arch", "allowed values: 'fc', 'conv'"),

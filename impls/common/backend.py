@@ -32,22 +32,30 @@ def configure_framework(framework: str, threads: int | None, compile_cache: Path
             raise BackendMismatch(f"--threads must be at least 1, got {threads}")
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
             os.environ[var] = str(threads)
-        if framework == "jax" and threads == 1:
+        if "jax" in frameworks(framework) and threads == 1:
             flags = os.environ.get("XLA_FLAGS", "")
             if "xla_cpu_multi_thread_eigen" not in flags:
                 os.environ["XLA_FLAGS"] = f"{flags} --xla_cpu_multi_thread_eigen=false".strip()
-    if compile_cache is not None and framework == "jax":
+    if compile_cache is not None and "jax" in frameworks(framework):
         os.environ["JAX_COMPILATION_CACHE_DIR"] = str(Path(compile_cache).resolve())
         os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
         os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
 
 
+def frameworks(framework: str) -> tuple[str, ...]:
+    """The frameworks of an impl: ``"jax"``, ``"torch"``, or both as ``"jax+torch"`` (the rule arena,
+    whose batches are each one rule in its own framework)."""
+    return tuple(framework.split("+"))
+
+
 @functools.cache
 def require_platform(framework: str, expected: str) -> str:
-    """``require_jax_platform`` or ``require_torch_platform``, once per process."""
-    if framework == "jax":
-        return require_jax_platform(expected)
-    return require_torch_platform(expected)
+    """``require_jax_platform`` and/or ``require_torch_platform`` (each framework of ``framework``),
+    once per process; returns the backend name the last one reports."""
+    backend = ""
+    for name in frameworks(framework):
+        backend = require_jax_platform(expected) if name == "jax" else require_torch_platform(expected)
+    return backend
 
 
 def require_jax_platform(expected: str) -> str:

@@ -145,6 +145,8 @@ def expected(schema) -> str:
         return "nothing" if schema is False else "anything"
     if "anyOf" in schema or "oneOf" in schema:
         return " or ".join(expected(s) for s in schema.get("anyOf", schema.get("oneOf")))
+    if "pattern" in schema and "title" in schema:   # a pattern that says in its title what it means
+        return schema["title"]
     if "const" in schema:
         return repr(schema["const"])
     if "enum" in schema:

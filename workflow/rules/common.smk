@@ -57,8 +57,9 @@ def env_file(name):
 
 
 def paper_env(wildcards):
-    """Conda env file of a paper's framework (envs/jax.yaml or envs/torch.yaml)."""
-    return env_file(PLAN.papers[wildcards.paper]["framework"])
+    """Conda env file of a paper's framework (envs/jax.yaml or envs/torch.yaml); the arena's
+    "jax+torch" takes envs/jax.yaml, which holds torch as well."""
+    return env_file(PLAN.papers[wildcards.paper]["framework"].split("+")[0])
 
 
 def figure_evaluations(wildcards):

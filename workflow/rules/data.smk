@@ -27,3 +27,23 @@ rule dataset:
         "python -m impls.common.datasets prepare {wildcards.dataset} {output.npz}"
         " --fashion-mnist-dir {params.fmnist} --download-dir {params.downloads} {params.download}"
         " {params.imagenet} 2> {log} || {{ cat {log} >&2; exit 2; }}"
+
+
+# the arena on a user's own .npz (config arena_data): checked and cached as user-<sha12>.npz; the id is
+# the file's hash, so a changed file is a new dataset (and new runs), never a stale cache
+rule user_dataset:
+    output:
+        npz=f"{DATASETS}/{{dataset}}.npz",
+        meta=f"{DATASETS}/{{dataset}}.json",
+    wildcard_constraints:
+        dataset="user-[0-9a-f]{12}",
+    localrule: True
+    log:
+        "logs/dataset/{dataset}.log",
+    params:
+        source=lambda wildcards: PLAN.user_data.get(wildcards.dataset, f"(no arena_data file has id {wildcards.dataset})"),
+    conda:
+        "../../envs/data.yaml"
+    shell:
+        "python -m impls.arena.data prepare-user {params.source:q} {output.npz} --expect {wildcards.dataset}"
+        " 2> {log} || {{ cat {log} >&2; exit 2; }}"

@@ -2,7 +2,7 @@
 #   fig_<paper>_* / tab_<paper>_*   one rule per figure or table of every configured paper:
 #                                   results/<paper>/<target>.{csv,png,pdf} (tab_*: and .html)
 #   <paper>_all                     every figure and table of that paper at the configured scale
-#                                   (bpfree and two_routes: named after the paper, impls.common.plan.paper_target)
+#                                   (bpfree, two_routes and arena: named after the paper, impls.common.plan.paper_target)
 # A paper that is not in config['papers'] has no targets. The generic rules (data, train, figures)
 # build the files.
 from impls.common.plan import paper_target

@@ -19,7 +19,7 @@ from impls.common.provenance import figure_record  # noqa: E402
 out = snakemake.output  # noqa: F821
 figure, results = snakemake.params.figure, snakemake.params.results  # noqa: F821
 table = write_figure_table(figure, results, out.csv)
-print(f"{len(table)} rows from {table['run_id'].nunique()} runs", file=sys.stderr)
+print(f"{len(table)} rows from {len(figure['runs'])} runs", file=sys.stderr)
 record = figure_record(figure, figure_finals(figure, results))
 atomic_write_json(out.record, record)
 # plotted from the CSV as written, so the figure shows exactly what the table holds
