@@ -149,3 +149,19 @@ def test_table_cells_show_rule_names_and_a_dash_where_a_factor_does_not_apply():
     assert header[:2] == ["rule", "learning rate"]
     assert {r[0] for r in rows} == {"NP", "SGD"}
     assert [r[1] for r in rows if r[0] == "NP"] == ["—"]
+
+
+def test_a_log_axis_within_a_decade_is_labelled_with_plain_numbers():
+    from impls.common.plotting import plain_log_labels
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1, 2], [86.6, 87.2, 87.9])
+    ax.set_yscale("log")
+    plain_log_labels(ax.yaxis)
+    fig.canvas.draw()
+    lo, hi = ax.get_ylim()
+    shown = ax.yaxis.get_majorticklabels() + ax.yaxis.get_minorticklabels()
+    labels = [t.get_text() for t in shown if t.get_text() and lo <= t.get_position()[1] <= hi]
+    plt.close(fig)
+    assert labels and not [t for t in labels if "times" in t or "^" in t], labels
+    assert all(86 <= float(t) <= 88 for t in labels), labels

@@ -124,6 +124,18 @@ def integer_ticks(ax, axis: str = "x", values=None) -> None:
         target.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
 
 
+def plain_log_labels(axis) -> None:
+    """On a log axis that spans less than a decade (say training error 86.6-87.9 %), matplotlib labels
+    only minor ticks, as 8.7×10¹; label them as plain numbers (87) instead."""
+    from matplotlib.ticker import FuncFormatter
+
+    lo, hi = axis.get_view_interval()
+    if lo > 0 and hi / lo < 10:
+        plain = FuncFormatter(lambda v, _: f"{v:g}")
+        axis.set_major_formatter(plain)
+        axis.set_minor_formatter(plain)
+
+
 #: at most this many distinct values on an integer axis get a tick each
 FEW_TICKS = 8
 
@@ -132,6 +144,8 @@ def _axes_style(grid, spec: Mapping, x: str, y: str, x_values=None) -> None:
     for ax in grid.axes.flat:
         ax.set_xscale("log" if spec.get("logx") else "linear")
         ax.set_yscale("log" if spec.get("logy") else "linear")
+        if spec.get("logy"):
+            plain_log_labels(ax.yaxis)
         if x_values is not None and is_integer_axis(x, x_values):
             integer_ticks(ax, "x", x_values)
         ax.set_xlabel(spec.get("xlabel", display.factor(x)))

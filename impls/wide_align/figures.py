@@ -25,7 +25,7 @@ import seaborn as sns  # noqa: E402
 
 from impls.common.io import read_json  # noqa: E402
 from impls.common import display  # noqa: E402
-from impls.common.plotting import integer_ticks, mark_diverged, stamp  # noqa: E402
+from impls.common.plotting import integer_ticks, mark_diverged, plain_log_labels, stamp  # noqa: E402
 from impls.wide_align.options import resolved_hparams, resolved_model  # noqa: E402
 
 RULE_ORDER = ["bp", "bptt", "alignprop", "alignada", "alignzero", "fa", "dfa", "lastlayer", "readout"]
@@ -133,6 +133,7 @@ def small_data_figure(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
 def time_figure(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
     fig = _panels(table, "width", [("time_epoch", "s per epoch + val pass")], figure)
     fig.axes[0].set_yscale("log")
+    plain_log_labels(fig.axes[0].yaxis)
     return fig
 
 
@@ -149,6 +150,7 @@ def add_figure(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
             ax = fig.axes[i * len(variants) + j]
             ax.axhline(chance[i], ls="--", color="0.5", label="chance")
             ax.set_yscale("log")
+            plain_log_labels(ax.yaxis)
     return fig
 
 
