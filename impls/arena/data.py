@@ -14,16 +14,14 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import io
 import sys
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
-from impls.common.datasets import ARRAY_KEYS, load_dataset, standardize
+from impls.common.datasets import ARRAY_KEYS, load_dataset, standardize, write_cache
 from impls.common.errors import SpecError
-from impls.common.io import atomic_write_bytes, atomic_write_json
 
 SPLIT_STREAM = (0, 3)
 USER_PREFIX = "user-"
@@ -166,21 +164,7 @@ def prepare_user(path: str | Path, out: str | Path, expected_id: str | None = No
                              f"then, {dataset_id} now); run snakemake again")
     arrays = {k: np.ascontiguousarray(arrays[k]) for k in ARRAY_KEYS}
     arrays["y_train"], arrays["y_test"] = (arrays[k].astype(np.int64) for k in ("y_train", "y_test"))
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    payload = buffer.getvalue()
-    meta = {"name": dataset_id, "source": f"user file {path.resolve()}", "file": out.name,
-            "sha256": hashlib.sha256(payload).hexdigest(), "n_train": len(arrays["x_train"]),
-            "n_test": len(arrays["x_test"]), "image_shape": list(arrays["x_train"].shape[1:]),
-            "num_classes": check_user_arrays(arrays, f"arena_data {path}")}
-    sidecar = out.with_suffix(".json")
-    atomic_write_json(sidecar, meta)
-    try:
-        atomic_write_bytes(out, payload)
-    except BaseException:
-        sidecar.unlink(missing_ok=True)
-        raise
-    return meta
+    return write_cache(arrays, out, dataset_id, f"user file {path.resolve()}")
 
 
 def main(argv: list[str] | None = None) -> int:

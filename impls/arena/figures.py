@@ -7,10 +7,11 @@ test set is never looked at to choose. At that rate the leaderboard reports, ove
 
 - test accuracy after the last epoch, mean ± sd (sample sd; "n" seeds, diverged ones excluded);
 - epochs to 90 %: the first epoch ≥ 1 at which the seed-mean test accuracy reaches 90 % of its final value;
-- CPU seconds per epoch (``time_cpu_s``: the process's CPU time per epoch divided by the runs of the
-  batch, mean over epochs ≥ 2 so JAX's compilation in epoch 1 is left out) and the peak memory of one
-  training step of one run (``step_memory_mb`` of train.json, ``impls.arena.train``), both also divided
-  by BP's in the same framework (``cpu_vs_bp``, ``memory_vs_bp``);
+- CPU and wall-clock seconds per epoch (``time_cpu_s``, ``time_wall_s``: the process's time for the
+  training epoch divided by the runs of the batch, mean over epochs ≥ 2 so JAX's compilation in epoch 1
+  is left out; wall time depends on what else the machine ran, CPU time less so) and the peak memory of one
+  training step of one run (``step_memory_mb`` of train.json, ``impls.arena.train``), each also divided
+  by BP's in the same framework (``cpu_vs_bp``, ``wall_vs_bp``, ``memory_vs_bp``);
 - ``cos_early``, ``cos_mid``, ``cos_late``: the cosine between the rule's update and the exact gradient
   on the probe batch after epoch 1, E/2 and E (``impls.arena.train``);
 - ``twin_gap``: for a rule with a twin in the other framework, this rule's test accuracy minus the twin's
@@ -64,6 +65,11 @@ def _series(table: pd.DataFrame, split: str, metric: str) -> pd.DataFrame:
     return table[(table["split"] == split) & (table["metric"] == metric)]
 
 
+def _after_compilation(per_epoch: pd.Series) -> pd.Series:
+    """A per-epoch time series without epoch 1 (where JAX compiles), unless that is all there is."""
+    return per_epoch[per_epoch.index >= 2] if (per_epoch.index >= 2).any() else per_epoch
+
+
 def per_run(table: pd.DataFrame) -> pd.DataFrame:
     """One row per run: rule, lr, seed, status, final validation and test accuracy, CPU s/epoch, memory,
     and the three cosines."""
@@ -72,8 +78,7 @@ def per_run(table: pd.DataFrame) -> pd.DataFrame:
     for rid, run in table.groupby("run_id", sort=False):
         epochs, first = int(last[rid]), run.iloc[0]
         at = lambda split, metric, e: _series(run, split, metric).set_index("epoch")["value"].get(e, np.nan)  # noqa: E731
-        cpu = _series(run, "time", "cpu_s").set_index("epoch")["value"]
-        cpu = cpu[cpu.index >= 2] if (cpu.index >= 2).any() else cpu
+        cpu, wall = (_after_compilation(_series(run, "time", m).set_index("epoch")["value"]) for m in ("cpu_s", "wall_s"))
         ok = first["status"] == "ok"
         early, mid, late = cosine_points(epochs)
         rows.append({"run_id": rid, "rule": first["rule"], "lr": float(first["lr"]), "seed": int(first["seed"]),
@@ -81,6 +86,7 @@ def per_run(table: pd.DataFrame) -> pd.DataFrame:
                      "val_acc": at("val", "acc", epochs) if ok else np.nan,
                      "test_acc": at("test", "acc", epochs) if ok else np.nan,
                      "cpu_s_per_epoch": float(cpu.mean()) if len(cpu) else np.nan,
+                     "wall_s_per_epoch": float(wall.mean()) if len(wall) else np.nan,
                      "step_memory_mb": float(first["step_memory_mb"]),
                      "cos_early": at("probe", "cos_bp", early), "cos_mid": at("probe", "cos_bp", mid),
                      "cos_late": at("probe", "cos_bp", late) if ok else np.nan})
@@ -134,7 +140,7 @@ def leaderboard_table(table: pd.DataFrame) -> pd.DataFrame:
         row.update(lr=lr, val_acc=float(chosen["val_mean"].iloc[0]), test_acc=float(done["test_acc"].mean()),
                    test_sd=float(done["test_acc"].std()), seeds=len(done), diverged_seeds=int(len(at) - len(done)),
                    epochs_to_90=_epochs_to_90(table, done["run_id"]),
-                   cpu_s_per_epoch=float(at["cpu_s_per_epoch"].mean()),
+                   cpu_s_per_epoch=float(at["cpu_s_per_epoch"].mean()), wall_s_per_epoch=float(at["wall_s_per_epoch"].mean()),
                    step_memory_mb=float(at["step_memory_mb"].mean()),
                    cos_early=float(at["cos_early"].mean()), cos_mid=float(at["cos_mid"].mean()),
                    cos_late=float(done["cos_late"].mean()), note=edge)
@@ -144,14 +150,15 @@ def leaderboard_table(table: pd.DataFrame) -> pd.DataFrame:
             row["twin_gap"] = row["test_acc"] - float(other["test_acc"].mean()) if len(other) else np.nan
         rows.append(row)
     board = pd.DataFrame(rows)
-    for column, per in (("cpu_vs_bp", "cpu_s_per_epoch"), ("memory_vs_bp", "step_memory_mb")):
+    for column, per in (("cpu_vs_bp", "cpu_s_per_epoch"), ("wall_vs_bp", "wall_s_per_epoch"),
+                        ("memory_vs_bp", "step_memory_mb")):
         base = {fw: board.loc[board["rule"] == ref, per] for fw, ref in BASELINE.items()}
         board[column] = [row[per] / float(base[row["framework"]].iloc[0])
                          if len(base[row["framework"]]) and float(base[row["framework"]].iloc[0]) > 0 else np.nan
                          for _, row in board.iterrows()]
     order = board["test_acc"].fillna(-1.0).sort_values(ascending=False).index
     columns = ["rule", "name", "paper", "framework", "lr", "val_acc", "test_acc", "test_sd", "seeds", "diverged_seeds",
-               "epochs_to_90", "cpu_s_per_epoch", "cpu_vs_bp", "step_memory_mb", "memory_vs_bp", "cos_early", "cos_mid",
+               "epochs_to_90", "cpu_s_per_epoch", "cpu_vs_bp", "wall_s_per_epoch", "wall_vs_bp", "step_memory_mb", "memory_vs_bp", "cos_early", "cos_mid",
                "cos_late", "twin_gap", "note"]
     return board.loc[order].reindex(columns=columns).reset_index(drop=True)
 
@@ -199,7 +206,8 @@ def leaderboard_figure(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
             acc += f" [{int(r['diverged_seeds'])} div]"
         edge = " †" if isinstance(r["note"], str) and r["note"].startswith("the chosen lr") else ""
         cells.append([r["name"], r["paper"], f"{r['lr']:g}{edge}", acc, _fmt(r["epochs_to_90"], ".0f"),
-                      f"{_fmt(1000 * r['cpu_s_per_epoch'], '.3g')} ({_fmt(r['cpu_vs_bp'], '.2f')})",
+                      f"{_fmt(1000 * r['cpu_s_per_epoch'], '.3g')} ({_fmt(r['cpu_vs_bp'], '.2f')}; "
+                      f"wall {_fmt(r['wall_vs_bp'], '.2f')})",
                       f"{_fmt(r['step_memory_mb'], '.3g')} MB ({_fmt(r['memory_vs_bp'], '.2f')})",
                       " / ".join(_fmt(r[c], ".2f") for c in ("cos_early", "cos_mid", "cos_late")),
                       _fmt(r["twin_gap"], "+.2f", "")])

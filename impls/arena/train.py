@@ -11,8 +11,8 @@ Both do the same thing:
 - update: θ ← θ − lr·u with u the rule's pseudo-gradient g (``optimizer: sgd``) or Adam's step on g
   (``optimizer: adam``, β = 0.9, 0.999, ε = 1e-8), the same for every rule;
 - metrics per epoch: ``train_loss`` (the running mean of the rule's minibatch loss), ``val_acc`` and
-  ``test_acc`` (%), ``time_cpu_s`` (the epoch's CPU seconds of this process divided by the batch's
-  runs), and at the epochs of ``options.cosine_epochs`` (early, mid, late, and epoch 0)
+  ``test_acc`` (%), ``time_cpu_s`` and ``time_wall_s`` (the training epoch's CPU and wall-clock seconds
+  in this process, divided by the batch's runs), and at the epochs of ``options.cosine_epochs`` (early, mid, late, and epoch 0)
   ``probe_cos_bp``: the cosine between the rule's update g of the forward weights and the exact
   gradient of the same loss, on a fixed probe batch (the first ``probe`` training examples), NaN at
   the other epochs;
@@ -32,7 +32,7 @@ from impls.arena import nets, options
 from impls.arena.contenders import framework_of
 from impls.common.driver import BatchProgram, Progress
 
-METRICS = ["train_loss", "val_acc", "test_acc", "probe_cos_bp", "time_cpu_s"]
+METRICS = ["train_loss", "val_acc", "test_acc", "probe_cos_bp", "time_cpu_s", "time_wall_s"]
 ADAM = (0.9, 0.999, 1.0e-8)
 
 
@@ -73,11 +73,12 @@ class Program(BatchProgram):
         order = np.stack([arena_data.epoch_order(s, progress.epoch, n) for s in self.seeds])
         steps = n // self.batch_size
         batches = order[:, :steps * self.batch_size].reshape(len(self.seeds), steps, self.batch_size)
-        cpu0 = time.process_time()
+        cpu0, wall0 = time.process_time(), time.perf_counter()
         loss = self.trainer.train_epoch(batches, progress.epoch)
-        cpu = time.process_time() - cpu0
+        cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+        runs = len(self.seeds)
         out = {"train_loss": loss, **self.trainer.accuracies(),
-               "time_cpu_s": np.full(len(self.seeds), cpu / len(self.seeds))}
+               "time_cpu_s": np.full(runs, cpu / runs), "time_wall_s": np.full(runs, wall / runs)}
         if progress.epoch in self.cos_epochs:
             out["probe_cos_bp"] = self.trainer.cosines()
         return out

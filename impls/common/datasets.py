@@ -246,8 +246,14 @@ def prepare_dataset(name: str, out_path: str | Path, *, fashion_mnist_dir: str |
         arrays, source = _load_fashion_mnist(fashion_mnist_dir, download_dir, download)
     else:
         arrays, source = _load_torchvision(name, download_dir, download)
-    arrays = _canonical(arrays)
+    return write_cache(_canonical(arrays), out_path, name, source)
 
+
+def write_cache(arrays: dict[str, np.ndarray], out_path: str | Path, name: str, source: str) -> dict[str, Any]:
+    """Write ``arrays`` (``ARRAY_KEYS``) as the cached dataset ``out_path`` (.npz) and its ``.json``
+    sidecar (name, source, sha256 of the file, sizes, image shape, classes = largest label + 1, and
+    each array's shape, dtype and sha256); the sidecar first, so an existing .npz always has one."""
+    out_path = Path(out_path)
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     payload = buffer.getvalue()
