@@ -165,3 +165,23 @@ def test_a_log_axis_within_a_decade_is_labelled_with_plain_numbers():
     plt.close(fig)
     assert labels and not [t for t in labels if "times" in t or "^" in t], labels
     assert all(86 <= float(t) <= 88 for t in labels), labels
+
+
+def test_stamp_gives_every_narrow_log_axis_plain_labels_and_leaves_integer_ticks_alone():
+    from impls.common.plotting import integer_ticks, stamp
+
+    fig, (a, b) = plt.subplots(1, 2)
+    a.plot([0.5, 5.0], [1, 2])
+    a.set_xscale("log")                                    # learning rates 0.5-5: one decade
+    b.plot([8, 64, 512], [1, 2, 3])
+    b.set_xscale("log", base=2)
+    integer_ticks(b, "x", [8, 64, 512])
+    stamp(fig, {**FIGURE, "target": "fig_x"})
+    fig.canvas.draw()
+    lo, hi = a.get_xlim()
+    shown = [t.get_text() for t in a.xaxis.get_majorticklabels() + a.xaxis.get_minorticklabels()
+             if t.get_text() and lo <= t.get_position()[0] <= hi]
+    widths = [t.get_text() for t in b.xaxis.get_majorticklabels()]
+    plt.close(fig)
+    assert shown and all("times" not in t and "^" not in t for t in shown), shown
+    assert widths == ["8", "64", "512"]

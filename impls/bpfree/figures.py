@@ -31,7 +31,6 @@ from impls.common import display
 from impls.common.aggregate import column_name
 from impls.common.io import load_npz, read_json
 from impls.common.metrics import read_metrics
-from impls.common.plotting import plain_log_labels
 from impls.common.specs import get_dotted
 
 LAST_WINDOW = 10
@@ -162,7 +161,6 @@ def trackers_figure(table: pd.DataFrame, figure: Mapping):
     for (row_name, _), ax in zip(grid.axes_dict.items(), grid.axes.flat):
         if not str(row_name[0]).startswith("local"):
             ax.set_yscale("log")
-            plain_log_labels(ax.yaxis)
     return stamp(grid.figure, figure)
 
 
@@ -197,7 +195,6 @@ def reconstruction_figure(table: pd.DataFrame, figure: Mapping):
         sns.lineplot(data=shown, x="epoch", y="value", hue="rule", style="lr",
                      errorbar="sd", ax=ax, legend=(i == 1))
         ax.set_yscale("log")
-        plain_log_labels(ax.yaxis)
         ax.set_ylabel(f"{split} MSE")
     if n_img:
         right = outer[1].subgridspec(len(runs) + 1, n_img, wspace=0.05, hspace=0.1)

@@ -85,9 +85,14 @@ def stamp(fig: plt.Figure, figure: Mapping) -> plt.Figure:
     """Plain title (``figure_title``); footer with target, scale, dataset and the commits that trained
     its runs and made the plot, from ``figure["provenance"]`` (``provenance.figure_record``, which the
     figure job adds); without one the footer names the plotting commit only and says so."""
+    for ax in fig.axes:
+        plain_log_labels(ax.xaxis)
+        plain_log_labels(ax.yaxis)
     fig.suptitle(figure_title(figure), y=1.02)
-    fig.text(0.01, -0.03, f"creditbench {figure['target']} | scale={figure['scale']} | "
-             f"dataset={figure['dataset']} | {commits_text(figure)}", fontsize=7, color="0.4")
+    # the footer goes below everything drawn (axis labels of a short figure reach below y = 0)
+    lowest = fig.get_tightbbox(fig.canvas.get_renderer()).y0 / fig.get_figheight()
+    fig.text(0.01, min(lowest, 0.0) - 0.02, f"creditbench {figure['target']} | scale={figure['scale']} | "
+             f"dataset={figure['dataset']} | {commits_text(figure)}", fontsize=7, color="0.4", va="top")
     return fig
 
 
@@ -125,15 +130,26 @@ def integer_ticks(ax, axis: str = "x", values=None) -> None:
 
 
 def plain_log_labels(axis) -> None:
-    """On a log axis that spans less than a decade (say training error 86.6-87.9 %), matplotlib labels
-    only minor ticks, as 8.7×10¹; label them as plain numbers (87) instead."""
-    from matplotlib.ticker import FuncFormatter
+    """A log axis that spans less than two decades (training error 86.6-87.9 %, learning rates 0.5-5)
+    gets matplotlib's minor-tick labels 8.7×10¹ or 3×10⁰ 4×10⁰, which overlap; write the same ticks'
+    labels as plain numbers (87, 3, 4) instead, decided when the figure is drawn. Axes whose ticks were set otherwise
+    (``integer_ticks``) and wider log axes keep their labels. ``stamp`` applies it to every figure."""
+    from matplotlib.ticker import LogFormatter, LogFormatterSciNotation
 
-    lo, hi = axis.get_view_interval()
-    if lo > 0 and hi / lo < 10:
-        plain = FuncFormatter(lambda v, _: f"{v:g}")
-        axis.set_major_formatter(plain)
-        axis.set_minor_formatter(plain)
+    if axis.get_scale() != "log" or not isinstance(axis.get_major_formatter(), LogFormatter):
+        return
+
+    class PlainWithinDecade(LogFormatterSciNotation):
+        """matplotlib's choice of which ticks get a label; plain numbers where the axis spans < 2 decades."""
+
+        def __call__(self, x, pos=None):
+            label = super().__call__(x, pos)
+            lo, hi = sorted(axis.get_view_interval())
+            return f"{x:g}" if label and lo > 0 and hi / lo < 100 else label
+
+    base = axis.get_major_formatter()._base
+    axis.set_major_formatter(PlainWithinDecade(base))
+    axis.set_minor_formatter(PlainWithinDecade(base, labelOnlyBase=False))
 
 
 #: at most this many distinct values on an integer axis get a tick each
@@ -144,8 +160,6 @@ def _axes_style(grid, spec: Mapping, x: str, y: str, x_values=None) -> None:
     for ax in grid.axes.flat:
         ax.set_xscale("log" if spec.get("logx") else "linear")
         ax.set_yscale("log" if spec.get("logy") else "linear")
-        if spec.get("logy"):
-            plain_log_labels(ax.yaxis)
         if x_values is not None and is_integer_axis(x, x_values):
             integer_ticks(ax, "x", x_values)
         ax.set_xlabel(spec.get("xlabel", display.factor(x)))

@@ -33,7 +33,7 @@ import pandas as pd  # noqa: E402
 from impls.common.aggregate import column_name, figure_table  # noqa: E402
 from impls.common.metrics import read_metrics  # noqa: E402
 from impls.common import display  # noqa: E402
-from impls.common.plotting import diverged_handle, integer_ticks, mark_diverged, plain_log_labels, stamp  # noqa: E402
+from impls.common.plotting import diverged_handle, integer_ticks, mark_diverged, stamp  # noqa: E402
 from impls.nodepert import crash  # noqa: E402
 
 
@@ -359,7 +359,6 @@ def crash_dynamics_plot(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
         axes[2].plot(x, run[f"norm_{name}"], color=color, lw=0.8,
                      label={"np": "node perturbation", "sgd": "minibatch SGD", "true": "true gradient"}[name])
     axes[2].set_yscale("log")
-    plain_log_labels(axes[2].yaxis)
     axes[2].set_ylabel("‖ΔW‖ (not × lr)")
     axes[2].legend(fontsize=7)
     axes[3].plot(x, run["delta_mse"], color="tab:orange", lw=0.8)

@@ -20,7 +20,6 @@ import pandas as pd
 from impls.common import display
 from impls.common.io import read_json
 from impls.common.metrics import read_metrics
-from impls.common.plotting import plain_log_labels
 from impls.common.specs import get_dotted
 from impls.two_routes import options
 
@@ -134,7 +133,6 @@ def fixed_points_figure(table: pd.DataFrame, figure: Mapping):
         ax.set_ylabel(title)
         if "B*" in title:
             ax.set_yscale("log")
-            plain_log_labels(ax.yaxis)
     return stamp(grid.figure, figure)
 
 

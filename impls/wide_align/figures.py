@@ -133,7 +133,7 @@ def small_data_figure(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
 def time_figure(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
     fig = _panels(table, "width", [("time_epoch", "s per epoch + val pass")], figure)
     fig.axes[0].set_yscale("log")
-    plain_log_labels(fig.axes[0].yaxis)
+    plain_log_labels(fig.axes[0].yaxis)   # set_yscale after stamp() resets the labels stamp chose
     return fig
 
 
@@ -150,7 +150,6 @@ def add_figure(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
             ax = fig.axes[i * len(variants) + j]
             ax.axhline(chance[i], ls="--", color="0.5", label="chance")
             ax.set_yscale("log")
-            plain_log_labels(ax.yaxis)
     return fig
 
 
