@@ -13,14 +13,13 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
 import sys
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
-from impls.common.datasets import ARRAY_KEYS, load_dataset, standardize, write_cache
+from impls.common.datasets import ARRAY_KEYS, file_sha256, load_dataset, standardize, write_cache
 from impls.common.errors import SpecError
 
 SPLIT_STREAM = (0, 3)
@@ -84,14 +83,6 @@ def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
 
 class ArenaDataError(SpecError):
     """A user's dataset file that the arena cannot train on (the message names the array and the problem)."""
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def user_dataset_id(path: str | Path) -> str:

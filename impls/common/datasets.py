@@ -198,7 +198,8 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _file_sha256(path: Path) -> str:
+def file_sha256(path: str | Path) -> str:
+    """sha256 (hex) of a file's bytes, read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -290,7 +291,7 @@ def load_dataset(path: str | Path) -> Dataset:
         raise ValueError(f"dataset {path} has no sidecar {sidecar}; delete {path} and rerun "
                          f"`snakemake --cores 1 {path}`.")
     meta = read_json(sidecar)
-    actual = _file_sha256(path)
+    actual = file_sha256(path)
     if actual != meta.get("sha256"):
         raise ValueError(f"dataset {path} fails its checksum: sha256 {actual} but the sidecar "
                          f"records {meta.get('sha256')}; the file is corrupt or was modified. Delete "
