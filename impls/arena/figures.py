@@ -264,15 +264,35 @@ def cost_figure(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
         for framework, marker in (("jax", "o"), ("torch", "s")):
             sub = board[board["framework"] == framework]
             ax.scatter(sub[column], sub["test_acc"], marker=marker, label="JAX" if framework == "jax" else "PyTorch")
-            for _, r in sub.iterrows():
-                if np.isfinite(r[column]) and np.isfinite(r["test_acc"]):
-                    ax.annotate(r["name"], (r[column], r["test_acc"]), fontsize=6, xytext=(3, 2),
-                                textcoords="offset points")
+        points = board[np.isfinite(board[column].astype(float)) & np.isfinite(board["test_acc"].astype(float))]
+        _labels_without_overlap(ax, points[column], points["test_acc"], points["name"])
         ax.axvline(1.0, color="grey", lw=0.8, ls=":")
         ax.set_xlabel(label)
         ax.legend(fontsize=8)
     axes[0].set_ylabel("test accuracy (%) at the chosen lr")
     return stamp(fig, figure)
+
+
+def _labels_without_overlap(ax, xs, ys, names, fontsize: int = 6) -> None:
+    """Name each point beside it; a label that would overlap one already placed moves a line down or up
+    at a time (0, -1, +1, -2, +2, ... lines, with a thin leader line back to its point) until it is
+    clear; if none of 30 places is, it stays beside its point (every point keeps its name)."""
+    renderer = ax.figure.canvas.get_renderer()
+    placed = []
+    shifts = [0] + [s for k in range(1, 16) for s in (-k, k)]
+    for x, y, name in sorted(zip(xs, ys, names), key=lambda p: (-p[1], p[0])):
+        for shift in shifts:
+            text = ax.annotate(name, (x, y), xytext=(4, 2 + 1.3 * fontsize * shift), textcoords="offset points",
+                               fontsize=fontsize, arrowprops={"arrowstyle": "-", "lw": 0.4, "color": "0.6"}
+                               if shift else None)
+            box = text.get_window_extent(renderer)
+            if not any(box.overlaps(other) for other in placed):
+                break
+            text.remove()
+        else:
+            text = ax.annotate(name, (x, y), xytext=(4, 2), textcoords="offset points", fontsize=fontsize)
+            box = text.get_window_extent(renderer)
+        placed.append(box)
 
 
 def sweep_figure(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
