@@ -10,7 +10,8 @@
   python tests/cluster/check_slurm_run.py preempt --log L --failed J1 --requeued J2 --batch-dir D \
           --job-file F --since T
       - sacct shows J1 FAILED (SIGTERM), J2 (its resubmission) REQUEUED once then COMPLETED, log L (the
-        last attempt's) says it resumed from a checkpoint at an epoch >= 1 and reached epoch 30/30;
+        last attempt's) says it resumed from a checkpoint at an epoch >= 1 and reached epoch E/E (E: the
+        epochs of D/batch.json's runs);
         D/trained.json and D/evaluated.json exist, and the job file F lists D's batch
 Exits 1 with a message naming what failed.
 """
@@ -164,8 +165,12 @@ def check_preempt(args) -> None:
     m = re.search(r"resumed from checkpoint at epoch (\d+)", text)
     if not m or int(m.group(1)) < 1:
         fail(f"{args.log} does not say 'resumed from checkpoint at epoch N' with N >= 1:\n{text[-2000:]}")
-    if not re.search(r"epoch 30/30", text):
-        fail(f"{args.log} does not reach epoch 30/30")
+    epochs = {run["epochs"] for run in json.loads((Path(args.batch_dir) / "batch.json").read_text())["runs"].values()}
+    if len(epochs) != 1:
+        fail(f"{args.batch_dir}/batch.json: runs with different epochs {sorted(epochs)}")
+    total = epochs.pop()
+    if not re.search(rf"epoch {total}/{total} ", text):
+        fail(f"{args.log} does not reach epoch {total}/{total}")
     for name in ("trained.json", "evaluated.json"):
         if not (Path(args.batch_dir) / name).is_file():
             fail(f"{args.batch_dir}/{name} missing")
@@ -173,7 +178,7 @@ def check_preempt(args) -> None:
     if Path(args.batch_dir).name not in listed:
         fail(f"{args.job_file} does not list batch {Path(args.batch_dir).name}: {sorted(listed)}")
     print(f"[check] job {args.failed} FAILED by SIGTERM and was resubmitted as job {args.requeued}, which SLURM "
-          f"requeued and which resumed from checkpoint at epoch {m.group(1)} and COMPLETED the 30 epochs")
+          f"requeued and which resumed from checkpoint at epoch {m.group(1)} and COMPLETED the {total} epochs")
 
 
 def main() -> None:

@@ -12,7 +12,8 @@
 #      trains and evaluates all of its batches), every final.json records the SLURM job id of its train
 #      job, and each target's CSV is identical in both copies
 #   4. preemption (skip with CI_SLURM_PREEMPT=0): one cpu-scale nodepert train job (one batch: at cpu
-#      scale the job id is the batch id; Fashion-MNIST, 30 epochs, checkpoint every epoch) is killed
+#      scale the job id is the batch id; fig_nodepert_appendix's SGD with weight decay, 5 runs of
+#      784-500-500-10 on Fashion-MNIST, 10 epochs, checkpoint every epoch) is killed
 #      mid-training with `scancel --signal=TERM` (snakemake resubmits it: restart-times) and its successor
 #      is requeued with `scontrol requeue` (SLURM reruns it); each time training resumes from the
 #      checkpoint, and the job completes the training and the evaluation of the batch
@@ -140,22 +141,27 @@ wait_log() {  # wait_log REGEX SECONDS: until the train log matches REGEX (snake
     done
 }
 running_train_job() { squeue -h -t R -o "%i %k" | awk '/rule_train/ {print $1; exit}'; }
-epoch_regex_from() {  # epochs >= $1 (1..29) in the "epoch N/30" progress lines
-    "$PY" -c "import sys; n=int(sys.argv[1]); print('epoch (' + '|'.join(str(i) for i in range(n, 31)) + ')/')" "$1"
+epoch_regex_from() {  # epochs >= $1 in the "epoch N/$EPOCHS" progress lines
+    "$PY" -c "import sys; n, e = map(int, sys.argv[1:]); print('epoch (' + '|'.join(str(i) for i in range(n, e + 1)) + ')/')" \
+        "$1" "$EPOCHS"
 }
 if [ "${CI_SLURM_PREEMPT:-1}" != 0 ]; then
     copy_repo "$SCRATCH/preempt"
     cd "$SCRATCH/preempt"
     PCONFIG=(scale=cpu platform=cpu "papers=[nodepert]" checkpoint_minutes=0)
-    # one train job of fig_nodepert_lr at cpu scale (one batch: 4 learning rates x 30 epochs of Fashion-MNIST);
-    # its output is the job file, and at cpu scale (config train_jobs: 1 batch per job) job id == batch id
-    JOBFILE=$("$SNAKEMAKE" --cores 1 -n fig_nodepert_lr --config "${PCONFIG[@]}" 2>/dev/null \
-        | grep -oE 'results/nodepert/jobs/[^ ,/]+\.json' | sort | tail -n 1)
+    # one train job of fig_nodepert_appendix at cpu scale (one batch: SGD with weight decay, 5 runs x 10 epochs
+    # of Fashion-MNIST); its output is the job file, and at cpu scale (config train_jobs: 1 batch per job)
+    # job id == batch id
+    JOBFILE=$("$SNAKEMAKE" --cores 1 -n fig_nodepert_appendix --config "${PCONFIG[@]}" 2>/dev/null \
+        | grep -oE 'results/nodepert/jobs/sgd_wd-[^ ,/]+\.json' | sort | tail -n 1)
     [ -n "$JOBFILE" ] || { echo "error: no train job found for the preemption test" >&2; exit 1; }
     JOBID=$(basename "$JOBFILE" .json)
     BDIR=results/nodepert/batches/$JOBID
     [ -f "$BDIR/batch.json" ] || { echo "error: $BDIR/batch.json missing: is train job $JOBID not one batch?" >&2; exit 1; }
     TLOG=logs/nodepert/train/$JOBID.log
+    EPOCHS=$("$PY" -c "import json, sys; print(max(r['epochs'] for r in json.load(open(sys.argv[1]))['runs'].values()))" \
+        "$BDIR/batch.json")
+    [ "$EPOCHS" -ge 7 ] || { echo "error: $BDIR trains $EPOCHS epochs; the preemption test needs at least 7" >&2; exit 1; }
     log "preemption test on $JOBFILE (dataset prepared on the login node first)"
     "$SNAKEMAKE" --cores 1 resources/datasets/fashion_mnist.npz --config "${PCONFIG[@]}" \
         > "$SCRATCH/preempt-dataset.log" 2>&1
@@ -177,8 +183,9 @@ if [ "${CI_SLURM_PREEMPT:-1}" != 0 ]; then
     wait_log "$(epoch_regex_from $(( RESUMED1 + 2 )))" 900
     log "b) scontrol requeue of job $JOB2 at: $(grep -E 'epoch [0-9]+/' "$TLOG" | tail -n 1)"
     scontrol requeue "$JOB2"
-    # the requeued job starts again after SLURM's requeue delay (BeginTime, about 2 minutes)
-    wait_log "resumed from checkpoint at epoch ($(seq -s '|' $(( RESUMED1 + 1 )) 30))" 900
+    # the requeued job starts again after SLURM's requeue delay (BeginTime: AuthInfo cred_expire, 20 s in
+    # start_slurm.sh's slurm.conf; 120 s by default)
+    wait_log "resumed from checkpoint at epoch ($(seq -s '|' $(( RESUMED1 + 1 )) "$EPOCHS"))" 900
     RESUMED2=$(grep -oE "resumed from checkpoint at epoch [0-9]+" "$TLOG" | grep -oE "[0-9]+$")
     log "b) job $JOB2 requeued by SLURM: resumed from checkpoint at epoch $RESUMED2"
     wait $SMK || { echo "error: snakemake did not complete the train job after the interruptions" >&2; exit 1; }

@@ -9,6 +9,7 @@
 #   munged -> mariadbd (own data dir, 127.0.0.1:$SLURM_CI_DB_PORT) -> slurmdbd -> slurmctld -> slurmd
 # slurm.conf: one node `hostname -s` at 127.0.0.1, CPUs = nproc, RealMemory below free memory,
 # select/cons_tres, proctrack/linuxproc, task/none, accounting_storage/slurmdbd, MinJobAge=600,
+# cred_expire=20 (a requeued job restarts after 20 s instead of 120 s),
 # and one partition `ci`. Accounting holds account `ci` with root (and $SUDO_USER) as users, and
 # associations are enforced, so a job with an unknown account is refused as on a real site.
 # So `sacct` (the SLURM executor plugin's default status path) reads slurmdbd, as on real clusters.
@@ -163,6 +164,9 @@ SlurmctldHost=$HOST(127.0.0.1)
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
+# job credentials live 20 s (default 120 s); a requeued job waits that long before it starts again,
+# which the preemption test of ci_slurm.sh would otherwise spend idle
+AuthInfo=cred_expire=20
 StateSaveLocation=$DIR/state
 SlurmdSpoolDir=$DIR/spool
 SlurmctldPidFile=$DIR/run/slurmctld.pid
