@@ -129,6 +129,23 @@ def find_idx_files(directory: Path) -> dict[str, Path] | None:
     return found
 
 
+def read_idx(path: str | Path) -> np.ndarray:
+    """An IDX file (gzipped or not) as a numpy array of its declared unsigned-byte shape."""
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rb") as f:
+        raw = f.read()
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
+        raise ValueError(f"{path} is not an IDX file (bad magic number)")
+    if raw[2] != 0x08:
+        raise ValueError(f"{path}: IDX data type 0x{raw[2]:02x} is not unsigned byte (0x08)")
+    ndim = raw[3]
+    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    data = np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim)
+    if data.size != int(np.prod(shape)):
+        raise ValueError(f"{path}: header declares shape {shape}, file holds {data.size} bytes of data")
+    return data.reshape(shape)
+
+
 def _read_idx_dir(files: dict[str, Path]) -> dict[str, np.ndarray]:
     """Read IDX files with torchvision's own reader (it wants uncompressed paths)."""
     from torchvision.datasets.mnist import read_image_file, read_label_file

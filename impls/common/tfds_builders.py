@@ -28,30 +28,15 @@ Images are handed to TFDS as PIL images or encoded bytes, which it stores withou
 """
 from __future__ import annotations
 
-import gzip
 import io
 from pathlib import Path
 
 import numpy as np
 
-from impls.common.datasets import DIGITS_N_TRAIN, IDX_STEMS, find_idx_files
+from impls.common.datasets import DIGITS_N_TRAIN, IDX_STEMS, find_idx_files, read_idx
 
 IDX_DATASETS = ("fashion_mnist", "mnist", "kmnist")
 IMAGENET_ARCHIVES = {"train": "ILSVRC2012_img_train.tar", "validation": "ILSVRC2012_img_val.tar"}
-
-
-def read_idx(path: str | Path) -> np.ndarray:
-    """An IDX file (gzipped or not) as a uint8 array of the shape its header gives."""
-    path = Path(path)
-    data = (gzip.open if path.suffix == ".gz" else open)(path, "rb").read()
-    if len(data) < 4 or data[:2] != b"\0\0" or data[2] != 0x08:
-        raise ValueError(f"{path} is not an IDX file of unsigned bytes")
-    ndim = data[3]
-    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    body = np.frombuffer(data, np.uint8, offset=4 + 4 * ndim)
-    if body.size != int(np.prod(shape)):
-        raise ValueError(f"{path}: header says {shape}, the file holds {body.size} bytes of data")
-    return body.reshape(shape)
 
 
 def _pil(array: np.ndarray):
