@@ -10,8 +10,9 @@ else touches JAX. Without ``CREDITBENCH_DISTRIBUTED=1`` it does nothing: one pro
   ``CREDITBENCH_PROCESS_ID=i`` (0..N-1): exactly those (any machines, CPU processes on one host in
   the tests). Process 0 serves the coordinator at that address.
 
-CPU collectives between processes go through gloo (JAX has no other CPU implementation across
-processes); it changes nothing on a TPU or GPU.
+CPU collectives between processes go through gloo, set explicitly (JAX 0.10.2 also picks it when
+nothing is set; older releases had no CPU collectives across processes by default); it changes nothing
+on a TPU or GPU.
 """
 from __future__ import annotations
 
