@@ -11,11 +11,12 @@ SNAKEMAKE := $(VENV)/bin/snakemake
 CORES     ?= all
 TEST_WORKERS ?= 2
 
-.PHONY: run test lint venv report bench clean help
+.PHONY: run test lint venv tfds report bench clean help
 
 help:
 	@echo "make run    -- run every figure at smoke scale (digits, minutes) and write results/report.html"
 	@echo "make test   -- run the test suite (pytest), including an end-to-end smoke DAG and snakemake --lint"
+	@echo "make tfds   -- add the optional TFDS extra to .venv (data.loader: tfds; requirements-tfds.txt, no TensorFlow)"
 	@echo "make lint   -- snakemake --lint (Snakemake's own checks of the workflow; part of make test)"
 	@echo "make bench  -- throughput benchmarks (benchmarks/README.md)"
 	@echo "make clean  -- delete results/, logs/ and .snakemake/ (keeps resources/ and .venv)"
@@ -29,6 +30,14 @@ $(VENV)/.installed: requirements.txt requirements.lock pyproject.toml
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(VENV)/bin/python -m pip install --quiet -c requirements.lock -r requirements.txt
 	$(VENV)/bin/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	@touch $@
+
+# The optional TFDS extra (README "TFDS and TPU VMs") on top of .venv: requirements.lock as constraints,
+# so it adds packages and changes none of the pinned ones. `make test` installs it to run the TFDS tests.
+tfds: $(VENV)/.tfds-installed
+
+$(VENV)/.tfds-installed: $(VENV)/.installed requirements-tfds.txt
+	$(VENV)/bin/python -m pip install --quiet -c requirements.lock -r requirements-tfds.txt
 	@touch $@
 
 # Snakemake's full output goes to logs/make-run.log; the terminal shows, per figure, what is being
@@ -52,9 +61,10 @@ run: venv
 report: venv
 	$(SNAKEMAKE) --cores 1 all --report results/report.html
 
+# The TFDS tests need the extra (`tfds`), so `make test` installs it first.
 # pytest-xdist: TEST_WORKERS processes share the test files (--dist loadfile), so the end-to-end
 # tests that read the one smoke DAG (tests/test_e2e.py, fixture smoke_dag) build it once
-test: venv
+test: venv tfds
 	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 lint: venv

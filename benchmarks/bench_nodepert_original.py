@@ -57,7 +57,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
-import gzip
 import json
 import os
 import re
@@ -72,6 +71,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.parity import compare, markdown  # noqa: E402
+from impls.common.datasets import read_idx  # noqa: E402  (the IDX reader; read_idx is part of this module's API)
 
 IDX_FILES = {"x_train": "train-images-idx3-ubyte.gz", "y_train": "train-labels-idx1-ubyte.gz",
              "x_test": "t10k-images-idx3-ubyte.gz", "y_test": "t10k-labels-idx1-ubyte.gz"}
@@ -82,23 +82,6 @@ N_CLASSES = 10
 
 
 # --------------------------------------------------------------------------- data (pure)
-
-
-def read_idx(path: Path) -> np.ndarray:
-    """An IDX file (gzipped or not) as a numpy array of its declared unsigned-byte shape."""
-    opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "rb") as f:
-        raw = f.read()
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
-        raise ValueError(f"{path} is not an IDX file (bad magic number)")
-    if raw[2] != 0x08:
-        raise ValueError(f"{path}: IDX data type 0x{raw[2]:02x} is not unsigned byte (0x08)")
-    ndim = raw[3]
-    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    data = np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim)
-    if data.size != int(np.prod(shape)):
-        raise ValueError(f"{path}: header declares shape {shape}, file holds {data.size} bytes of data")
-    return data.reshape(shape)
 
 
 def prepare_arrays(raw: dict[str, np.ndarray], n_train: int, n_test: int, batch_size: int) -> dict:

@@ -72,6 +72,29 @@ def datasets_dir(tmp_path_factory) -> Path:
     return out
 
 
+#: why the TFDS tests skip where the optional extra is absent (`make test` installs it)
+TFDS_MISSING = "the optional TFDS extra is not installed (make tfds, or pip install -c requirements.lock -r requirements-tfds.txt)"
+#: examples per split of the Fashion-MNIST TFDS dataset the tests build (the whole set takes minutes)
+TFDS_FASHION_EXAMPLES = 2000
+
+
+@pytest.fixture(scope="session")
+def tfds_dir(tmp_path_factory) -> Path:
+    """A TFDS data dir built offline once per test session, as ``python -m impls.common.tfds_data prepare``
+    builds one: ``creditbench_digits`` (all 1,797 digits) and ``fashion_mnist`` from the IDX files of
+    Debian's dataset-fashion-mnist, the first TFDS_FASHION_EXAMPLES examples of each split."""
+    pytest.importorskip("tensorflow_datasets", reason=TFDS_MISSING)
+    from impls.common import tfds_data
+    from impls.common.datasets import DEFAULT_FASHION_MNIST_DIR
+
+    if not Path(DEFAULT_FASHION_MNIST_DIR).is_dir():
+        pytest.skip(f"{DEFAULT_FASHION_MNIST_DIR} is missing (apt-get install dataset-fashion-mnist)")
+    out = tmp_path_factory.mktemp("tfds")
+    tfds_data.build("digits", out)
+    tfds_data.build("fashion_mnist", out, idx_dir=DEFAULT_FASHION_MNIST_DIR, max_examples=TFDS_FASHION_EXAMPLES)
+    return out
+
+
 def configured_claims(root: Path) -> list[dict]:
     """Every claim of every paper in root's config/config.yaml, in scorecard order."""
     import yaml

@@ -1,5 +1,5 @@
-"""benchmarks/bench_nodepert_original.py: its own pieces (IDX reader, data stand-in, comparisons, float64
-reference estimate), without a checkout of the original."""
+"""benchmarks/bench_nodepert_original.py: its pieces (the IDX reader it takes from impls.common.datasets, data
+stand-in, comparisons, float64 reference estimate), without a checkout of the original."""
 import gzip
 import sys
 from pathlib import Path

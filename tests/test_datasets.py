@@ -46,7 +46,7 @@ def _fake_idx_dir(directory: Path, compress: bool, n_train: int = 12, n_test: in
     arrays = {"x_train": rng.integers(0, 256, (n_train, 28, 28)), "y_train": rng.integers(0, 10, n_train),
               "x_test": rng.integers(0, 256, (n_test, 28, 28)), "y_test": rng.integers(0, 10, n_test)}
     directory.mkdir(parents=True, exist_ok=True)
-    for key, stem in D._IDX_STEMS.items():
+    for key, stem in D.IDX_STEMS.items():
         _write_idx(directory / stem, arrays[key], compress)
     return arrays
 

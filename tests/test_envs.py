@@ -34,16 +34,28 @@ from tests.conftest import LOCAL_ENV, copy_repo
 ROOT = Path(__file__).resolve().parents[1]
 ENV_FILES = sorted((ROOT / "envs").glob("*.yaml"))
 
+#: the TFDS path's imports: reached only with config data.loader naming tfds, whose packages are the
+#: optional extra requirements-tfds.txt, which these envs leave out (profiles/README.md, "Conda envs")
+_TFDS_ONLY = "data.loader: tfds only (the optional TFDS extra, requirements-tfds.txt)"
+_TFDS_IMPORTS = {("impls.common.tfds_data", "tensorflow_datasets"): _TFDS_ONLY,
+                 ("impls.common.tfds_builders", "tensorflow_datasets"): _TFDS_ONLY,
+                 ("impls.common.tfds_builders", "PIL"): _TFDS_ONLY}
+
 #: env file name -> {(impls module, top-level import): why the rules using this env never run it}
 ENV_EXEMPTIONS = {
     "torch.yaml": {
         ("impls.common.backend", "jax"): "configure_framework's JAX branch: a PyTorch paper's job takes the torch one",
         ("impls.common.provenance", "jax"): "jax_device(), called only by the JAX papers' programs",
+        ("impls.common.distributed", "jax"): "joining a multi-process JAX job: the cli does it for the JAX papers only",
+        **_TFDS_IMPORTS,
     },
     "report.yaml": {
         ("impls.common.datasets", "torchvision"): "the IDX reader and downloads of the dataset rule; "
                                                   "figures read the cached .npz",
+        **_TFDS_IMPORTS,
     },
+    "data.yaml": dict(_TFDS_IMPORTS),
+    "jax.yaml": {**_TFDS_IMPORTS, ("impls.two_routes.imagenet_tfds", "grain"): _TFDS_ONLY},
 }
 
 #: prints what every rule of the workflow in the current directory runs, and its conda env

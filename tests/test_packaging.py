@@ -134,12 +134,18 @@ def normalise(name: str) -> str:
     return name.lower().replace("_", "-").replace(".", "-")
 
 
-def declared() -> dict[str, tuple[str, Requirement]]:
-    """{normalised name: (where, requirement)} of pyproject's dependencies and extras."""
+#: extras pinned in a requirements file of their own, installed on top of requirements.lock
+SEPARATE_EXTRAS = {"tfds": REPO / "requirements-tfds.txt"}
+
+
+def declared(extras=None) -> dict[str, tuple[str, Requirement]]:
+    """{normalised name: (where, requirement)} of pyproject's dependencies and extras (default: those
+    pinned in requirements.txt, i.e. all but SEPARATE_EXTRAS)."""
     project = PYPROJECT["project"]
     out = {normalise(Requirement(r).name): ("dependencies", Requirement(r)) for r in project["dependencies"]}
     for extra, requirements in project["optional-dependencies"].items():
-        out.update({normalise(Requirement(r).name): (f"extra {extra}", Requirement(r)) for r in requirements})
+        if (extra in extras) if extras is not None else extra not in SEPARATE_EXTRAS:
+            out.update({normalise(Requirement(r).name): (f"extra {extra}", Requirement(r)) for r in requirements})
     return out
 
 
@@ -154,3 +160,15 @@ def test_pyproject_declares_every_requirement_at_its_pinned_version():
     runtime = {name for name, (where, _) in decl.items() if where == "dependencies"}
     assert not runtime & TEST_ONLY, f"test-only packages among the run-time dependencies: {runtime & TEST_ONLY}"
     assert TEST_ONLY <= {name for name, (where, _) in decl.items() if where == "extra test"}
+
+
+@pytest.mark.parametrize("extra", sorted(SEPARATE_EXTRAS))
+def test_separate_extra_adds_packages_and_moves_no_pin(extra):
+    """requirements-<extra>.txt pins pyproject's extra at versions it allows, plus what they pull in, and
+    no package requirements.lock pins: installed with the lock as constraints it cannot move a pin."""
+    pins, lock = pinned(SEPARATE_EXTRAS[extra]), pinned(REPO / "requirements.lock")
+    assert not set(pins) & set(lock), f"{SEPARATE_EXTRAS[extra].name} re-pins {sorted(set(pins) & set(lock))}"
+    for name, (where, requirement) in declared({extra}).items():
+        if where == f"extra {extra}":
+            assert name in pins, f"pyproject's extra {extra} names {name}, which {SEPARATE_EXTRAS[extra].name} does not pin"
+            assert requirement.specifier.contains(pins[name]), f"{name}=={pins[name]} is outside pyproject's {requirement}"

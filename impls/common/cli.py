@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from impls.common import metrics, provenance
+from impls.common import distributed, metrics, provenance
 from impls.common import specs as speclib
-from impls.common.backend import PLATFORMS, BackendMismatch, configure_framework, require_platform
+from impls.common.backend import PLATFORMS, BackendMismatch, configure_framework, frameworks, require_platform
 from impls.common.checkpoint import CheckpointMismatch
 from impls.common.errors import SpecError
 from impls.common.io import atomic_write_json, read_json
@@ -203,6 +203,14 @@ COMMANDS = {
 }
 
 
+def _join_distributed() -> None:
+    """Join a multi-process JAX job when the environment describes one (``impls.common.distributed``)."""
+    try:
+        distributed.initialize_from_env()
+    except ValueError as err:
+        raise BackendMismatch(str(err)) from None
+
+
 def main(impl: Impl, argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m impls.<paper>", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -223,6 +231,8 @@ def main(impl: Impl, argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         configure_framework(impl.framework, args.threads, args.compile_cache)
+        if "jax" in frameworks(impl.framework):
+            _join_distributed()
         COMMANDS[args.command][0](args, impl)
     except (SpecError, BackendMismatch, CheckpointMismatch, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -19,6 +19,10 @@ for CIFAR; labels are int64. Sources (README.md, "Datasets"):
                      stream from. The root is ``--imagenet-root``, else
                      ``$CREDITBENCH_IMAGENET_DIR``, else /data/imagenet.
 
+With ``--loader tfds`` (config ``data.loader``) every name above is read from a TFDS data dir instead
+(:mod:`impls.common.tfds_data`, the optional TFDS extra), giving the same arrays; ``imagenet`` is
+then an index of the TFDS ``imagenet2012`` dataset.
+
 A dataset that cannot be had raises :class:`DatasetUnavailable`, whose one-line message names
 the command that fetches it. Nothing is written unless the whole dataset was read.
 """
@@ -53,7 +57,7 @@ DIGITS_N_TRAIN = 1300  # digits split: first 1300 images train, the remaining 49
 
 # Errors torchvision raises when offline, when files are missing/corrupt, or when a mirror fails.
 _FETCH_ERRORS = (OSError, URLError, RuntimeError, EOFError, tarfile.TarError, http.client.HTTPException)
-_IDX_STEMS = {  # array key -> IDX file name without .gz (Fashion-MNIST's and MNIST's own names)
+IDX_STEMS = {  # array key -> IDX file name without .gz (Fashion-MNIST's and MNIST's own names)
     "x_train": "train-images-idx3-ubyte",
     "y_train": "train-labels-idx1-ubyte",
     "x_test": "t10k-images-idx3-ubyte",
@@ -112,10 +116,10 @@ def _load_digits() -> tuple[dict[str, np.ndarray], str]:
     return arrays, "scikit-learn load_digits (embedded)"
 
 
-def _find_idx_files(directory: Path) -> dict[str, Path] | None:
+def find_idx_files(directory: Path) -> dict[str, Path] | None:
     """The four IDX files in ``directory`` (``.gz`` preferred), or None if any is missing."""
     found = {}
-    for key, stem in _IDX_STEMS.items():
+    for key, stem in IDX_STEMS.items():
         for candidate in (directory / f"{stem}.gz", directory / stem):
             if candidate.is_file():
                 found[key] = candidate
@@ -123,6 +127,23 @@ def _find_idx_files(directory: Path) -> dict[str, Path] | None:
         else:
             return None
     return found
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """An IDX file (gzipped or not) as a numpy array of its declared unsigned-byte shape."""
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rb") as f:
+        raw = f.read()
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
+        raise ValueError(f"{path} is not an IDX file (bad magic number)")
+    if raw[2] != 0x08:
+        raise ValueError(f"{path}: IDX data type 0x{raw[2]:02x} is not unsigned byte (0x08)")
+    ndim = raw[3]
+    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    data = np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim)
+    if data.size != int(np.prod(shape)):
+        raise ValueError(f"{path}: header declares shape {shape}, file holds {data.size} bytes of data")
+    return data.reshape(shape)
 
 
 def _read_idx_dir(files: dict[str, Path]) -> dict[str, np.ndarray]:
@@ -159,7 +180,7 @@ def _download_torchvision(name: str, download_dir: str | Path, download: bool) -
 def _load_fashion_mnist(fashion_mnist_dir: str | Path, download_dir: str | Path,
                         download: bool) -> tuple[dict[str, np.ndarray], str]:
     directory = Path(fashion_mnist_dir)
-    files = _find_idx_files(directory)
+    files = find_idx_files(directory)
     if files is not None:
         try:
             return _read_idx_dir(files), f"IDX files in {directory}"
@@ -226,16 +247,22 @@ def _canonical(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 def prepare_dataset(name: str, out_path: str | Path, *, fashion_mnist_dir: str | Path = DEFAULT_FASHION_MNIST_DIR,
                     download_dir: str | Path = "resources/downloads", download: bool = True,
-                    imagenet_root: str | Path | None = None) -> dict[str, Any]:
+                    imagenet_root: str | Path | None = None, loader: str = "torchvision",
+                    tfds_dir: str | Path = "resources/tfds") -> dict[str, Any]:
     """Cache dataset ``name`` as ``out_path`` (.npz) plus its ``.json`` sidecar; return the sidecar.
 
     For a streamed dataset (``imagenet``) the .npz is the tree's index only (see
-    :func:`impls.common.image_folder.prepare_image_folder_index`).
+    :func:`impls.common.image_folder.prepare_image_folder_index`). ``loader="tfds"`` reads the
+    dataset from the TFDS data dir ``tfds_dir`` instead, building it there first from what this
+    machine has (:mod:`impls.common.tfds_data`): the same arrays, and for ``imagenet`` an index of
+    the TFDS dataset.
 
     Raises ValueError for an unknown name and DatasetUnavailable when the data cannot be read
     or fetched; in either case nothing is written. Both files are written atomically, the
     sidecar first, so an existing ``.npz`` always has its sidecar.
     """
+    if loader == "tfds":
+        return _prepare_from_tfds(name, out_path, tfds_dir, fashion_mnist_dir=fashion_mnist_dir, download=download)
     if name in STREAMED_DATASETS:
         return prepare_image_folder_index(out_path, imagenet_root)
     if name not in DATASET_NAMES:
@@ -248,6 +275,17 @@ def prepare_dataset(name: str, out_path: str | Path, *, fashion_mnist_dir: str |
     else:
         arrays, source = _load_torchvision(name, download_dir, download)
     return write_cache(_canonical(arrays), out_path, name, source)
+
+
+def _prepare_from_tfds(name: str, out_path: str | Path, tfds_dir: str | Path, *, fashion_mnist_dir: str | Path,
+                       download: bool) -> dict[str, Any]:
+    from impls.common import tfds_data
+
+    tfds_data.ensure_prepared(name, tfds_dir, fashion_mnist_dir=fashion_mnist_dir, download=download)
+    if name in STREAMED_DATASETS:
+        return tfds_data.prepare_imagenet_index(out_path, tfds_dir)
+    arrays, source = tfds_data.load_arrays(name, tfds_dir)
+    return write_cache(_canonical(arrays), Path(out_path), name, source)
 
 
 def write_cache(arrays: dict[str, np.ndarray], out_path: str | Path, name: str, source: str) -> dict[str, Any]:
@@ -406,11 +444,14 @@ def main(argv: list[str] | None = None) -> int:
     prep.add_argument("--no-download", action="store_true", help="use only files already on disk")
     prep.add_argument("--imagenet-root", default=None,
                       help="imagenet: the ImageFolder tree (default $CREDITBENCH_IMAGENET_DIR, else /data/imagenet)")
+    prep.add_argument("--loader", choices=("torchvision", "tfds"), default="torchvision",
+                      help="tfds: read the dataset from the TFDS data dir --tfds-dir (the optional TFDS extra)")
+    prep.add_argument("--tfds-dir", default="resources/tfds", help="the TFDS data dir of --loader tfds")
     args = parser.parse_args(argv)
     try:
         meta = prepare_dataset(args.name, args.out, fashion_mnist_dir=args.fashion_mnist_dir,
                                download_dir=args.download_dir, download=not args.no_download,
-                               imagenet_root=args.imagenet_root)
+                               imagenet_root=args.imagenet_root, loader=args.loader, tfds_dir=args.tfds_dir)
     except DatasetUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -82,16 +82,22 @@ def prepare_image_folder_index(out_path: str | Path, root: str | Path | None = N
     two_routes and wide_align stream from). Nothing is written when the tree is missing
     (DatasetUnavailable).
     """
-    out_path = Path(out_path)
     root = resolve_imagenet_root(root)
     index = index_image_folder(root)
+    return write_index(out_path, index, source=f"index of the ImageFolder tree {index['root']} (pixels streamed)",
+                       root=str(index["root"]), n_train=len(index["train_files"]), n_val=len(index["val_files"]))
+
+
+def write_index(out_path: str | Path, index: dict[str, np.ndarray], *, source: str, root: str, n_train: int,
+                n_val: int) -> dict[str, Any]:
+    """Write a streamed dataset's ``index`` as ``out_path`` (.npz) and its ``.json`` sidecar (name imagenet,
+    source, sha256, root, sizes, classes), both atomically, the sidecar first; return the sidecar."""
+    out_path = Path(out_path)
     buffer = io.BytesIO()
     np.savez(buffer, **index)
     payload = buffer.getvalue()
-    meta = {"name": "imagenet", "source": f"index of the ImageFolder tree {index['root']} (pixels streamed)",
-            "file": out_path.name, "sha256": hashlib.sha256(payload).hexdigest(), "root": str(index["root"]),
-            "n_train": len(index["train_files"]), "n_val": len(index["val_files"]),
-            "num_classes": len(index["classes"]), "streamed": True}
+    meta = {"name": "imagenet", "source": source, "file": out_path.name, "sha256": hashlib.sha256(payload).hexdigest(),
+            "root": root, "n_train": n_train, "n_val": n_val, "num_classes": len(index["classes"]), "streamed": True}
     atomic_write_json(out_path.with_suffix(".json"), meta)
     atomic_write_bytes(out_path, payload)
     return meta

@@ -192,6 +192,24 @@ def expand_figure(paper: str, target: str, fig: Mapping[str, Any], scale: str,
     return out
 
 
+def with_loader(spec: dict, config: Mapping[str, Any], framework: str) -> dict:
+    """``spec`` with ``data.loader: tfds`` when config ``data.loader`` reads its dataset through TFDS
+    (a new run id: a run records where its data came from); unchanged for the default loader. Only
+    the JAX papers stream ImageNet from TFDS."""
+    from impls.common.tfds_data import TFDS_NAMES, loader_of
+
+    dataset = spec["dataset"]
+    if dataset not in TFDS_NAMES or loader_of(config.get("data", {}), dataset) != "tfds":
+        return spec
+    if dataset == "imagenet" and framework != "jax":
+        raise SpecError(f"config: key 'data.loader' reads imagenet through TFDS, which only the JAX papers stream; "
+                        f"{spec['paper']} ({framework}) reads an ImageFolder tree: give data.loader as a mapping "
+                        f"without imagenet, or leave {spec['paper']} out of 'papers'")
+    spec = copy.deepcopy(spec)
+    spec.setdefault("data", {})["loader"] = "tfds"
+    return speclib.validate_spec(spec)
+
+
 def batch_key(spec: Mapping[str, Any], batch_over: list[str]) -> str:
     reduced = copy.deepcopy(dict(spec))
     for dotted in batch_over:
@@ -218,7 +236,8 @@ def build_plan(config: Mapping[str, Any], root: str | Path) -> Plan:
         override = arena_dataset(config, plan) if paper == "arena" else None
         groups: dict[str, list[str]] = {}
         for target, fig in doc["figures"].items():
-            specs = expand_figure(paper, target, fig, scale, config.get("seeds"), override)
+            specs = [with_loader(spec, config, doc["framework"])
+                     for spec in expand_figure(paper, target, fig, scale, config.get("seeds"), override)]
             ids = []
             for spec in specs:
                 rid = speclib.run_id(spec)

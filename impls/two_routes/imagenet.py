@@ -1,6 +1,7 @@
 """Streaming ImageNet for two_routes at paper scale (papers/two_routes/README.md, "Training protocol at paper scale"):
-an ImageFolder tree, torchvision transforms, several worker processes, and data parallelism over every local device
-(GPUs or TPU chips) with jax.sharding.
+an ImageFolder tree, torchvision transforms, several worker processes, and data parallelism over every device
+(GPUs or TPU chips) with jax.sharding, in one process. The other stream, TFDS through grain, which also runs
+over several processes, is ``impls.two_routes.imagenet_tfds``.
 
 - Input: the index of the ImageFolder tree ROOT/train/<class>/*.JPEG and ROOT/val/<class>/*.JPEG (the ILSVRC
   validation set sorted into class folders, as torchvision's ImageNet or the usual valprep script leave it):
@@ -12,7 +13,7 @@ an ImageFolder tree, torchvision transforms, several worker processes, and data 
   ``image_size``, horizontal flip, ImageNet mean/std. Val: resize the short side to image_size·256/224, centre
   crop. Every validation image is scored (50,000; the original scored 48 × 1024 = 49,152): the last batch
   is padded and masked.
-- Batches are placed with ``NamedSharding(mesh, P("data"))`` on a 1-d mesh of ``jax.local_devices()``;
+- Batches are placed with ``NamedSharding(mesh, P("data"))`` on a 1-d mesh of ``jax.devices()``;
   parameters are replicated. BN statistics are therefore computed over the global batch (the original used
   per-device statistics: with one device they coincide).
 
@@ -122,12 +123,35 @@ def _seed_worker(worker_id):
     random.seed(s)
 
 
-def data_sharding():
-    """(mesh over the local devices, batch sharding, replicated sharding)."""
-    import jax
-    from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+class FolderStream:
+    """The ImageFolder index as the ImageNet program's stream (``imagenet_tfds.TfdsImageNet`` is the
+    other): ``train``/``val``/``first`` batches through ``loader``; one process only."""
 
-    mesh = Mesh(np.array(jax.local_devices()), ("data",))
+    process_count = 1
+
+    def __init__(self, index: dict, image_size: int, workers: int):
+        self.index, self.size, self.workers = index, image_size, workers
+        self.classes = list(index["classes"])
+        self.n_train = len(index["train_files"])
+
+    def train(self, batch_size: int, seed: int, epoch: int):
+        return loader(self.index, "train", batch_size, self.size, self.workers, seed, epoch)
+
+    def val(self, batch_size: int):
+        return loader(self.index, "val", batch_size, self.size, self.workers)
+
+    def first(self, batch_size: int, seed: int):
+        """Epoch 0's first training batch, decoded in this process (its crops seeded by (seed, 0))."""
+        return next(loader(self.index, "train", batch_size, self.size, 0, seed, 0))
+
+
+def data_sharding():
+    """(mesh over every device of every process, batch sharding, replicated sharding)."""
+    from jax.sharding import NamedSharding, PartitionSpec as P
+
+    from impls.common.host_shards import global_mesh
+
+    mesh = global_mesh()
     return mesh, NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
 
 

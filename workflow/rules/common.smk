@@ -9,9 +9,11 @@ sys.path.insert(0, workflow.basedir)
 
 from snakemake.exceptions import WorkflowError
 
+from impls.common.datasets import DATASET_NAMES, STREAMED_DATASETS
 from impls.common.errors import SpecError
 from impls.common.plan import build_plan
 from impls.common.rst import figure_caption_fields
+from impls.common.tfds_data import DEFAULT_TFDS_DIR, loader_of
 
 RESULTS = "results"
 DATASETS = "resources/datasets"
@@ -132,6 +134,26 @@ def imagenet_root_option():
     default ($CREDITBENCH_IMAGENET_DIR, else /data/imagenet)."""
     root = config["data"].get("imagenet_dir")
     return f"--imagenet-root {shlex.quote(root)}" if root else ""
+
+
+def tfds_params():
+    """The dataset rule's `tfds` param, present only when config data.loader reads some dataset through
+    TFDS: per dataset, `--loader tfds --tfds-dir DIR`, or nothing for a dataset left to torchvision. With
+    the default loader the rule's params and command (both rerun triggers) are what they always were, so
+    no cached dataset is rebuilt."""
+    data = config["data"]
+    if not any(loader_of(data, name) == "tfds" for name in DATASET_NAMES + STREAMED_DATASETS):
+        return {}
+    option = f"--loader tfds --tfds-dir {shlex.quote(data.get('tfds_dir', DEFAULT_TFDS_DIR))}"
+    return {"tfds": lambda wildcards: option if loader_of(data, wildcards.dataset) == "tfds" else ""}
+
+
+def dataset_command():
+    """The dataset rule's command; `{params.tfds}` only where that param exists (tfds_params)."""
+    tfds = " {params.tfds}" if tfds_params() else ""
+    return ("python -m impls.common.datasets prepare {wildcards.dataset} {output.npz}"
+            " --fashion-mnist-dir {params.fmnist} --download-dir {params.downloads} {params.download}"
+            f" {{params.imagenet}}{tfds} 2> {{log}} || {{{{ cat {{log}} >&2; exit 2; }}}}")
 
 
 def train_resources(name):

@@ -4,9 +4,8 @@
 # files under resources/datasets without competing with it. `imagenet` is streamed: its .npz is an
 # index of the ImageFolder tree at config data.imagenet_dir (unset: $CREDITBENCH_IMAGENET_DIR, else
 # the dataset command's default), no pixels; two_routes and wide_align both read it.
-from impls.common.datasets import DATASET_NAMES, STREAMED_DATASETS
-
-
+# With config data.loader naming tfds for a dataset, the rule reads it from the TFDS data dir data.tfds_dir
+# (building it there from local files where it can; impls.common.tfds_data): same arrays, same files.
 rule dataset:
     output:
         npz=f"{DATASETS}/{{dataset}}.npz",
@@ -21,12 +20,11 @@ rule dataset:
         downloads=config["data"]["download_dir"],
         download="" if config["data"]["download"] else "--no-download",
         imagenet=imagenet_root_option(),
+        **tfds_params(),
     conda:
         "../../envs/data.yaml"
     shell:
-        "python -m impls.common.datasets prepare {wildcards.dataset} {output.npz}"
-        " --fashion-mnist-dir {params.fmnist} --download-dir {params.downloads} {params.download}"
-        " {params.imagenet} 2> {log} || {{ cat {log} >&2; exit 2; }}"
+        dataset_command()
 
 
 # the arena on a user's own .npz (config arena_data): checked and cached as user-<sha12>.npz; the id is
