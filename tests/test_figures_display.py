@@ -185,3 +185,27 @@ def test_stamp_gives_every_narrow_log_axis_plain_labels_and_leaves_integer_ticks
     plt.close(fig)
     assert shown and all("times" not in t and "^" not in t for t in shown), shown
     assert widths == ["8", "64", "512"]
+
+
+def test_fixed_points_figure_marks_a_diverged_run_and_titles_its_panels_plainly():
+    """two_routes' fixed points at cpu scale: IA and AA on data inputs diverge in their first epoch; each
+    ends in an x at its last finite point (step 0), and the panels carry no "metric = ..." titles."""
+    from impls.two_routes.figures import fixed_points_figure
+
+    rows = []
+    for rule, inputs, status in (("wm", "white", "ok"), ("ia", "data", "diverged")):
+        for epoch in range(3):
+            finite = status == "ok" or epoch == 0
+            for metric, value in (("angle", 90.0 / (epoch + 1)), ("fp_error", 2.0 / (epoch + 1))):
+                rows.append({"run_id": f"{rule}-{inputs}", "epoch": epoch, "split": "align", "metric": metric,
+                             "value": value if finite else np.nan, "rule": rule, "inputs": inputs,
+                             "status": status})
+    figure = {**FIGURE, "runs": {f"{r}-{i}": {"hparams": {"steps_per_epoch": 100}} for r, i in
+                                 (("wm", "white"), ("ia", "data"))}}
+    fig = fixed_points_figure(pd.DataFrame(rows), figure)
+    for ax, start in zip(fig.axes[:2], (90.0, 2.0)):
+        marks = [c for c in ax.collections if c.get_label() == "diverged"]
+        assert len(marks) == 1 and marks[0].get_offsets().tolist() == [[0.0, start]]
+        assert "=" not in ax.get_title()
+    assert _legend_texts(fig).count("diverged") == 1 and "IA" in _legend_texts(fig)
+    plt.close(fig)

@@ -59,7 +59,7 @@ def mark_diverged(ax, x, y) -> None:
     ax.scatter(x, y, marker="x", color="black", zorder=5, label=DIVERGED_LABEL)
 
 
-def _add_diverged_to_legend(grid) -> None:
+def add_diverged_to_legend(grid) -> None:
     """One "diverged" entry at the end of a seaborn grid's figure legend."""
     legend = grid._legend
     if legend is None:
@@ -166,7 +166,7 @@ def _axes_style(grid, spec: Mapping, x: str, y: str, x_values=None) -> None:
         ax.set_ylabel(spec.get("ylabel", y))
 
 
-def _last_finite(rows: pd.DataFrame, x: str) -> pd.DataFrame:
+def last_finite(rows: pd.DataFrame, x: str) -> pd.DataFrame:
     """Per diverged run, its last point with a finite value (the run's first point, at 0, if none)."""
     diverged = rows[rows["status"] == "diverged"].sort_values(x)
     finite = diverged.dropna(subset=["value"]).groupby("run_id").tail(1)
@@ -188,12 +188,12 @@ def line_figure(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
                        height=4, aspect=1.3, facet_kws={"sharey": True})
     any_diverged = False
     for (_, sub), ax in zip(grid.facet_data(), grid.axes.flat):
-        last = _last_finite(sub, spec["x"])
+        last = last_finite(sub, spec["x"])
         if len(last):
             mark_diverged(ax, last[spec["x"]], last["value"])
             any_diverged = True
     if any_diverged:
-        _add_diverged_to_legend(grid)
+        add_diverged_to_legend(grid)
     _axes_style(grid, spec, spec["x"], spec["y"], data[spec["x"]])
     return stamp(grid.figure, figure)
 
@@ -221,7 +221,7 @@ def final_figure(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
             mark_diverged(ax, bad[x], [0.0] * len(bad))
             any_diverged = True
     if any_diverged:
-        _add_diverged_to_legend(grid)
+        add_diverged_to_legend(grid)
     _axes_style(grid, spec, x, spec["y"], data[x])
     return stamp(grid.figure, figure)
 

@@ -220,7 +220,7 @@ def alignment_figure(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
     max_epoch = figure["plot"].get("max_epoch")
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
     for ax, metric, label in zip(axes, ("test_acc", "weights_angle", "weights_w1norm"),
-                                 ("test accuracy (%)", "angle F vs (W2 W1)^T (deg)", "||W1||_F")):
+                                 ("test accuracy (%)", "angle between F and (W₂W₁)ᵀ (deg)", "‖W₁‖_F")):
         _band(ax, table, metric, max_epoch=max_epoch)
         ax.set_ylabel(label)
     axes[1].axhline(90, color="0.6", ls=":")

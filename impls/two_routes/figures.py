@@ -120,19 +120,31 @@ def rules_figure(table: pd.DataFrame, figure: Mapping):
 
 
 def fixed_points_figure(table: pd.DataFrame, figure: Mapping):
+    """Angle between B and Wᵀ and distance to the derived fixed point against the step, per rule and
+    input kind; a run that diverged ends in a black x at its last finite point."""
     import seaborn as sns
+    from matplotlib.ticker import MaxNLocator
 
-    from impls.common.plotting import stamp
+    from impls.common.plotting import add_diverged_to_legend, last_finite, mark_diverged, stamp
 
     data = table[(table["split"] == "align") & table["metric"].isin(["angle", "fp_error"])].copy()
     data["step"] = data["epoch"] * data["run_id"].map(lambda r: _spe(figure, r))
     data["rule"] = data["rule"].map(display.rule)
     grid = sns.relplot(data=data, kind="line", x="step", y="value", hue="rule", style="inputs", col="metric",
-                       height=3.5, aspect=1.3, facet_kws={"sharey": False})
-    for ax, title in zip(grid.axes.flat, ("angle(B, Wᵀ) (deg)", "‖P(B − B*)‖/‖P B*‖")):
+                       col_order=["angle", "fp_error"], height=3.5, aspect=1.3, facet_kws={"sharey": False})
+    grid.set_titles("")
+    any_diverged = False
+    for (_, sub), ax, title in zip(grid.facet_data(), grid.axes.flat, ("angle(B, Wᵀ) (deg)", "‖P(B − B*)‖/‖P B*‖")):
         ax.set_ylabel(title)
+        ax.xaxis.set_major_locator(MaxNLocator(5))
         if "B*" in title:
             ax.set_yscale("log")
+        last = last_finite(sub, "step")
+        if len(last):
+            mark_diverged(ax, last["step"], last["value"])
+            any_diverged = True
+    if any_diverged:
+        add_diverged_to_legend(grid)
     return stamp(grid.figure, figure)
 
 
