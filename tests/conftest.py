@@ -46,6 +46,10 @@ def run_snakemake(cwd: Path, *args: str, timeout: int = 900) -> subprocess.Compl
                           env={**os.environ, **LOCAL_ENV})
 
 
+#: where the smoke DAG is built and kept, if set (CI: for tests/cluster/ci_slurm.sh's local reference)
+SMOKE_DAG_DIR_ENV = "CREDITBENCH_SMOKE_DAG_DIR"
+
+
 @pytest.fixture(scope="session")
 def smoke_dag(tmp_path_factory) -> Path:
     """The whole smoke DAG, built once per test session and shared by the end-to-end tests:
@@ -53,8 +57,13 @@ def smoke_dag(tmp_path_factory) -> Path:
     then `--report results/report.html`, in a fresh copy of the repo. Tests only read it; one that
     runs Snakemake in it must not change what it built. Its tests all live in tests/test_e2e.py:
     `make test` distributes whole files over its pytest-xdist workers (--dist loadfile), so one
-    worker builds the DAG once. Returns the copy's root."""
-    root = copy_repo(tmp_path_factory.mktemp("smoke-dag") / "repo")
+    worker builds the DAG once. Returns the copy's root: a temporary directory, or
+    $CREDITBENCH_SMOKE_DAG_DIR (which must not exist yet) where CI keeps it for the SLURM step's
+    comparison with a local run (.ci/run, tests/cluster/ci_slurm.sh)."""
+    keep = os.environ.get(SMOKE_DAG_DIR_ENV)
+    if keep and Path(keep).exists():
+        raise FileExistsError(f"{SMOKE_DAG_DIR_ENV}={keep} exists: the smoke DAG is built in a new directory")
+    root = copy_repo(Path(keep) if keep else tmp_path_factory.mktemp("smoke-dag") / "repo")
     done = run_snakemake(root, "--cores", "2", "all", timeout=3600)
     assert done.returncode == 0, done.stderr[-5000:]
     report = run_snakemake(root, "--cores", "1", "all", "--report", "results/report.html")

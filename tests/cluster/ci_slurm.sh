@@ -6,8 +6,8 @@
 # TARGETs default to fig_nodepert_lr (JAX) and fig_pepita_curves (PyTorch). Steps:
 #   1. start the cluster (start_slurm.sh; stopped again on exit by stop_slurm.sh, whatever happens)
 #   2. pytest tests/cluster: profile + overlay submit correct sbatch requests; a wrong account is refused
-#   3. the targets at scale=smoke in two scratch copies of the repo: locally (--cores 2) and through
-#      SLURM (--profile profiles/slurm --profile tests/cluster/profile); then check_slurm_run.py:
+#   3. the targets at scale=smoke in two scratch copies of the repo: locally (--cores 2; or the copy
+#      CI_SLURM_LOCAL_DIR where they were built already) and through SLURM (--profile profiles/slurm --profile tests/cluster/profile); then check_slurm_run.py:
 #      sacct lists the train jobs COMPLETED (the only rule submitted; at smoke scale one job per paper
 #      trains and evaluates all of its batches), every final.json records the SLURM job id of its train
 #      job, and each target's CSV is identical in both copies
@@ -21,7 +21,9 @@
 #
 # Environment: SNAKEMAKE (default .venv/bin/snakemake; its python runs the checks), CI_SLURM_SCRATCH
 # (default a new /tmp/creditbench-ci-slurm.XXXX), CI_SLURM_DAG_TIMEOUT (s, default 1200) and
-# CI_SLURM_PREEMPT_TIMEOUT (s, default 1500) bound each snakemake call, CI_SLURM_KEEP_CLUSTER=1 leaves
+# CI_SLURM_PREEMPT_TIMEOUT (s, default 1500) bound each snakemake call, CI_SLURM_LOCAL_DIR (a repo copy
+# where the targets were built locally at smoke scale, e.g. make test's smoke DAG: used as the reference
+# instead of a local run), CI_SLURM_KEEP_CLUSTER=1 leaves
 # the cluster running, CI_SLURM_DAG=0 skips steps 2-3, CI_SLURM_PREEMPT=0 skips step 4.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -106,13 +108,24 @@ CREDITBENCH_SLURM_CLUSTER=1 "$PY" -m pytest -q tests/cluster -p no:cacheprovider
 
 # ---- 3. the smoke DAG, locally and through SLURM ----
 log "targets: ${TARGETS[*]} (papers: $PAPERS)"
-copy_repo "$SCRATCH/local"
 copy_repo "$SCRATCH/slurm"
-# the local reference run goes first, so that it does not compete with the SLURM jobs for the CPUs
-log "local reference run (--cores 2)"
-( cd "$SCRATCH/local" && timeout -k 30 "$DAG_TIMEOUT" "$SNAKEMAKE" --cores 2 \
-    "${TARGETS[@]}" --config "${CONFIG[@]}" > "$SCRATCH/local.log" 2>&1 )
-log "local run done"
+LOCAL=${CI_SLURM_LOCAL_DIR:-}
+if [ -n "$LOCAL" ]; then
+    # the smoke DAG that make test built locally (CREDITBENCH_SMOKE_DAG_DIR, .ci/run) is the reference
+    for t in "${TARGETS[@]}"; do
+        ls "$LOCAL"/results/*/"$t.csv" >/dev/null 2>&1 \
+            || { echo "error: CI_SLURM_LOCAL_DIR=$LOCAL has no results/<paper>/$t.csv" >&2; exit 1; }
+    done
+    log "local reference: $LOCAL (a smoke run with default config)"
+else
+    LOCAL=$SCRATCH/local
+    copy_repo "$LOCAL"
+    # the local reference run goes first, so that it does not compete with the SLURM jobs for the CPUs
+    log "local reference run (--cores 2)"
+    ( cd "$LOCAL" && timeout -k 30 "$DAG_TIMEOUT" "$SNAKEMAKE" --cores 2 \
+        "${TARGETS[@]}" --config "${CONFIG[@]}" > "$SCRATCH/local.log" 2>&1 )
+    log "local run done"
+fi
 SINCE=$(date +%FT%T)
 log "SLURM run: snakemake ${SLURM_PROFILE[*]} ${TARGETS[*]} --config ${CONFIG[*]}"
 t=$(date +%s)
@@ -120,7 +133,7 @@ t=$(date +%s)
     "${TARGETS[@]}" --config "${CONFIG[@]}" > "$SCRATCH/slurm.log" 2>&1 )
 log "SLURM run done in $(( $(date +%s) - t ))s"
 grep -E "Using profile|Job .* has been submitted with SLURM jobid" "$SCRATCH/slurm.log" | head -n 40 || true
-"$PY" "$HERE/check_slurm_run.py" dag --slurm-dir "$SCRATCH/slurm" --local-dir "$SCRATCH/local" \
+"$PY" "$HERE/check_slurm_run.py" dag --slurm-dir "$SCRATCH/slurm" --local-dir "$LOCAL" \
     --since "$SINCE" "${TARGETS[@]}"
 fi
 
