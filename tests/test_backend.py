@@ -1,4 +1,6 @@
 """Jobs assert the accelerator they were asked for instead of silently running on the CPU."""
+import os
+
 import pytest
 
 from impls.common.backend import BackendMismatch, require_jax_platform, require_torch_platform
@@ -29,3 +31,17 @@ def test_torch_platforms():
     if not torch.cuda.is_available():
         with pytest.raises(BackendMismatch, match="torch.cuda.is_available"):
             require_torch_platform("gpu")
+
+
+def test_jax_jobs_allocate_gpu_memory_as_needed_so_jobs_can_share_a_card(monkeypatch):
+    """Snakemake runs several train jobs on one workstation GPU, and the arena runs JAX and PyTorch
+    in one process: JAX must not reserve 75 % of the card at start, unless the user says so."""
+    from impls.common.backend import configure_framework
+
+    for framework, expected in (("jax", "false"), ("jax+torch", "false"), ("torch", None)):
+        monkeypatch.delenv("XLA_PYTHON_CLIENT_PREALLOCATE", raising=False)
+        configure_framework(framework, None, None)
+        assert os.environ.get("XLA_PYTHON_CLIENT_PREALLOCATE") == expected, framework
+    monkeypatch.setenv("XLA_PYTHON_CLIENT_PREALLOCATE", "true")
+    configure_framework("jax", None, None)
+    assert os.environ["XLA_PYTHON_CLIENT_PREALLOCATE"] == "true"

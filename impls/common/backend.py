@@ -26,7 +26,14 @@ def configure_framework(framework: str, threads: int | None, compile_cache: Path
     leaves every framework default. The compilation cache keeps every compiled program (no minimum
     compile time or size), keyed by XLA on the program, its flags, the jax version and the device,
     so a later process with the same shapes loads the executable instead of compiling it again.
+
+    JAX on a GPU normally reserves 75 % of the card's memory when it starts. Train jobs share a
+    card (Snakemake runs up to ``--cores`` jobs at once on a workstation; the arena runs JAX and
+    PyTorch in one process), so a second job would find no memory left: JAX here allocates what it
+    uses (``XLA_PYTHON_CLIENT_PREALLOCATE=false``) unless the environment already says otherwise.
     """
+    if "jax" in frameworks(framework):
+        os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     if threads is not None:
         if threads < 1:
             raise BackendMismatch(f"--threads must be at least 1, got {threads}")
