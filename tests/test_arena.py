@@ -123,7 +123,7 @@ def test_torch_contender_gives_finite_updates_of_the_weights_shapes(rule):
 
 # ----------------------------------------------------------------------------- protocol and leaderboard
 
-def _tidy(rows):
+def _tidy(rows, backend="cpu"):
     """A tidy table as impls.arena.figures.runs_table returns it, from (rule, lr, seed, status, val, test curve)."""
     out = []
     for rule, lr, seed, status, val, test in rows:
@@ -138,7 +138,7 @@ def _tidy(rows):
                             "value": 2.0 if rule.startswith("fa") else 1.0})
             out.append({"run_id": rid, "epoch": epoch, "split": "probe", "metric": "cos_bp", "value": 0.5})
         for row in out[-5 * len(test):]:
-            row.update(rule=rule, lr=lr, seed=seed, status=status, epochs=epochs,
+            row.update(rule=rule, lr=lr, seed=seed, status=status, epochs=epochs, backend=backend,
                        framework=contenders.CONTENDERS[rule].framework, step_memory_mb=3.0 if rule.startswith("fa") else 1.5)
     return pd.DataFrame(out)
 
@@ -164,6 +164,19 @@ def test_the_learning_rate_is_chosen_on_validation_data_never_on_test():
     assert board.loc["fa_jax", "cpu_vs_bp"] == pytest.approx(2.0) and board.loc["fa_jax", "wall_vs_bp"] == pytest.approx(2.0)
     assert board.loc["fa_jax", "memory_vs_bp"] == pytest.approx(2.0)
     assert list(board.index) == ["backprop_jax", "fa_jax"]              # best test accuracy first
+
+
+def test_cost_is_cpu_time_on_a_cpu_and_wall_time_on_an_accelerator():
+    """On a GPU the process's CPU seconds are mostly waiting for the device: the cost figure then plots
+    wall-clock time relative to BP, and the leaderboard says which (cost_basis)."""
+    from impls.arena.figures import cost_figure, leaderboard_table
+
+    rows = [(rule, 0.1, s, "ok", 90.0, [10.0, 50.0, 90.0]) for rule in ("backprop_jax", "fa_jax") for s in (0, 1)]
+    for backend, basis, label in (("cpu", "cpu", "CPU seconds"), ("gpu", "wall", "wall-clock seconds")):
+        board = leaderboard_table(_tidy(rows, backend))
+        assert set(board["cost_basis"]) == {basis}
+        fig = cost_figure(board, {"target": "fig_arena_cost", "title": "t", "scale": "smoke", "dataset": "digits"})
+        assert fig.axes[0].get_xlabel().startswith(label), fig.axes[0].get_xlabel()
 
 
 def test_validation_split_is_carved_from_training_data_and_fixed():

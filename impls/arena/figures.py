@@ -11,7 +11,10 @@ test set is never looked at to choose. At that rate the leaderboard reports, ove
   training epoch divided by the runs of the batch, mean over epochs ≥ 2 so JAX's compilation in epoch 1
   is left out; wall time depends on what else the machine ran, CPU time less so) and the peak memory of one
   training step of one run (``step_memory_mb`` of train.json, ``impls.arena.train``), each also divided
-  by BP's in the same framework (``cpu_vs_bp``, ``wall_vs_bp``, ``memory_vs_bp``);
+  by BP's in the same framework (``cpu_vs_bp``, ``wall_vs_bp``, ``memory_vs_bp``). ``cost_basis``
+  says which time the cost figure plots: ``cpu`` when every run trained on the CPU, ``wall`` when any
+  trained on an accelerator (there the CPU mostly waits for the device, and its seconds say nothing
+  of the rule's cost);
 - ``cos_early``, ``cos_mid``, ``cos_late``: the cosine between the rule's update and the exact gradient
   on the probe batch after epoch 1, E/2 and E (``impls.arena.train``);
 - ``twin_gap``: for a rule with a twin in the other framework, this rule's test accuracy minus the twin's
@@ -58,7 +61,15 @@ def runs_table(figure: Mapping, results_dir) -> pd.DataFrame:
     table["step_memory_mb"] = table["run_id"].map(memory).astype(float)
     table["framework"] = table["rule"].map(lambda r: CONTENDERS[r].framework)
     table["epochs"] = table["run_id"].map({rid: spec["epochs"] for rid, spec in figure["runs"].items()})
+    table["backend"] = table["run_id"].map({rid: _backend(runs / rid) for rid in figure["runs"]})
     return table
+
+
+def _backend(run_dir: Path) -> str:
+    """Where a run trained, as its final.json provenance says (JAX: cpu, gpu, tpu; PyTorch: cpu, cuda)."""
+    final = run_dir / "final.json"
+    device = (read_json(final).get("provenance") or {}).get("device") or {} if final.exists() else {}
+    return str(device.get("backend", "cpu"))
 
 
 def _series(table: pd.DataFrame, split: str, metric: str) -> pd.DataFrame:
@@ -156,10 +167,11 @@ def leaderboard_table(table: pd.DataFrame) -> pd.DataFrame:
         board[column] = [row[per] / float(base[row["framework"]].iloc[0])
                          if len(base[row["framework"]]) and float(base[row["framework"]].iloc[0]) > 0 else np.nan
                          for _, row in board.iterrows()]
+    board["cost_basis"] = "cpu" if set(table["backend"]) <= {"cpu"} else "wall"
     order = board["test_acc"].fillna(-1.0).sort_values(ascending=False).index
     columns = ["rule", "name", "paper", "framework", "lr", "val_acc", "test_acc", "test_sd", "seeds", "diverged_seeds",
-               "epochs_to_90", "cpu_s_per_epoch", "cpu_vs_bp", "wall_s_per_epoch", "wall_vs_bp", "step_memory_mb", "memory_vs_bp", "cos_early", "cos_mid",
-               "cos_late", "twin_gap", "note"]
+               "epochs_to_90", "cpu_s_per_epoch", "cpu_vs_bp", "wall_s_per_epoch", "wall_vs_bp", "cost_basis",
+               "step_memory_mb", "memory_vs_bp", "cos_early", "cos_mid", "cos_late", "twin_gap", "note"]
     return board.loc[order].reindex(columns=columns).reset_index(drop=True)
 
 
@@ -256,10 +268,14 @@ def curves_figure(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
 
 
 def cost_figure(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
-    """Test accuracy against CPU time per epoch and against peak memory, both relative to BP."""
+    """Test accuracy against time per epoch (CPU seconds, or wall-clock seconds for runs trained on an
+    accelerator: ``cost_basis``) and against peak memory, both relative to BP."""
     board = table[np.isfinite(table["lr"].astype(float))]
+    on_accelerator = "cost_basis" in board and (board["cost_basis"] == "wall").any()
+    time_axis = (("wall_vs_bp", "wall-clock seconds per epoch relative to BP (same framework; on the accelerator)")
+                 if on_accelerator else ("cpu_vs_bp", "CPU seconds per epoch relative to BP (same framework)"))
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
-    for ax, column, label in ((axes[0], "cpu_vs_bp", "CPU seconds per epoch relative to BP (same framework)"),
+    for ax, column, label in ((axes[0], *time_axis),
                               (axes[1], "memory_vs_bp", "peak memory of a training step relative to BP (same framework)")):
         for framework, marker in (("jax", "o"), ("torch", "s")):
             sub = board[board["framework"] == framework]
