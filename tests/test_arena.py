@@ -172,7 +172,7 @@ def test_cost_is_cpu_time_on_a_cpu_and_wall_time_on_an_accelerator():
     from impls.arena.figures import cost_figure, leaderboard_table
 
     rows = [(rule, 0.1, s, "ok", 90.0, [10.0, 50.0, 90.0]) for rule in ("backprop_jax", "fa_jax") for s in (0, 1)]
-    for backend, basis, label in (("cpu", "cpu", "CPU seconds"), ("gpu", "wall", "wall-clock seconds")):
+    for backend, basis, label in (("cpu", "cpu", "CPU s per epoch"), ("gpu", "wall", "wall-clock s per epoch")):
         board = leaderboard_table(_tidy(rows, backend))
         assert set(board["cost_basis"]) == {basis}
         fig = cost_figure(board, {"target": "fig_arena_cost", "title": "t", "scale": "smoke", "dataset": "digits"})
@@ -250,3 +250,31 @@ def test_the_arena_trains_on_a_user_supplied_npz(tmp_path):
     assert (root / "results" / "arena" / "tab_arena_leaderboard.html").is_file()
     specs = [p.read_text() for p in (root / "results" / "arena" / "runs").glob("*/spec.json")]
     assert specs and all(f'"dataset": "{dataset_id}"' in s for s in specs)
+
+
+def test_cost_figure_names_every_point_without_overlapping_names():
+    """Rules of nearly equal cost and accuracy (a cluster, as DFA, FA and their twins form) each keep a
+    name, and no two names overlap."""
+    from impls.arena.figures import _text_box, cost_figure
+
+    # the cpu-scale arena's cluster (trained on a GPU), and one rule far off that stretches the axis
+    points = {"backprop_jax": ("BP (JAX)", 1.0, 88.8, 1.0), "backprop_torch": ("BP (PyTorch)", 1.0, 88.34, 1.0),
+              "kp": ("KP", 0.95, 88.93, 1.68), "kp_equal_leak": ("KP (equal leak)", 1.26, 88.66, 1.68),
+              "fa_jax": ("FA (JAX)", 1.37, 85.55, 1.68), "fa_torch": ("FA (PyTorch)", 0.49, 85.46, 1.09),
+              "dfa_jax": ("DFA (JAX)", 1.28, 86.12, 1.01), "dfa_torch": ("DFA (PyTorch)", 0.53, 85.95, 1.01),
+              "sa": ("SA", 0.73, 85.73, 1.68), "np_indep_noise": ("NP (independent noise)", 7.31, 80.3, 1.09)}
+    rules = list(points)
+    names = [points[r][0] for r in rules]
+    board = pd.DataFrame({"rule": rules, "name": names, "framework": [contenders.CONTENDERS[r].framework for r in rules],
+                          "lr": 0.1, "test_acc": [points[r][2] for r in rules], "cpu_vs_bp": [points[r][1] for r in rules],
+                          "cost_basis": "cpu", "memory_vs_bp": [points[r][3] for r in rules]})
+    fig = cost_figure(board, {"target": "fig_arena_cost", "title": "t", "scale": "smoke", "dataset": "digits"})
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes[:2]:
+        texts = [t for t in ax.texts if t.get_text() in names]
+        assert sorted(t.get_text() for t in texts) == sorted(names)
+        boxes = [_text_box(t, renderer) for t in texts]   # the names, not their leader lines
+        overlapping = [(texts[i].get_text(), texts[j].get_text()) for i in range(len(boxes))
+                       for j in range(i + 1, len(boxes)) if boxes[i].overlaps(boxes[j])]
+        assert not overlapping, overlapping

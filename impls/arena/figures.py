@@ -32,6 +32,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.transforms import Bbox  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
@@ -206,8 +207,10 @@ def _fmt(value, spec: str, missing: str = "—") -> str:
 
 def leaderboard_figure(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
     """The leaderboard as a drawn table (its HTML twin is written by the workflow's table rule)."""
-    header = ["rule", "paper", "lr († at the sweep's edge)", "test acc. (%)", "epochs to 90 %", "CPU ms/epoch (× BP)", "step memory (× BP)",
-              "cos early / mid / late", "twin gap"]
+    wall = "cost_basis" in table and (table["cost_basis"] == "wall").any()   # trained on an accelerator
+    first, second = ("wall", "CPU") if wall else ("CPU", "wall")
+    header = ["rule", "paper", "lr (†: sweep's edge)", "test acc. (%)", "epochs to 90 %", f"{first} ms/epoch (× BP)",
+              "step memory (× BP)", "cos early / mid / late", "twin gap"]
     cells = []
     for _, r in table.iterrows():
         if not np.isfinite(r["lr"]):
@@ -218,8 +221,8 @@ def leaderboard_figure(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
             acc += f" [{int(r['diverged_seeds'])} div]"
         edge = " †" if isinstance(r["note"], str) and r["note"].startswith("the chosen lr") else ""
         cells.append([r["name"], r["paper"], f"{r['lr']:g}{edge}", acc, _fmt(r["epochs_to_90"], ".0f"),
-                      f"{_fmt(1000 * r['cpu_s_per_epoch'], '.3g')} ({_fmt(r['cpu_vs_bp'], '.2f')}; "
-                      f"wall {_fmt(r['wall_vs_bp'], '.2f')})",
+                      f"{_fmt(1000 * r[f'{first.lower()}_s_per_epoch'], '.3g')} ({_fmt(r[f'{first.lower()}_vs_bp'], '.2f')}; "
+                      f"{second} {_fmt(r[f'{second.lower()}_vs_bp'], '.2f')})",
                       f"{_fmt(r['step_memory_mb'], '.3g')} MB ({_fmt(r['memory_vs_bp'], '.2f')})",
                       " / ".join(_fmt(r[c], ".2f") for c in ("cos_early", "cos_mid", "cos_late")),
                       _fmt(r["twin_gap"], "+.2f", "")])
@@ -272,43 +275,58 @@ def cost_figure(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
     accelerator: ``cost_basis``) and against peak memory, both relative to BP."""
     board = table[np.isfinite(table["lr"].astype(float))]
     on_accelerator = "cost_basis" in board and (board["cost_basis"] == "wall").any()
-    time_axis = (("wall_vs_bp", "wall-clock seconds per epoch relative to BP (same framework; on the accelerator)")
-                 if on_accelerator else ("cpu_vs_bp", "CPU seconds per epoch relative to BP (same framework)"))
+    time_axis = (("wall_vs_bp", "wall-clock s per epoch ÷ BP's (same framework, on the accelerator)")
+                 if on_accelerator else ("cpu_vs_bp", "CPU s per epoch ÷ BP's (same framework)"))
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
-    for ax, column, label in ((axes[0], *time_axis),
-                              (axes[1], "memory_vs_bp", "peak memory of a training step relative to BP (same framework)")):
+    panels = ((axes[0], *time_axis), (axes[1], "memory_vs_bp", "peak memory of a training step ÷ BP's (same framework)"))
+    for ax, column, label in panels:
         for framework, marker in (("jax", "o"), ("torch", "s")):
             sub = board[board["framework"] == framework]
             ax.scatter(sub[column], sub["test_acc"], marker=marker, label="JAX" if framework == "jax" else "PyTorch")
-        points = board[np.isfinite(board[column].astype(float)) & np.isfinite(board["test_acc"].astype(float))]
-        _labels_without_overlap(ax, points[column], points["test_acc"], points["name"])
         ax.axvline(1.0, color="grey", lw=0.8, ls=":")
         ax.set_xlabel(label)
         ax.legend(fontsize=8)
+    for ax, column, _ in panels:   # names placed once both panels' points have set the shared y range
+        ax.set_xlim(ax.get_xlim())
+        ax.set_ylim(ax.get_ylim())
+        points = board[np.isfinite(board[column].astype(float)) & np.isfinite(board["test_acc"].astype(float))]
+        _labels_without_overlap(ax, points[column], points["test_acc"], points["name"])
     axes[0].set_ylabel("test accuracy (%) at the chosen lr")
     return stamp(fig, figure)
 
 
 def _labels_without_overlap(ax, xs, ys, names, fontsize: int = 6) -> None:
-    """Name each point beside it; a label that would overlap one already placed moves a line down or up
-    at a time (0, -1, +1, -2, +2, ... lines, with a thin leader line back to its point) until it is
-    clear; if none of 30 places is, it stays beside its point (every point keeps its name)."""
+    """Name each point beside it, right of it or else left of it; a name whose text would overlap one
+    already placed (or a point), or reach past the panel's side, moves a line down or up at a time (0, -1, +1, -2, +2, ... lines, with a
+    thin leader line back to its point) until it is clear; if none of 62 places is, it stays right of its
+    point (every point keeps its name)."""
+    ax.figure.canvas.draw()   # before a first draw, a text's window extent is a unit box: everything "overlaps"
     renderer = ax.figure.canvas.get_renderer()
+    dots = [Bbox.from_bounds(*(ax.transData.transform((x, y)) - 3), 6, 6) for x, y in zip(xs, ys)]
     placed = []
-    shifts = [0] + [s for k in range(1, 16) for s in (-k, k)]
+    places = [(side, shift) for shift in [0] + [s for k in range(1, 16) for s in (-k, k)] for side in (1, -1)]
     for x, y, name in sorted(zip(xs, ys, names), key=lambda p: (-p[1], p[0])):
-        for shift in shifts:
-            text = ax.annotate(name, (x, y), xytext=(4, 2 + 1.3 * fontsize * shift), textcoords="offset points",
-                               fontsize=fontsize, arrowprops={"arrowstyle": "-", "lw": 0.4, "color": "0.6"}
-                               if shift else None)
-            box = text.get_window_extent(renderer)
-            if not any(box.overlaps(other) for other in placed):
+        for side, shift in places:
+            text = ax.annotate(name, (x, y), xytext=(4 * side, 2 + 1.3 * fontsize * shift), textcoords="offset points",
+                               ha="left" if side > 0 else "right", fontsize=fontsize,
+                               arrowprops={"arrowstyle": "-", "lw": 0.4, "color": "0.6"} if shift else None)
+            box = _text_box(text, renderer)
+            inside = ax.bbox.x0 <= box.x0 and box.x1 <= ax.bbox.x1   # not cut off by the panel's edge
+            if inside and not any(box.overlaps(other) for other in placed + dots):
                 break
             text.remove()
         else:
             text = ax.annotate(name, (x, y), xytext=(4, 2), textcoords="offset points", fontsize=fontsize)
-            box = text.get_window_extent(renderer)
+            box = _text_box(text, renderer)
         placed.append(box)
+
+
+def _text_box(annotation, renderer):
+    """The window extent of an annotation's text alone, not its leader line."""
+    from matplotlib.text import Text
+
+    annotation.update_positions(renderer)
+    return Text.get_window_extent(annotation, renderer)
 
 
 def sweep_figure(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
