@@ -84,7 +84,7 @@ def require_jax_platform(expected: str) -> str:
     except RuntimeError as err:
         raise BackendMismatch(
             f"this job must run on platform={expected}, but JAX cannot initialise it ({err}). "
-            f"Install the matching jax build (jax[tpu] on a TPU VM, jax[cuda12] on NVIDIA GPUs) "
+            f"Install the matching jax build (jax[tpu] on a TPU VM, jax[cuda13] on NVIDIA GPUs) "
             f"or run with --config platform=auto to accept the CPU.") from None
     if expected != "auto" and backend != expected:
         raise BackendMismatch(
