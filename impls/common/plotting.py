@@ -264,10 +264,11 @@ def table_figure(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
     columns = [column_name(b) for b in by]
     cells = [[*(_level_cell(c, v) for c, v in zip(columns, idx if isinstance(idx, tuple) else (idx,))),
               *(_cell(row, m) for m in metrics), int(row[("runs", "diverged")])] for idx, row in summary.iterrows()]
-    fig, ax = plt.subplots(figsize=(2.2 * (len(by) + len(metrics) + 1), 0.4 * len(cells) + 0.8))
+    # the table fills its axes, and the figure is as tall as its rows: no blank band above or below
+    fig, ax = plt.subplots(figsize=(2.2 * (len(by) + len(metrics) + 1), 0.28 * (len(cells) + 1) + 0.2))
     ax.axis("off")
     ax.table(cellText=cells, colLabels=[display.factor(c) for c in columns] + [display.metric(m) for m in metrics]
-             + ["diverged runs"], loc="center")
+             + ["diverged runs"], bbox=[0, 0, 1, 1])
     return stamp(fig, figure)
 
 
