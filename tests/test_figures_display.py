@@ -209,3 +209,12 @@ def test_fixed_points_figure_marks_a_diverged_run_and_titles_its_panels_plainly(
         assert "=" not in ax.get_title()
     assert _legend_texts(fig).count("diverged") == 1 and "IA" in _legend_texts(fig)
     plt.close(fig)
+
+
+def test_panels_of_a_faceted_figure_are_titled_by_their_level_alone():
+    """fig_nodepert_conv_small at cpu scale read "rule = NP" | "rule = SGD": seaborn's default."""
+    for plot in ({"kind": "line", "x": "epoch", "y": "test_acc", "hue": "hparams.lr", "col": "rule"},
+                 {"kind": "final", "x": "hparams.lr", "y": "final_acc", "col": "rule"}):
+        fig = (line_figure if plot["kind"] == "line" else final_figure)(fake_table(), {**FIGURE, "plot": plot})
+        assert [ax.get_title() for ax in fig.axes[:2]] == ["NP", "SGD"], plot["kind"]
+        plt.close(fig)

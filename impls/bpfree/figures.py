@@ -149,7 +149,7 @@ def trackers_figure(table: pd.DataFrame, figure: Mapping):
     """Per-layer local loss, ‖ΔW_l‖ and ‖W_l‖ vs epoch: rows = tracker, columns = rule."""
     import seaborn as sns
 
-    from impls.common.plotting import stamp
+    from impls.common.plotting import plain_facet_titles, stamp
 
     wanted = {"localloss": "local loss ℓ_l/N", "gradnorm": "‖ΔW_l‖_F", "wnorm": "‖W_l‖_F"}
     data = table[(table["split"] == "train") & table["metric"].isin(list(wanted))].dropna(subset=["value"]).copy()
@@ -158,6 +158,7 @@ def trackers_figure(table: pd.DataFrame, figure: Mapping):
     grid = sns.relplot(data=data, kind="line", x="epoch", y="value", hue="layer", row="tracker", col="rule",
                        errorbar="sd", height=2.8, aspect=1.3, facet_kws={"sharey": "row"},
                        row_order=[v for k, v in wanted.items() if k in set(data["metric"])])
+    plain_facet_titles(grid)
     for (row_name, _), ax in zip(grid.axes_dict.items(), grid.axes.flat):
         if not str(row_name[0]).startswith("local"):
             ax.set_yscale("log")

@@ -156,7 +156,15 @@ def plain_log_labels(axis) -> None:
 FEW_TICKS = 8
 
 
+def plain_facet_titles(grid) -> None:
+    """Panel titles of a seaborn grid name the level only ("NP", not seaborn's "rule = NP")."""
+    rows, cols = len(grid.row_names or []) > 0, len(grid.col_names or []) > 0
+    if rows or cols:
+        grid.set_titles(template=" | ".join(t for t, on in (("{row_name}", rows), ("{col_name}", cols)) if on))
+
+
 def _axes_style(grid, spec: Mapping, x: str, y: str, x_values=None) -> None:
+    plain_facet_titles(grid)
     for ax in grid.axes.flat:
         ax.set_xscale("log" if spec.get("logx") else "linear")
         ax.set_yscale("log" if spec.get("logy") else "linear")
