@@ -167,6 +167,24 @@ def test_a_log_axis_within_a_decade_is_labelled_with_plain_numbers():
     assert all(86 <= float(t) <= 88 for t in labels), labels
 
 
+def test_plain_log_labels_of_major_and_minor_ticks_sit_on_one_line():
+    """fig_nodepert_crash_timing_sgd (lr 2-20) showed "10" and "20" lower than "2", "3", "4", "6"."""
+    from impls.common.plotting import plain_log_labels
+
+    fig, ax = plt.subplots()
+    ax.plot([2, 5, 10, 20], [1, 2, 3, 4])
+    ax.set_xscale("log")
+    plain_log_labels(ax.xaxis)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    lo, hi = ax.get_xlim()
+    bottoms = {t.get_text(): round(t.get_window_extent(renderer).y0, 1)
+               for t in ax.xaxis.get_majorticklabels() + ax.xaxis.get_minorticklabels()
+               if t.get_text() and lo <= t.get_position()[0] <= hi}
+    plt.close(fig)
+    assert "10" in bottoms and "2" in bottoms and max(bottoms.values()) - min(bottoms.values()) < 0.5, bottoms
+
+
 def test_stamp_gives_every_narrow_log_axis_plain_labels_and_leaves_integer_ticks_alone():
     from impls.common.plotting import integer_ticks, stamp
 

@@ -150,6 +150,10 @@ def plain_log_labels(axis) -> None:
     base = axis.get_major_formatter()._base
     axis.set_major_formatter(PlainWithinDecade(base))
     axis.set_minor_formatter(PlainWithinDecade(base, labelOnlyBase=False))
+    # minor ticks are shorter, so their labels sat nearer the axis than the major ones ("10" below "6")
+    name = axis.axis_name
+    major, minor = (matplotlib.rcParams[f"{name}tick.{w}.size"] for w in ("major", "minor"))
+    axis.set_tick_params(which="minor", pad=matplotlib.rcParams[f"{name}tick.minor.pad"] + major - minor)
 
 
 #: at most this many distinct values on an integer axis get a tick each
