@@ -296,10 +296,10 @@ def cost_figure(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
 
 
 def _labels_without_overlap(ax, xs, ys, names, fontsize: int = 6) -> None:
-    """Name each point beside it, right of it or else left of it; a name whose text would overlap one
-    already placed (or a point), or reach past the panel's side, moves a line down or up at a time (0, -1, +1, -2, +2, ... lines, with a
-    thin leader line back to its point) until it is clear; if none of 62 places is, it stays right of its
-    point (every point keeps its name)."""
+    """Name each point beside it, right of it or else left of it. A name whose text would overlap one
+    already placed (or a point), or reach past the panel's side, moves a line down or up at a time
+    (0, -1, +1, -2, +2, ... lines, with a thin leader line back to its point) until it is clear; if none
+    of 62 places is, it stays right of its point (every point keeps its name)."""
     ax.figure.canvas.draw()   # before a first draw, a text's window extent is a unit box: everything "overlaps"
     renderer = ax.figure.canvas.get_renderer()
     dots = [Bbox.from_bounds(*(ax.transData.transform((x, y)) - 3), 6, 6) for x, y in zip(xs, ys)]
