@@ -234,6 +234,146 @@ def test_bad_user_data_stops_the_workflow_before_anything_is_written(tmp_path):
     assert not (root / "results").exists() and not (root / "resources").exists()
 
 
+# ----------------------------------------------------------------------------- the conv task
+
+CONV = nets.ConvNet((8, 8, 1), (4, 4, 4), (1, 2, 1), 10)
+
+
+def _images(seed=0, n=16):
+    rng = np.random.default_rng(seed)
+    return (rng.normal(size=(n, *CONV.image_shape)).astype(np.float32),
+            np.eye(CONV.n_classes, dtype=np.float32)[rng.integers(0, CONV.n_classes, n)])
+
+
+def test_every_contender_trains_the_conv_net_or_says_why_not():
+    assert set(contenders.CONV_CONTENDERS) | set(contenders.CONV_EXCLUDED) == set(contenders.CONTENDERS)
+    assert not set(contenders.CONV_CONTENDERS) & set(contenders.CONV_EXCLUDED)
+    assert all(reason.strip() for reason in contenders.CONV_EXCLUDED.values())
+
+
+def test_conv_net_shapes_follow_same_padding_and_the_strides():
+    assert CONV.feature_shapes() == [(8, 8, 4), (4, 4, 4), (4, 4, 4)]
+    assert CONV.kernel_shapes() == [(3, 3, 1, 4), (3, 3, 4, 4), (3, 3, 4, 4), (64, 10)]
+    assert CONV.unit_sizes() == [64, 256, 64, 64, 10]
+    odd = nets.ConvNet((7, 7, 3), (2, 5), (2, 2), 3)   # 'SAME': ⌈7/2⌉ = 4, ⌈4/2⌉ = 2
+    assert odd.feature_shapes() == [(4, 4, 2), (2, 2, 5)] and odd.kernel_shapes()[-1] == (20, 3)
+
+
+@pytest.mark.parametrize("rule", contenders.CONV_CONTENDERS)
+def test_conv_contender_trains_the_same_conv_net_from_the_arena_weights(rule):
+    """Every conv contender starts from the arena's conv weights, computes the same net (NP: the sigmoid of
+    its logits, its paper's output), gives finite updates of every kernel's shape, and BP is its reference."""
+    import jax
+    import jax.numpy as jnp
+
+    from impls.arena import jax_conv_rules
+
+    c = jax_conv_rules.build(rule, CONV, "relu", {"sigma": 1e-5})
+    params, state = c.init(2)
+    for w, ref in zip(c.weights(params), nets.conv_weights(2, CONV)):
+        np.testing.assert_array_equal(np.asarray(w), ref)
+    x, y = (jnp.asarray(a) for a in _images())
+    plain = jax_conv_rules.plain_forward(c.weights(params), x, CONV, "relu")
+    out = c.logits(params, x)
+    np.testing.assert_allclose(np.asarray(out), np.asarray(jax.nn.sigmoid(plain) if rule.startswith("np") else plain),
+                               rtol=1e-5, atol=1e-6)
+    g, _, loss = c.estimate(params, state, x, y, jax.random.PRNGKey(0))
+    assert np.isfinite(float(loss))
+    assert [u.shape for u in c.weights(g)] == [tuple(s) for s in CONV.kernel_shapes()]
+    assert all(bool(jnp.all(jnp.isfinite(u))) and float(jnp.abs(u).max()) > 0 for u in c.weights(g))
+    exact = c.bp_grads(params, x, y)
+    cos = nets.cosine(c.weights(g), exact)
+    assert cos == pytest.approx(1.0, abs=1e-5) if rule == "backprop_jax" else cos < 0.999
+
+
+def test_conv_fa_with_feedback_equal_to_the_weights_is_backprop():
+    """FA's conv layers send the error down through B_l (strided 'SAME' transposed convolutions): with B_l = K_l
+    that is the exact gradient."""
+    from impls.arena import jax_conv_rules
+    from impls.rules.dfa import FeedbackState
+
+    c = jax_conv_rules.build("fa_jax", CONV, "relu", {})
+    params, _ = c.init(4)
+    x, y = _images(1)
+    g, _, _ = c.estimate(params, FeedbackState(B=tuple(layer["w"] for layer in params)), x, y, None)
+    for a, b in zip(c.weights(g), c.bp_grads(params, x, y)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
+
+
+def test_conv_dfa_projects_the_output_error_onto_every_unit_of_a_feature_map():
+    """DFA's update of K_l is the filter gradient of its layer for δh_l = e B_lᵀ reshaped to (N, H_l, W_l, C_l),
+    with e = ∂L/∂z (softmax − target, over N) and the layer's input held fixed."""
+    import jax
+    import jax.numpy as jnp
+
+    from impls.arena import jax_conv_rules
+
+    c = jax_conv_rules.build("dfa_jax", CONV, "relu", {})
+    params, state = c.init(6)
+    x, y = (jnp.asarray(a) for a in _images(2))
+    g, _, _ = c.estimate(params, state, x, y, None)
+    kernels = [layer["w"] for layer in params]
+    e = (jax.nn.softmax(jax_conv_rules.plain_forward(kernels, x, CONV, "relu")) - y) / len(x)
+    h = x
+    for l, (k, s, shape) in enumerate(zip(kernels[:-1], CONV.strides, CONV.feature_shapes())):
+        layer = lambda k, h=h, s=s: jax.nn.relu(jax_conv_rules._conv(h, k, s))   # noqa: E731
+        out, vjp = jax.vjp(layer, k)
+        np.testing.assert_allclose(np.asarray(g[l]["w"]), np.asarray(vjp((e @ state.B[l].T).reshape(len(x), *shape))[0]),
+                                   rtol=1e-4, atol=1e-6)
+        h = out
+
+
+def test_conv_task_is_refused_for_rules_without_conv_code_and_for_inconsistent_nets():
+    from impls.common.specs import validate_spec
+
+    spec = {"paper": "arena", "rule": "backprop_jax", "dataset": "digits", "scale": "smoke", "seed": 0, "epochs": 1,
+            "batch_size": 8,
+            "model": {"arch": "conv", "channels": [4, 4], "strides": [1, 2]}, "hparams": {"lr": 0.1}}
+    validate_spec(spec)
+    for change, message in (
+            ({"rule": "pepita"}, "arena rule pepita does not train the conv net .*Net1conv1fcXL"),
+            ({"rule": "ll_cce"}, "arena rule ll_cce does not train the conv net .*strided convolution"),
+            ({"model": {"arch": "conv", "channels": [4, 4], "strides": [1]}}, "2 convolutions but model.strides 1"),
+            ({"model": {"arch": "conv", "hidden": [8]}}, "model.hidden sizes an MLP's layers"),
+            ({"model": {"arch": "mlp", "channels": [4]}}, "model.channels describes the conv net")):
+        with pytest.raises(SpecError, match=message):
+            validate_spec({**spec, **change})
+
+
+def test_conv_task_takes_images_and_np_uses_its_conv_sigma():
+    from impls.arena import options
+
+    flat = data.arena_arrays(*(_user_arrays()[k] for k in ("x_train", "y_train", "x_test", "y_test")), n_val=20)
+    with pytest.raises(SpecError, match=r"takes images.*shape \(20,\)"):
+        data.as_images(flat, "dataset user-x")
+    rng = np.random.default_rng(0)
+    images = data.as_images(data.arena_arrays(rng.integers(0, 9, (50, 6, 5)), rng.integers(0, 3, 50),
+                                              rng.integers(0, 9, (10, 6, 5)), rng.integers(0, 3, 10), n_val=5), "d")
+    assert images.x_train.shape == (45, 6, 5, 1) and images.x_test.shape == (10, 6, 5, 1)
+    conv = {"model": {"arch": "conv"}, "hparams": {"lr": 0.1}}
+    assert options.resolved_hparams(conv)["sigma"] == 1e-5
+    assert options.resolved_hparams({"model": {}, "hparams": {"lr": 0.1}})["sigma"] == 1e-4
+    assert options.resolved_model(conv)["channels"] == [32, 32, 32]
+
+
+def test_the_conv_task_is_not_planned_on_user_data_that_are_not_images(tmp_path):
+    import yaml
+
+    from impls.common.plan import build_plan
+    from tests.conftest import REPO
+
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text()) | {"papers": ["arena"], "scale": "smoke"}
+    np.savez(tmp_path / "flat.npz", **_user_arrays())
+    plan = build_plan({**config, "arena_data": str(tmp_path / "flat.npz")}, REPO)
+    assert "tab_arena_conv" not in plan.figures and "tab_arena_leaderboard" in plan.figures
+    assert "takes images" in plan.unplanned["tab_arena_conv"] and "(20,)" in plan.unplanned["tab_arena_conv"]
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "images.npz", x_train=rng.integers(0, 9, (300, 6, 6)), y_train=rng.integers(0, 3, 300),
+             x_test=rng.integers(0, 9, (50, 6, 6)), y_test=rng.integers(0, 3, 50))
+    plan = build_plan({**config, "arena_data": str(tmp_path / "images.npz")}, REPO)
+    assert "tab_arena_conv" in plan.figures and not plan.unplanned
+
+
 def test_the_arena_trains_on_a_user_supplied_npz(tmp_path):
     """--config arena_data=mine.npz: the dataset is checked and cached as user-<sha12>, every contender trains
     on it, and the leaderboard ranks them; BP learns the toy task."""
@@ -243,6 +383,7 @@ def test_the_arena_trains_on_a_user_supplied_npz(tmp_path):
     done = run_snakemake(root, "--cores", "2", "tab_arena_leaderboard", "--config", "papers=[arena]", "seeds=1",
                          f"arena_data={tmp_path / 'mine.npz'}", timeout=1500)
     assert done.returncode == 0, done.stderr[-4000:]
+    assert "note: tab_arena_conv is not planned: the conv net (model.arch: conv) takes images" in done.stderr
     assert (root / "resources" / "datasets" / f"{dataset_id}.npz").is_file()
     board = pd.read_csv(root / "results" / "arena" / "tab_arena_leaderboard.csv").set_index("rule")
     assert set(board.index) == set(contenders.CONTENDERS)

@@ -71,7 +71,8 @@ BAD = [
     ("arena", {"rule": "dfa"}, "rule", "allowed values: 'aa', 'backprop_jax', 'backprop_torch'"),
     ("arena", {"dataset": "imagenet"}, "dataset", "expected one of 'digits', 'fashion_mnist', 'mnist', 'kmnist', "
      "'cifar10', 'cifar100' or user-<12 hex digits> (a file of your own: config arena_data)"),
-    ("arena", {"model": {"arch": "conv"}}, "model.arch", "allowed values: 'mlp'"),
+    ("arena", {"model": {"arch": "resnet"}}, "model.arch", "allowed values: 'mlp', 'conv'"),
+    ("arena", {"model": {"arch": "conv", "strides": [0]}}, "model.strides.0", "expected an integer >= 1"),
     ("arena", {"model": {"hidden": []}}, "model.hidden", "expected a non-empty list"),
     ("arena", {"model": {"activation": "gelu"}}, "model.activation", "allowed values: 'relu', 'tanh'"),
     ("arena", {"hparams": {"optimizer": "rmsprop"}}, "hparams.optimizer", "allowed values: 'sgd', 'adam'"),

@@ -4,7 +4,8 @@ Pure Python, no import of ``impls.registry`` (whose entry strings name framework
 must not need). Every row of ``impls.registry.RULES`` is either a contender (``CONTENDERS``, by its
 ``registry_key``) or in ``EXCLUDED`` with the reason; tests/test_arena.py holds the two to the
 registry, so a rule added to a paper shows up here or fails the test. The leaderboard lists the
-excluded rules with their reasons.
+excluded rules with their reasons. ``CONV_CONTENDERS`` are the arena ids that also train the conv
+task's net; every other contender is in ``CONV_EXCLUDED`` with the reason (tested likewise).
 
 An arena id names the rule and, for the shared rules that exist in both frameworks, the framework
 (``dfa_jax``, ``dfa_torch``): those twins train from the same initial weights and feedback matrices
@@ -74,6 +75,31 @@ EXCLUDED: dict[str, str] = {
     **{f"wide_align.{rule}": _CONV for rule in ("alignzero", "alignada", "alignprop", "lastlayer")},
     "wide_align.bptt": _RNN, "wide_align.readout": _RNN,
 }
+
+
+#: arena ids that also train the conv task's net (``model.arch: conv``, ``impls.arena.jax_conv_rules``)
+CONV_CONTENDERS = ("backprop_jax", "fa_jax", "dfa_jax", "drtp_jax", "np", "np_indep_noise",
+                   "wm", "ia", "sa", "aa", "kp", "kp_equal_leak")
+
+_TORCH_DENSE = ("the PyTorch code of {0} (impls.rules_torch) has dense layers only; on the conv task {0} runs in "
+                "JAX ({1})")
+_NP_CONV = ("node perturbation's conv code (impls.nodepert.convnets) has the paper's shared-noise and "
+            "independent-noise estimators only (np, np_indep_noise)")
+#: arena id -> why it does not run on the conv task
+CONV_EXCLUDED: dict[str, str] = {
+    **{f"{rule}_torch": _TORCH_DENSE.format(name, f"{rule}_jax") for rule, name in (
+        ("backprop", "BP"), ("fa", "FA"), ("dfa", "DFA"), ("drtp", "DRTP"))},
+    "np_clean_pre": _NP_CONV, "np_batch_scalar": _NP_CONV,
+    **{rule: ("bpfree's conv code (impls.bpfree.conv) has stride-1 convolutions with max pooling; the conv task's "
+              "net downsamples with a strided convolution") for rule in ("ll_cce", "ll_mse")},
+    "pepita": ("PEPITA's conv code (impls.pepita.models, the paper's Net1conv1fcXL) is one stride-1 convolution "
+               "without padding and a readout; it has no stack of strided 'SAME' convolutions"),
+}
+
+
+def conv_exclusion(rule: str) -> str | None:
+    """Why arena id ``rule`` does not train the conv task, or None if it does."""
+    return None if rule in CONV_CONTENDERS else CONV_EXCLUDED[rule]
 
 
 def framework_of(rule: str) -> str:

@@ -1,7 +1,9 @@
 """The arena's data: a named dataset or the user's own ``.npz``, flattened, standardised, with a validation split.
 
 - Inputs are flattened to (N, D) and standardised with the mean and standard deviation of all pixels
-  of the training part (``impls.common.datasets.standardize``, "global"); labels are one-hot.
+  of the training part (``impls.common.datasets.standardize``, "global"); labels are one-hot. The conv
+  task takes the same numbers back in image form, (N, H, W, C) (``as_images``: grayscale (N, H, W)
+  images get C = 1; CIFAR is stored (N, H, W, C)).
 - The validation split is carved from the training set, never from the test set: a fixed permutation
   (``default_rng([0, 3])``, the same for every rule and seed) puts ``n_val`` training examples aside.
   Learning rates are chosen on it (``impls.arena.figures``); the test set is only reported.
@@ -38,6 +40,7 @@ class ArenaData(NamedTuple):
     labels_train: np.ndarray
     labels_val: np.ndarray
     labels_test: np.ndarray
+    image_shape: tuple[int, ...] = ()
 
     @property
     def in_dim(self) -> int:
@@ -65,7 +68,21 @@ def arena_arrays(x_train, y_train, x_test, y_test, n_val: int, n_classes: int | 
     labels = [np.asarray(y, np.int64) for y in (y_train[keep], y_train[val], y_test)]
     c = int(n_classes if n_classes is not None else max(int(l.max()) for l in labels) + 1)
     eye = np.eye(c, dtype=np.float32)
-    return ArenaData(x_fit, eye[labels[0]], x_val, eye[labels[1]], x_te, eye[labels[2]], *labels)
+    return ArenaData(x_fit, eye[labels[0]], x_val, eye[labels[1]], x_te, eye[labels[2]], *labels,
+                     image_shape=tuple(np.shape(x_train)[1:]))
+
+
+def as_images(data: ArenaData, where: str) -> ArenaData:
+    """The same data with inputs (N, H, W, C) for the conv net; ``SpecError`` if the inputs are not images."""
+    shape = tuple(data.image_shape)
+    if len(shape) == 2:
+        shape = (*shape, 1)
+    if len(shape) != 3:
+        raise SpecError(f"{where}: the conv net (model.arch: conv) takes images, (H, W) or (H, W, C) per example; "
+                        f"this dataset's examples have shape {tuple(data.image_shape)}")
+    image = lambda x: x.reshape(len(x), *shape)   # noqa: E731
+    return data._replace(x_train=image(data.x_train), x_val=image(data.x_val), x_test=image(data.x_test),
+                         image_shape=shape)
 
 
 def load(spec: dict, datasets_dir: Path) -> ArenaData:
@@ -87,9 +104,14 @@ class ArenaDataError(SpecError):
 
 def user_dataset_id(path: str | Path) -> str:
     """``user-<sha12>`` of a user's file, after checking its contents (``ArenaDataError`` otherwise)."""
+    return user_dataset(path)[0]
+
+
+def user_dataset(path: str | Path) -> tuple[str, tuple[int, ...]]:
+    """(``user-<sha12>``, the shape of one example) of a user's file, after checking its contents."""
     path = Path(path)
-    read_user_arrays(path)
-    return USER_PREFIX + file_sha256(path)[:12]
+    arrays = read_user_arrays(path)
+    return USER_PREFIX + file_sha256(path)[:12], tuple(arrays["x_train"].shape[1:])
 
 
 def read_user_arrays(path: Path) -> dict[str, np.ndarray]:

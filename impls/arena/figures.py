@@ -20,8 +20,8 @@ test set is never looked at to choose. At that rate the leaderboard reports, ove
 - ``twin_gap``: for a rule with a twin in the other framework, this rule's test accuracy minus the twin's
   at the same learning rate (both start from identical weights and feedback and agree step by step
   to float32 rounding, tests/test_arena.py; over many epochs at a large rate rounding can grow);
-- ``note``: why a rule has no row (diverged at every rate), or that the chosen rate is at the edge of
-  the sweep (a wider sweep may do better).
+- ``note``: why a rule has no row (diverged at every rate; on the conv task, a rule without conv code and
+  why: ``NOT_ON_CONV``), or that the chosen rate is at the edge of the sweep (a wider sweep may do better).
 """
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ from matplotlib.transforms import Bbox  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from impls.arena.contenders import BASELINE, CONTENDERS, EXCLUDED, display_name, paper_of  # noqa: E402
+from impls.arena.contenders import BASELINE, CONTENDERS, CONV_EXCLUDED, EXCLUDED, display_name, paper_of  # noqa: E402
 from impls.arena.options import cosine_points  # noqa: E402
 from impls.common.aggregate import figure_table  # noqa: E402
 from impls.common.io import read_json  # noqa: E402
@@ -51,6 +51,9 @@ FAMILIES = {
     "learned feedback (Two Routes)": ["wm", "ia", "sa", "aa", "kp", "kp_equal_leak"],
 }
 
+
+#: the note of a leaderboard row for a rule that has no conv code (conv task only), before the reason
+NOT_ON_CONV = "no conv code: "
 
 # ----------------------------------------------------------------------------- tables
 
@@ -132,8 +135,9 @@ def _epochs_to_90(table: pd.DataFrame, run_ids) -> float:
     return float(reached.index[0]) if len(reached) else np.nan
 
 
-def leaderboard_table(table: pd.DataFrame) -> pd.DataFrame:
-    """The leaderboard (module docstring) from the tidy ``runs_table``: one row per rule, best first."""
+def leaderboard_table(table: pd.DataFrame, without: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """The leaderboard (module docstring) from the tidy ``runs_table``: one row per rule, best first; then a
+    row for each arena id in ``without`` (id -> why it did not run), its note ``NOT_ON_CONV`` + the reason."""
     runs = per_run(table)
     sweep = sweep_table(runs)
     rows = []
@@ -161,6 +165,8 @@ def leaderboard_table(table: pd.DataFrame) -> pd.DataFrame:
             other = runs[(runs["rule"] == twin) & (runs["lr"] == lr) & (runs["status"] == "ok")]
             row["twin_gap"] = row["test_acc"] - float(other["test_acc"].mean()) if len(other) else np.nan
         rows.append(row)
+    rows += [{"rule": rule, "name": display_name(rule), "paper": paper_of(rule), "framework": CONTENDERS[rule].framework,
+              "lr": np.nan, "note": NOT_ON_CONV + reason} for rule, reason in (without or {}).items()]
     board = pd.DataFrame(rows)
     for column, per in (("cpu_vs_bp", "cpu_s_per_epoch"), ("wall_vs_bp", "wall_s_per_epoch"),
                         ("memory_vs_bp", "step_memory_mb")):
@@ -179,8 +185,10 @@ def leaderboard_table(table: pd.DataFrame) -> pd.DataFrame:
 # ----------------------------------------------------------------------------- aggregate hooks (paper.yaml)
 
 def leaderboard(figure: Mapping, results_dir) -> pd.DataFrame:
-    """``aggregate`` of tab_arena_leaderboard / fig_arena_cost: the leaderboard, one row per rule."""
-    return leaderboard_table(runs_table(figure, results_dir))
+    """``aggregate`` of tab_arena_leaderboard / fig_arena_cost / tab_arena_conv: the leaderboard, one row per
+    rule (on the conv task, then the rules without conv code, with the reason)."""
+    on_conv = any((spec.get("model") or {}).get("arch") == "conv" for spec in figure["runs"].values())
+    return leaderboard_table(runs_table(figure, results_dir), CONV_EXCLUDED if on_conv else None)
 
 
 def sweep(figure: Mapping, results_dir) -> pd.DataFrame:
@@ -211,8 +219,9 @@ def leaderboard_figure(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
     first, second = ("wall", "CPU") if wall else ("CPU", "wall")
     header = ["rule", "paper", "lr (†: sweep's edge)", "test acc. (%)", "epochs to 90 %", f"{first} ms/epoch (× BP)",
               "step memory (× BP)", "cos early / mid / late", "twin gap"]
+    not_on_conv = table["note"].astype(str).str.startswith(NOT_ON_CONV)
     cells = []
-    for _, r in table.iterrows():
+    for _, r in table[~not_on_conv].iterrows():
         if not np.isfinite(r["lr"]):
             cells.append([r["name"], r["paper"], "—", r["note"], "", "", "", "", ""])
             continue
@@ -226,18 +235,27 @@ def leaderboard_figure(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
                       f"{_fmt(r['step_memory_mb'], '.3g')} MB ({_fmt(r['memory_vs_bp'], '.2f')})",
                       " / ".join(_fmt(r[c], ".2f") for c in ("cos_early", "cos_mid", "cos_late")),
                       _fmt(r["twin_gap"], "+.2f", "")])
-    excluded = [[key.split(".", 1)[1], key.split(".", 1)[0], _wrap(reason)] for key, reason in EXCLUDED.items()]
+    if not_on_conv.any():   # the conv task: the arena's rules that have no conv code
+        excluded = [[r["name"], r["paper"], _wrap(r["note"][len(NOT_ON_CONV):])] for _, r in table[not_on_conv].iterrows()]
+        out_header = "arena rule without conv code"
+    else:
+        excluded = [[key.split(".", 1)[1], key.split(".", 1)[0], _wrap(reason)] for key, reason in EXCLUDED.items()]
+        out_header = "registered rule not in the arena"
     heights = [len(cells) + 1, 1.7 * len(excluded) + 1]   # table rows, the wrapped reasons taller
-    fig, (ax, ax_out) = plt.subplots(2, 1, figsize=(18, 0.24 * sum(heights) + 1.0),
+    height = 0.24 * sum(heights) + 1.0
+    fig, (ax, ax_out) = plt.subplots(2, 1, figsize=(18, height),
                                      gridspec_kw={"height_ratios": heights, "hspace": 0.06})
-    for axis, rows, labels, sizes in ((ax, cells, header, None),
-                                      (ax_out, excluded, ["registered rule not in the arena", "paper", "why"],
-                                       [0.14, 0.08, 0.78])):
+    fig.subplots_adjust(left=0.01, right=0.99, top=1 - 0.45 / height, bottom=0.35 / height)   # room for title and footer
+    for axis, rows, labels, sizes, align in ((ax, cells, header, None, "right"),
+                                             (ax_out, excluded, [out_header, "paper", "why"], [0.14, 0.08, 0.78], "left")):
         axis.axis("off")
         widths = sizes or [0.14, 0.08, 0.08, 0.13, 0.06, 0.12, 0.13, 0.12, 0.06]
-        drawn = axis.table(cellText=rows, colLabels=labels, bbox=[0, 0, 1, 1], colWidths=widths)
+        drawn = axis.table(cellText=rows, colLabels=labels, bbox=[0, 0, 1, 1], colWidths=widths, cellLoc=align)
         drawn.auto_set_font_size(False)
         drawn.set_fontsize(8)
+        if align == "left":   # a left-aligned cell starts its text a tenth of the cell's width in by default
+            for cell in drawn.get_celld().values():
+                cell.PAD = 0.02
     return stamp(fig, figure)
 
 

@@ -10,6 +10,14 @@ here too, from each rule's own law (``impls.rules_torch.fa/dfa/drtp``), so the J
 twin of a rule train from identical weights and identical feedback and their trajectories can be
 compared step by step.
 
+The conv task's net (``ConvNet``) is the node-perturbation paper's ``conv_base`` without biases:
+3×3 convolutions ('SAME' padding, NHWC images, HWIO kernels K_l) with the given channels and strides
+(default 32, 32, 32 and 1, 2, 1), ReLU after each, then a dense readout W (H_L·W_L·C_L, C) of the
+last feature map flattened in (H, W, C) order. Its kernels are drawn the same way, He-uniform with
+fan-in k·k·C_in, and so are the conv feedback kernels of FA and the two_routes rules (one per kernel,
+the kernel's shape); DFA and DRTP project the error onto every unit of a feature map, their B_l has
+H_l·W_l·C_l rows (``ConvNet.unit_sizes``).
+
 Streams: weights from ``default_rng([seed, 0])``, feedback from ``default_rng([seed, 1])``, data order
 from ``default_rng([seed, 2])`` (``impls.arena.data.epoch_order``): two rules with the same seed see
 the same initial weights and the same minibatches.
@@ -17,7 +25,7 @@ the same initial weights and the same minibatches.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
@@ -30,8 +38,55 @@ def layer_sizes(in_dim: int, hidden: Sequence[int], n_classes: int) -> list[int]
 
 def he_uniform(rng: np.random.Generator, n_in: int, n_out: int) -> np.ndarray:
     """U(±√(6/n_in)) of shape (n_in, n_out), float32."""
-    limit = math.sqrt(6.0 / n_in)
-    return rng.uniform(-limit, limit, (n_in, n_out)).astype(np.float32)
+    return he_uniform_kernel(rng, (n_in, n_out))
+
+
+def he_uniform_kernel(rng: np.random.Generator, shape: Sequence[int]) -> np.ndarray:
+    """U(±√(6/fan-in)) of a dense (n_in, n_out) or conv (k, k, C_in, C_out) kernel; fan-in: all but the last axis."""
+    limit = math.sqrt(6.0 / math.prod(shape[:-1]))
+    return rng.uniform(-limit, limit, tuple(shape)).astype(np.float32)
+
+
+class ConvNet(NamedTuple):
+    """The conv task's net (module docstring): (H, W, C) images, channels and strides of its 3×3 convolutions."""
+
+    image_shape: tuple[int, int, int]
+    channels: tuple[int, ...]
+    strides: tuple[int, ...]
+    n_classes: int
+    kernel: int = 3
+
+    def feature_shapes(self) -> list[tuple[int, int, int]]:
+        """(H_l, W_l, C_l) after each convolution ('SAME': H_l = ⌈H_{l−1} / stride⌉)."""
+        h, w, _ = self.image_shape
+        shapes = []
+        for c, s in zip(self.channels, self.strides):
+            h, w = -(-h // s), -(-w // s)
+            shapes.append((h, w, c))
+        return shapes
+
+    def kernel_shapes(self) -> list[tuple[int, ...]]:
+        """(k, k, C_in, C_out) of every convolution, then (H_L·W_L·C_L, C) of the readout."""
+        c_in = [self.image_shape[2], *self.channels[:-1]]
+        return ([(self.kernel, self.kernel, a, b) for a, b in zip(c_in, self.channels)]
+                + [(math.prod(self.feature_shapes()[-1]), self.n_classes)])
+
+    def unit_sizes(self) -> list[int]:
+        """Units per layer as an MLP's ``sizes``: H·W·C of the input and of every feature map, then C."""
+        return [math.prod(self.image_shape), *(math.prod(s) for s in self.feature_shapes()), self.n_classes]
+
+
+def conv_weights(seed: int, net: ConvNet) -> list[np.ndarray]:
+    """K_l (k, k, C_in, C_out) of every convolution and the readout W (H·W·C, C) of one run, from the weight stream."""
+    rng = np.random.default_rng([seed, WEIGHT_STREAM])
+    return [he_uniform_kernel(rng, shape) for shape in net.kernel_shapes()]
+
+
+def conv_feedback_kernels(seed: int, net: ConvNet) -> list[np.ndarray]:
+    """FA's fixed and the two_routes rules' initial backward kernels B_l of the conv net: He-uniform, one per
+    kernel, its shape, from the feedback stream (independent of the forward kernels)."""
+    rng = np.random.default_rng([seed, FEEDBACK_STREAM])
+    return [he_uniform_kernel(rng, shape) for shape in net.kernel_shapes()]
 
 
 def initial_weights(seed: int, sizes: Sequence[int]) -> list[np.ndarray]:

@@ -5,6 +5,8 @@ framework decides the trainer: :class:`JaxTrainer` (every run vmapped, an epoch 
 ``lax.scan``) or :class:`TorchTrainer` (every run stacked along a leading axis, batched matmuls).
 Both do the same thing:
 
+- net: the MLP of ``model.hidden``, or with ``model.arch: conv`` the conv task's net
+  (``impls.arena.nets.ConvNet``, JAX contenders only: ``impls.arena.jax_conv_rules``) on the inputs as images;
 - data: ``impls.arena.data`` (validation split carved from the training set, inputs standardised
   with the training part's statistics); epoch e of a run of seed s visits the training examples in
   ``data.epoch_order(s, e, n)``, minibatches of ``batch_size``, the last partial one dropped;
@@ -56,7 +58,14 @@ class Program(BatchProgram):
         spec = specs[0]
         self.hp, self.model = options.resolved_hparams(spec), options.resolved_model(spec)
         self.data = arena_data.load(spec, train_options.datasets_dir)
-        self.sizes = nets.layer_sizes(self.data.in_dim, self.model["hidden"], self.data.n_classes)
+        self.net = None   # the conv task's net (model.arch: conv), else the MLP of layer sizes ``sizes``
+        if self.model["arch"] == "conv":
+            self.data = arena_data.as_images(self.data, f"dataset {spec['dataset']}")
+            self.net = nets.ConvNet(tuple(self.data.image_shape), tuple(self.model["channels"]),
+                                    tuple(self.model["strides"]), self.data.n_classes)
+            self.sizes = self.net.unit_sizes()
+        else:
+            self.sizes = nets.layer_sizes(self.data.in_dim, self.model["hidden"], self.data.n_classes)
         self.seeds = [int(s["seed"]) for s in specs]
         self.lrs = np.array([float(s["hparams"]["lr"]) for s in specs], np.float32)
         self.batch_size = int(spec["batch_size"])
@@ -96,8 +105,9 @@ class Program(BatchProgram):
         return self.trainer.device()
 
     def train_record(self, i, progress: Progress):
+        shapes = {"kernel_shapes": [list(k) for k in self.net.kernel_shapes()]} if self.net else {}
         return {"framework": framework_of(self.rule), "steps_per_epoch": len(self.data.x_train) // self.batch_size,
-                "layer_sizes": self.sizes, "n_val": int(self.hp["n_val"]),
+                "layer_sizes": self.sizes, **shapes, "n_val": int(self.hp["n_val"]),
                 "step_memory_mb": self.step_memory_mb}
 
 
@@ -113,10 +123,12 @@ class JaxTrainer:
         import jax.numpy as jnp
         import optax
 
-        from impls.arena import jax_rules
+        from impls.arena import jax_conv_rules, jax_rules
 
         self.jax, self.jnp, self.p = jax, jnp, program
-        c = self.c = jax_rules.build(program.rule, program.sizes, program.model["activation"], program.hp)
+        activation = program.model["activation"]
+        c = self.c = (jax_conv_rules.build(program.rule, program.net, activation, program.hp) if program.net
+                      else jax_rules.build(program.rule, program.sizes, activation, program.hp))
         inits = [c.init(s) for s in program.seeds]
         self.params = jax_rules.stack([p for p, _ in inits])
         self.rule_state = jax_rules.stack([s for _, s in inits]) if inits[0][1] != () else ()

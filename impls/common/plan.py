@@ -74,6 +74,10 @@ class Plan:
     threads: int = 1
     #: dataset id (user-<sha12>) -> the user's .npz it is made from (config ``arena_data``)
     user_data: dict[str, str] = field(default_factory=dict)
+    #: shape of one example of each user dataset (images: (H, W) or (H, W, C))
+    user_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    #: target -> why it is not planned (the arena's conv task on a user's data that are not images)
+    unplanned: dict[str, str] = field(default_factory=dict)
 
     def figure_batches(self, target: str) -> list[Batch]:
         ids = dict.fromkeys(self.batch_of[r] for r in self.figures[target].run_ids)
@@ -238,6 +242,10 @@ def build_plan(config: Mapping[str, Any], root: str | Path) -> Plan:
         for target, fig in doc["figures"].items():
             specs = [with_loader(spec, config, doc["framework"])
                      for spec in expand_figure(paper, target, fig, scale, config.get("seeds"), override)]
+            why_not = _conv_task_without_images(specs, plan.user_shapes.get(override))
+            if why_not:
+                plan.unplanned[target] = why_not
+                continue
             ids = []
             for spec in specs:
                 rid = speclib.run_id(spec)
@@ -281,9 +289,19 @@ def arena_dataset(config: Mapping[str, Any], plan: Plan) -> str | None:
     if Path(value).suffix != ".npz":
         raise SpecError(f"config: key 'arena_data' is {value!r}: neither a dataset name ({', '.join(DATASETS)}) "
                         f"nor the path of an .npz file")
-    dataset_id = arena_data.user_dataset_id(value)
+    dataset_id, plan.user_shapes[dataset_id] = arena_data.user_dataset(value)
     plan.user_data[dataset_id] = str(Path(value).resolve())
     return dataset_id
+
+
+def _conv_task_without_images(specs, example_shape) -> str | None:
+    """Why the arena's conv task cannot train on a user's dataset whose examples are not images, else None."""
+    if example_shape is None or len(example_shape) in (2, 3):
+        return None
+    if not any((spec.get("model") or {}).get("arch") == "conv" for spec in specs):
+        return None
+    return (f"the conv net (model.arch: conv) takes images, (H, W) or (H, W, C) per example; config arena_data's "
+            f"examples have shape {tuple(example_shape)}")
 
 
 #: train_jobs of a scale that config.yaml leaves out

@@ -28,6 +28,8 @@ except SpecError as err:
     raise WorkflowError(str(err)) from None
 # every batch.json, written only where missing or changed (so an unchanged batch is not retrained)
 PLAN.write_batch_files(RESULTS)
+for _target, _why in PLAN.unplanned.items():   # e.g. the arena's conv task on a user's data that are not images
+    print(f"note: {_target} is not planned: {_why}", file=sys.stderr)
 
 
 def _uses_conda():
