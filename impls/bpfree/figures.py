@@ -155,13 +155,18 @@ def trackers_figure(table: pd.DataFrame, figure: Mapping):
     data = table[(table["split"] == "train") & table["metric"].isin(list(wanted))].dropna(subset=["value"]).copy()
     data["tracker"] = data["metric"].map(wanted)
     data["rule"] = data["rule"].map(display.rule)
+    rows = [v for k, v in wanted.items() if k in set(data["metric"])]
     grid = sns.relplot(data=data, kind="line", x="epoch", y="value", hue="layer", row="tracker", col="rule",
-                       errorbar="sd", height=2.8, aspect=1.3, facet_kws={"sharey": "row"},
-                       row_order=[v for k, v in wanted.items() if k in set(data["metric"])])
+                       errorbar="sd", height=2.8, aspect=1.3, facet_kws={"sharey": False}, row_order=rows)
     plain_facet_titles(grid)
-    for (row_name, _), ax in zip(grid.axes_dict.items(), grid.axes.flat):
-        if not str(row_name[0]).startswith("local"):
-            ax.set_yscale("log")
+    # norms share a log scale along their row; local losses keep their own: each rule's ℓ_l is a different
+    # quantity (DFA ⟨e, h_l B_l⟩ ≈ 0, DRTP ⟨y*, h_l B_l⟩, LL the local classifier's loss)
+    for name, axes in zip(rows, grid.axes):
+        if not name.startswith("local"):
+            for ax in axes:
+                ax.set_yscale("log")
+                if ax is not axes[0]:
+                    ax.sharey(axes[0])
     return stamp(grid.figure, figure)
 
 
@@ -188,7 +193,7 @@ def reconstruction_figure(table: pd.DataFrame, figure: Mapping):
     runs = runs.sort_values(["rule", "lr"]).groupby("rule", sort=True).head(1)
     n_img = int(samples["sample"].max()) + 1 if len(samples) else 0
     fig = plt.figure(figsize=(12, 4 + 0.2 * len(runs)))
-    outer = fig.add_gridspec(1, 2, width_ratios=[1.3, 1])
+    outer = fig.add_gridspec(1, 3, width_ratios=[1.3, 0.12, 1])   # the middle column: room for the row names
     left = outer[0].subgridspec(1, 2)
     for i, split in enumerate(("train", "test")):
         ax = fig.add_subplot(left[i])
@@ -198,10 +203,10 @@ def reconstruction_figure(table: pd.DataFrame, figure: Mapping):
         ax.set_yscale("log")
         ax.set_ylabel(f"{split} MSE")
     if n_img:
-        right = outer[1].subgridspec(len(runs) + 1, n_img, wspace=0.05, hspace=0.1)
+        right = outer[2].subgridspec(len(runs) + 1, n_img, wspace=0.05, hspace=0.1)
         lo, hi = (-1.0, 1.0) if float(samples["value"].min()) < 0 else (0.0, 1.0)
         rows = [("input", samples[samples["metric"] == "input"])] + [
-            (f"{display.rule(r.rule)} (lr {r.lr:g})", recon[recon["run_id"] == r.run_id]) for r in runs.itertuples()]
+            (f"{display.rule(r.rule)}\n(lr {r.lr:g})", recon[recon["run_id"] == r.run_id]) for r in runs.itertuples()]
         for i, (name, rows_i) in enumerate(rows):
             for j in range(n_img):
                 ax = fig.add_subplot(right[i, j])

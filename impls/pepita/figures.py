@@ -285,7 +285,7 @@ def filters_figure(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
             ax.imshow(img, cmap="gray")
             ax.set_xticks([])
             ax.set_yticks([])
-        axes[r][0].set_ylabel(rule, rotation=0, ha="right", va="center")
+        axes[r][0].set_ylabel(display.rule(rule), rotation=0, ha="right", va="center")
     return stamp(fig, figure)
 
 

@@ -108,14 +108,24 @@ def rules_figure(table: pd.DataFrame, figure: Mapping):
 
     cols = ["rule", "decay", "sparse", "amp", "null", "self", "locality", "B gets W's task gradient",
             "fixed point of B", "measured angle(B, W^T) (deg)", "measured |B-B*|/|B*|"]
-    cells = [[display.rule(row[0]), *(f"{v:.3g}" if isinstance(v, float) else str(v) for v in row[1:])]
-             for row in table[cols].itertuples(index=False)]
-    fig, ax = plt.subplots(figsize=(18, 0.45 * len(cells) + 1))
+    headers = ["rule", "decay", "sparse", "amp", "null", "self", "locality", "B gets W's\ntask gradient",
+               "fixed point of B", "measured angle\nB vs Wᵀ (deg)", "measured\n|B − B*| / |B*|"]
+    widths = [0.09, 0.055, 0.055, 0.055, 0.055, 0.055, 0.07, 0.08, 0.22, 0.09, 0.09]
+
+    def cell(v):   # booleans as yes/no; no B-only measurement (BP, FA, KP: B has no fixed point of its own) as —
+        if isinstance(v, (bool, np.bool_)):
+            return "yes" if v else "no"
+        if isinstance(v, float):
+            return "—" if np.isnan(v) else f"{v:.3g}"
+        return str(v)
+
+    cells = [[display.rule(row[0]), *map(cell, row[1:])] for row in table[cols].itertuples(index=False)]
+    # the table fills its axes and the figure is as tall as its rows (the header row holds two lines)
+    fig, ax = plt.subplots(figsize=(16, 0.3 * (len(cells) + 2) + 0.2))
     ax.axis("off")
-    t = ax.table(cellText=cells, colLabels=[c.replace(" (deg)", "\n(deg)") for c in cols], loc="center")
+    t = ax.table(cellText=cells, colLabels=headers, colWidths=widths, bbox=[0, 0, 1, 1])
     t.auto_set_font_size(False)
-    t.set_fontsize(7)
-    t.scale(1, 1.5)
+    t.set_fontsize(8)
     return stamp(fig, figure)
 
 
