@@ -167,6 +167,8 @@ def trackers_figure(table: pd.DataFrame, figure: Mapping):
                 ax.set_yscale("log")
                 if ax is not axes[0]:
                     ax.sharey(axes[0])
+            axes[0].set_autoscaley_on(True)
+            axes[0].autoscale_view(scalex=False)   # the limits of the row's data, every panel's
     return stamp(grid.figure, figure)
 
 

@@ -278,6 +278,7 @@ def table_figure(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
               *(_cell(row, m) for m in metrics), int(row[("runs", "diverged")])] for idx, row in summary.iterrows()]
     # the table fills its axes, and the figure is as tall as its rows: no blank band above or below
     fig, ax = plt.subplots(figsize=(2.2 * (len(by) + len(metrics) + 1), 0.28 * (len(cells) + 1) + 0.2))
+    fig.subplots_adjust(left=0.01, right=0.99)   # and no blank band at the sides: the title centred over it
     ax.axis("off")
     ax.table(cellText=cells, colLabels=[display.factor(c) for c in columns] + [display.metric(m) for m in metrics]
              + ["diverged runs"], bbox=[0, 0, 1, 1])

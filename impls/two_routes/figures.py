@@ -122,6 +122,7 @@ def rules_figure(table: pd.DataFrame, figure: Mapping):
     cells = [[display.rule(row[0]), *map(cell, row[1:])] for row in table[cols].itertuples(index=False)]
     # the table fills its axes and the figure is as tall as its rows (the header row holds two lines)
     fig, ax = plt.subplots(figsize=(16, 0.3 * (len(cells) + 2) + 0.2))
+    fig.subplots_adjust(left=0.01, right=0.99)
     ax.axis("off")
     t = ax.table(cellText=cells, colLabels=headers, colWidths=widths, bbox=[0, 0, 1, 1])
     t.auto_set_font_size(False)
