@@ -25,7 +25,7 @@ import seaborn as sns  # noqa: E402
 from impls.common.aggregate import figure_table  # noqa: E402
 from impls.common.io import load_npz  # noqa: E402
 from impls.common import display  # noqa: E402
-from impls.common.plotting import integer_ticks, spread_text, stamp  # noqa: E402
+from impls.common.plotting import integer_ticks, mark_diverged, spread_text, stamp  # noqa: E402
 from impls.pepita.options import resolved_hparams  # noqa: E402
 from impls.pepita.reference import PAPER_TABLE, TUTORIAL_CURVE  # noqa: E402
 
@@ -292,6 +292,20 @@ def filters_figure(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
 # --------------------------------------------------------------------------- sweeps
 
 
+def _mark_diverged_levels(ax, runs: pd.DataFrame, x: str) -> None:
+    """A black x on the bottom of a point plot at each level of ``x`` where a run diverged (it has no final
+    accuracy, so the point plot shows nothing there), and "diverged" in the legend."""
+    levels = sorted(runs[x].unique())   # the point plot's categorical positions 0, 1, ...
+    bad = runs[runs["status"] == "diverged"]
+    if bad.empty:
+        return
+    (lo, hi), xlim = ax.get_ylim(), ax.get_xlim()
+    mark_diverged(ax, [levels.index(v) for v in bad[x]], [lo - 0.05 * (hi - lo)] * len(bad))
+    ax.set_ylim(lo - 0.1 * (hi - lo), hi)   # room for the marks below the lowest point
+    ax.set_xlim(xlim)
+    ax.legend(fontsize=8, loc="best")
+
+
 def sweeps_figure(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
     """Final accuracy vs F scale, vs number of hidden layers, and with the ERINsign switch."""
     runs = table.drop_duplicates("run_id")
@@ -302,6 +316,8 @@ def sweeps_figure(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
     depth = runs[(runs["F_scale"] == 0.05) & (~runs["erin_sign"])]
     sns.pointplot(data=depth, x="depth", y="final_test_acc", errorbar="sd", ax=axes[1])
     axes[1].set_xlabel("hidden layers")
+    for ax, data, x in ((axes[0], base, "F_scale"), (axes[1], depth, "depth")):
+        _mark_diverged_levels(ax, data, x)
     sign = runs[(runs["depth"] == 1) & (runs["F_scale"] == 0.05)].assign(
         variant=lambda d: np.where(d["erin_sign"], "x + 0.1 F sign(e)", "x + F e"))
     sns.barplot(data=sign, x="variant", y="final_test_acc", errorbar="sd", ax=axes[2])
