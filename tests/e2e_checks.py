@@ -189,7 +189,24 @@ def check_wide_align(out: Path, logs: Path, plan) -> None:
     assert set(seeds["seed"]) == {99, 100}
 
 
+def check_arena(out: Path, logs: Path, plan) -> None:
+    """Both leaderboards rank every rule they train, with a learning rate chosen from the grid; the conv
+    leaderboard also lists each rule without conv code, with its reason and no numbers."""
+    from impls.arena.contenders import CONTENDERS, CONV_CONTENDERS
+
+    board = pd.read_csv(out / "tab_arena_leaderboard.csv").set_index("rule")
+    assert set(board.index) == set(CONTENDERS) and board["lr"].isin([0.003, 0.03, 0.3]).all()
+    conv = pd.read_csv(out / "tab_arena_conv.csv").set_index("rule")
+    assert set(conv.index) == set(CONTENDERS)
+    trained = conv.loc[list(CONV_CONTENDERS)]
+    assert trained["lr"].isin([0.003, 0.03, 0.3]).all() and trained["seeds"].notna().all()
+    assert trained.loc["backprop_jax", "cos_early"] > 0.999 and trained.loc["backprop_jax", "test_acc"] > 50.0
+    without = conv.drop(index=list(CONV_CONTENDERS))
+    assert without["lr"].isna().all() and without["note"].str.startswith("no conv code: ").all()
+
+
 PAPER_CHECKS = {
+    "arena": check_arena,
     "nodepert": check_nodepert,
     "bpfree": check_bpfree,
     "pepita": check_pepita,
