@@ -149,7 +149,7 @@ def trackers_figure(table: pd.DataFrame, figure: Mapping):
     """Per-layer local loss, ‖ΔW_l‖ and ‖W_l‖ vs epoch: rows = tracker, columns = rule."""
     import seaborn as sns
 
-    from impls.common.plotting import plain_facet_titles, stamp
+    from impls.common.plotting import integer_ticks, plain_facet_titles, stamp
 
     wanted = {"localloss": "local loss ℓ_l/N", "gradnorm": "‖ΔW_l‖_F", "wnorm": "‖W_l‖_F"}
     data = table[(table["split"] == "train") & table["metric"].isin(list(wanted))].dropna(subset=["value"]).copy()
@@ -169,6 +169,8 @@ def trackers_figure(table: pd.DataFrame, figure: Mapping):
                     ax.sharey(axes[0])
             axes[0].set_autoscaley_on(True)
             axes[0].autoscale_view(scalex=False)   # the limits of the row's data, every panel's
+    for ax in grid.axes.flat:
+        integer_ticks(ax, "x")   # epochs
     return stamp(grid.figure, figure)
 
 

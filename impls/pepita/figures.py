@@ -310,7 +310,7 @@ def sweeps_figure(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
     """Final accuracy vs F scale, vs number of hidden layers, and with the ERINsign switch."""
     runs = table.drop_duplicates("run_id")
     base = runs[(runs["depth"] == 1) & (~runs["erin_sign"])]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4))
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4), gridspec_kw={"wspace": 0.35})   # room for each y label
     sns.pointplot(data=base, x="F_scale", y="final_test_acc", errorbar="sd", ax=axes[0])
     axes[0].set_xlabel("F scale (× He-uniform limit)")
     depth = runs[(runs["F_scale"] == 0.05) & (~runs["erin_sign"])]
