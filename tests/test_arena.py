@@ -286,6 +286,25 @@ def test_conv_contender_trains_the_same_conv_net_from_the_arena_weights(rule):
     assert cos == pytest.approx(1.0, abs=1e-5) if rule == "backprop_jax" else cos < 0.999
 
 
+@pytest.mark.parametrize("rule", ["np", "np_indep_noise"])
+def test_conv_node_perturbation_trains_any_number_of_classes(rule):
+    """The conv task on a user's images with 3 classes: node perturbation's readout and its noise have 3 outputs."""
+    import jax
+    import jax.numpy as jnp
+
+    from impls.arena import jax_conv_rules
+
+    net = nets.ConvNet((6, 6, 1), (2, 3), (1, 2), 3)
+    c = jax_conv_rules.build(rule, net, "relu", {"sigma": 1e-5})
+    params, state = c.init(0)
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(8, 6, 6, 1)).astype(np.float32))
+    y = jnp.asarray(np.eye(3, dtype=np.float32)[rng.integers(0, 3, 8)])
+    g, _, loss = c.estimate(params, state, x, y, jax.random.PRNGKey(1))
+    assert [u.shape for u in c.weights(g)] == [tuple(s) for s in net.kernel_shapes()] and np.isfinite(float(loss))
+    assert c.logits(params, x).shape == (8, 3)
+
+
 def test_conv_fa_with_feedback_equal_to_the_weights_is_backprop():
     """FA's conv layers send the error down through B_l (strided 'SAME' transposed convolutions): with B_l = K_l
     that is the exact gradient."""

@@ -78,14 +78,15 @@ def layers(arch: str, channel_scale: float = 1.0) -> tuple[ConvLayer, ...]:
                            c.stride) for c in ARCHS[arch])
 
 
-def output_shapes(convs: Sequence[ConvLayer], image_shape: Sequence[int]) -> list[tuple[int, ...]]:
-    """Pre-activation shape of every layer (no batch axis): (H, W, C) per conv, then (10,)."""
+def output_shapes(convs: Sequence[ConvLayer], image_shape: Sequence[int],
+                  n_classes: int = N_CLASSES) -> list[tuple[int, ...]]:
+    """Pre-activation shape of every layer (no batch axis): (H, W, C) per conv, then (n_classes,) (the paper's 10)."""
     h, w = image_shape[:2]
     shapes = []
     for c in convs:
         h, w = -(-h // c.stride), -(-w // c.stride)  # 'SAME' padding
         shapes.append((h, w, c.channels))
-    return shapes + [(N_CLASSES,)]
+    return shapes + [(n_classes,)]
 
 
 def init_convnet(key: jax.Array, convs: Sequence[ConvLayer], image_shape: Sequence[int]) -> list:
@@ -160,7 +161,7 @@ def estimate_with_noise(params, x, y, noise, sigma: float, convs: Sequence[ConvL
 
 
 def conv_node_perturbation(sigma: float, convs: Sequence[ConvLayer], image_shape: Sequence[int],
-                           shared_noise: bool = True) -> LearningRule:
+                           shared_noise: bool = True, n_classes: int = N_CLASSES) -> LearningRule:
     """Node perturbation for ``forward`` conv nets (module docstring).
 
     Args:
@@ -169,8 +170,9 @@ def conv_node_perturbation(sigma: float, convs: Sequence[ConvLayer], image_shape
       image_shape: (H, W, C) of the inputs, which fixes every layer's noise shape.
       shared_noise: one ξ_l per layer shared by the minibatch (``np``) or one per example
         (``np_indep_noise``).
+      n_classes: outputs of the dense readout (the paper's 10; the rule arena's conv task on other data).
     """
-    shapes = output_shapes(convs, image_shape)
+    shapes = output_shapes(convs, image_shape, n_classes)
 
     def estimate(params, state, x, y, key):
         with jax.default_matmul_precision("highest"):
@@ -181,7 +183,8 @@ def conv_node_perturbation(sigma: float, convs: Sequence[ConvLayer], image_shape
     return LearningRule(init=stateless_init, estimate=estimate)
 
 
-def make_conv_rule(name: str, hparams: dict, convs: Sequence[ConvLayer], image_shape) -> LearningRule:
+def make_conv_rule(name: str, hparams: dict, convs: Sequence[ConvLayer], image_shape,
+                   n_classes: int = N_CLASSES) -> LearningRule:
     """``np``/``np_indep_noise`` (plus the ``_adam``/``_wd`` optimiser variants) or ``sgd``."""
     from impls.nodepert.options import estimator_name
 
@@ -190,7 +193,7 @@ def make_conv_rule(name: str, hparams: dict, convs: Sequence[ConvLayer], image_s
         return backprop(partial(mean_loss, convs=tuple(convs)))
     if base in ("np", "np_indep_noise"):
         return conv_node_perturbation(float(hparams["sigma"]), tuple(convs), tuple(image_shape),
-                                      shared_noise=base == "np")
+                                      shared_noise=base == "np", n_classes=n_classes)
     raise ValueError(f"rule {name!r} has no convolutional version")
 
 
