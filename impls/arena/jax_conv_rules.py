@@ -29,7 +29,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from impls.arena import nets
-from impls.arena.jax_rules import ACT, JaxContender, _all_trainable, mean_ce
+from impls.arena.jax_rules import ACT, JaxContender, all_trainable, mean_ce
 from impls.common.errors import SpecError
 from impls.rules.backprop import backprop
 from impls.rules.dfa import FeedbackState, direct_feedback_alignment
@@ -101,7 +101,7 @@ def shared(rule: str, net: nets.ConvNet, activation: str) -> JaxContender:
         return grads, state, aux["loss"]
 
     weights = lambda tree: [layer["w"] for layer in tree]   # noqa: E731
-    return JaxContender(init, estimate, _all_trainable, lambda p, x: forward(p, x)[0], weights,
+    return JaxContender(init, estimate, all_trainable, lambda p, x: forward(p, x)[0], weights,
                         _plain_bp(net, activation, weights))
 
 
@@ -164,7 +164,7 @@ def alignment(rule: str, net: nets.ConvNet, activation: str) -> JaxContender:
         return grads, state, loss
 
     weights = lambda tree: list(tree["kf"])   # noqa: E731
-    return JaxContender(init, estimate, _all_trainable, lambda p, x: plain_forward(p["kf"], x, net, activation),
+    return JaxContender(init, estimate, all_trainable, lambda p, x: plain_forward(p["kf"], x, net, activation),
                         weights, _plain_bp(net, activation, weights))
 
 

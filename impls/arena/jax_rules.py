@@ -48,7 +48,7 @@ def mean_ce(z, y):
     return -jnp.mean(jnp.sum(y * jax.nn.log_softmax(z), axis=-1))
 
 
-def _all_trainable(tree):
+def all_trainable(tree):
     return jax.tree_util.tree_map(lambda _: 1.0, tree)
 
 
@@ -106,7 +106,7 @@ def shared(rule: str, sizes, activation: str) -> JaxContender:
         return grads, state, aux["loss"]
 
     weights = lambda tree: [layer["w"] for layer in tree]   # noqa: E731
-    return JaxContender(init, estimate, _all_trainable, lambda p, x: forward(p, x)[0], weights,
+    return JaxContender(init, estimate, all_trainable, lambda p, x: forward(p, x)[0], weights,
                         _plain_bp(activation, weights))
 
 
@@ -209,7 +209,7 @@ def alignment(rule: str, sizes, activation: str) -> JaxContender:
         return grads, state, loss
 
     weights = lambda tree: list(tree["kf"])   # noqa: E731
-    return JaxContender(init, estimate, _all_trainable, lambda p, x: _plain_forward(p["kf"], x, activation),
+    return JaxContender(init, estimate, all_trainable, lambda p, x: _plain_forward(p["kf"], x, activation),
                         weights, _plain_bp(activation, weights))
 
 
