@@ -236,3 +236,59 @@ def test_panels_of_a_faceted_figure_are_titled_by_their_level_alone():
         fig = (line_figure if plot["kind"] == "line" else final_figure)(fake_table(), {**FIGURE, "plot": plot})
         assert [ax.get_title() for ax in fig.axes[:2]] == ["NP", "SGD"], plot["kind"]
         plt.close(fig)
+
+
+def test_angles_figure_names_its_rows_colours_layers_on_a_bar_and_marks_a_diverged_run():
+    """fig_two_routes_angles at smoke scale had raw row titles ("weight_angle | BP"), a legend of
+    fractional layer indices (0.0, 1.5, ...) and epochs 0.5, 1.5; at cpu scale AA and IA diverge."""
+    from impls.two_routes.figures import ANGLE_ROWS, angles_figure
+
+    rows = []
+    for rule, status in (("bp", "ok"), ("aa", "diverged")):
+        for layer_index, layer in enumerate(("conv0", "block_group1_0/conv0", "dense")):
+            for epoch in range(3):
+                finite = status == "ok" or epoch < 2
+                for metric in ANGLE_ROWS:
+                    rows.append({"run_id": rule, "epoch": epoch, "split": "align", "metric": metric, "layer": layer,
+                                 "layer_index": layer_index, "value": 80.0 - 10 * epoch if finite else np.nan,
+                                 "rule": rule, "status": status})
+    fig = angles_figure(pd.DataFrame(rows), FIGURE)
+    panels = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+    assert [ax.get_title() for ax in panels[:2]] == ["BP", "AA"]
+    assert [panels[2 * i].get_ylabel() for i in range(3)] == list(ANGLE_ROWS.values())
+    assert all(tick == int(tick) for tick in _tick_values(panels[-1]))
+    bar = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"][0]
+    assert "0 = stem" in bar.get_ylabel() and "2 = classifier" in bar.get_ylabel()
+    for ax, rule_diverged in zip(panels, [False, True] * 3):
+        marks = [c for c in ax.collections if c.get_label() == "diverged"]
+        assert len(marks) == rule_diverged                     # one mark per panel: last finite points, epoch 1
+        if marks:
+            assert set(marks[0].get_offsets()[:, 0]) == {1.0}
+    assert "diverged" in _legend_texts(fig)
+    plt.close(fig)
+
+
+def test_stability_table_shows_coefficients_as_used_and_dashes_where_they_do_not_apply():
+    """fig_two_routes_stability printed "default" for BP's α and "none" as AA's input distribution, and
+    sorted the scaled AA above the code default."""
+    from impls.two_routes.figures import coefficient_setting, stability_table
+
+    specs = {"bp": {"rule": "bp", "hparams": {}},
+             "aa": {"rule": "aa", "hparams": {"alpha": 1e-3, "beta": 2e-3}},
+             "aa-scaled": {"rule": "aa", "hparams": {"alpha": 1e-4, "beta": 2e-4}},
+             "wm-noise": {"rule": "wm", "hparams": {"input_distribution": "normal"}}}
+    finals = {"bp": ("ok", 90.0, None), "aa": ("diverged", np.nan, 1), "aa-scaled": ("ok", 85.0, None),
+              "wm-noise": ("ok", 80.0, None)}
+    table = pd.DataFrame([{"run_id": rid, "status": s, "final_test_acc": acc, "diverged_epoch": e}
+                          for rid, (s, acc, e) in finals.items()])
+    fig = stability_table(table, {**FIGURE, "runs": specs})
+    (cells,) = fig.axes[0].tables
+    text = {(r, c): cell.get_text().get_text() for (r, c), cell in cells.get_celld().items()}
+    assert [text[r, 0] for r in range(1, 5)] == ["BP", "AA", "AA", "WM"]       # the grid's order
+    assert [text[1, c] for c in range(6)] == ["BP", "—", "—", "—", "—", "—"]
+    assert [text[2, c] for c in (1, 2, 3, 4, 5, 6, 7)] == ["code default", "0.001", "0.002", "—", "layer input",
+                                                           "—", "1 of 1 (epoch 1)"]
+    assert text[3, 1] == "code default × 0.1" and text[3, 6] == "85 (n=1)"
+    assert text[4, 5] == "N(0, 1) noise" and text[4, 2] == "0.001"        # WM's defaults, as used
+    assert coefficient_setting("ia", {"alpha": 2e-3, "beta": 1e-3, "gamma": 5e-3}) == "project"
+    plt.close(fig)

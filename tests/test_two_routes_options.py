@@ -235,9 +235,12 @@ def test_ia_switches_from_the_spec():
     assert rule_for_spec("ia", _hp()).terms == make_rule("ia").terms
 
 
-def test_rule_coefficient_names_agree_with_the_registry():
+def test_rule_coefficient_names_and_defaults_agree_with_the_registry():
+    assert set(options.DEFAULT_COEFFICIENTS) == set(RULES)
     for name in RULES:
-        assert tuple(make_rule(name).coefficients) == options.RULE_COEFFICIENTS[name]
+        rule = make_rule(name)
+        assert tuple(rule.coefficients) == options.RULE_COEFFICIENTS[name]
+        assert {c: rule.terms[term] for c, term in rule.coefficients.items()} == options.DEFAULT_COEFFICIENTS[name]
 
 
 @pytest.mark.parametrize("override,key", [

@@ -163,20 +163,109 @@ def _spe(figure, rid):
     return int(_value(figure["runs"][rid], "hparams.steps_per_epoch"))
 
 
+#: the angle rows of fig_two_routes_angles, top to bottom, with their y labels
+ANGLE_ROWS = {"weight_angle": "∠(W, Bᵀ) (deg)", "projection_angle": "∠(Wx, Bᵀx) (deg)",
+              "gradient_angle": "∠(Bδ, Wᵀδ) (deg)"}
+
+
 def angles_figure(table: pd.DataFrame, figure: Mapping):
-    import seaborn as sns
+    """Per-layer angles (rows: ``ANGLE_ROWS``) against the epoch, one column per rule, one line per layer
+    coloured from the stem (dark) to the classifier (light) with a colour bar; a run that diverged ends in
+    a black x at its last finite point."""
+    import matplotlib.pyplot as plt
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+    from matplotlib.ticker import MaxNLocator
 
-    from impls.common.plotting import stamp
+    from impls.common.plotting import diverged_handle, integer_ticks, mark_diverged, stamp
 
-    data = table[(table["split"] == "align") & table["layer"].notna()].dropna(subset=["value"]).copy()
-    data["rule"] = data["rule"].map(display.rule)
-    grid = sns.relplot(data=data, kind="line", x="epoch", y="value", hue="layer_index", row="metric", col="rule",
-                       palette="viridis", height=2.4, aspect=1.1, errorbar=None, legend="brief",
-                       row_order=["weight_angle", "projection_angle", "gradient_angle"], marker="o")
-    grid.set(ylim=(-5, 95))
-    grid.set_titles("{row_name} | {col_name}")
-    grid.set_ylabels("angle (deg)")
-    return stamp(grid.figure, figure)
+    data = table[(table["split"] == "align") & table["layer"].notna()].dropna(subset=["value"])
+    rules = [r for r in dict.fromkeys(table.drop_duplicates("run_id")["rule"]) if r in set(data["rule"])]
+    n_layers = int(data["layer_index"].max()) + 1
+    colour = plt.get_cmap("viridis")
+    norm = Normalize(0, max(n_layers - 1, 1))
+    fig, axes = plt.subplots(len(ANGLE_ROWS), len(rules), figsize=(2.3 * len(rules) + 1.2, 2.1 * len(ANGLE_ROWS)),
+                             sharex=True, sharey=True, squeeze=False, layout="constrained")
+    top = max(95.0, float(data["value"].max()) + 3)
+    diverged = False
+    for j, rule in enumerate(rules):
+        for i, (metric, ylabel) in enumerate(ANGLE_ROWS.items()):
+            ax = axes[i, j]
+            sub = data[(data["rule"] == rule) & (data["metric"] == metric)]
+            for (run_id, index), line in sub.groupby(["run_id", "layer_index"]):
+                line = line.sort_values("epoch")
+                ax.plot(line["epoch"], line["value"], color=colour(norm(index)), lw=1, marker="o", ms=2.5)
+            ended = sub[sub["status"] == "diverged"].sort_values("epoch").groupby(["run_id", "layer_index"]).tail(1)
+            if len(ended):
+                mark_diverged(ax, ended["epoch"], ended["value"])
+                diverged = True
+            ax.set_ylim(-3, top)
+            integer_ticks(ax, "x", table["epoch"].dropna().unique())
+            if i == 0:
+                ax.set_title(display.rule(rule))
+            if i == len(ANGLE_ROWS) - 1:
+                ax.set_xlabel("epoch")
+            if j == 0:
+                ax.set_ylabel(ylabel)
+    bar = fig.colorbar(ScalarMappable(norm=norm, cmap=colour), ax=axes, fraction=0.02, pad=0.01, aspect=40)
+    bar.set_label("layer: 0 = stem conv, %d = classifier" % (n_layers - 1))
+    bar.locator = MaxNLocator(integer=True)
+    bar.update_ticks()
+    if diverged:
+        fig.legend(handles=[diverged_handle()], loc="lower right", bbox_to_anchor=(1.0, 1.0), frameon=False)
+    return stamp(fig, figure)
+
+
+#: what R sees as the layer input x (hparams.input_distribution), as the stability table names it
+R_INPUT = {"none": "layer input", "normal": "N(0, 1) noise", "uniform": "uniform noise"}
+
+
+def coefficient_setting(rule: str, used: Mapping[str, float]) -> str:
+    """How a run's coefficients relate to the code's defaults: "code default", "code default × k" (every
+    coefficient scaled by the same k, so the ratios and hence B's fixed point are kept), "project", or
+    "—" for a rule without coefficients (BP, FA)."""
+    default = options.DEFAULT_COEFFICIENTS[rule]
+    if not default:
+        return "—"
+    ratios = {round(used[c] / default[c], 12) for c in default}
+    if ratios == {1.0}:
+        return "code default"
+    return f"code default × {ratios.pop():g}" if len(ratios) == 1 else "project"
+
+
+def stability_table(table: pd.DataFrame, figure: Mapping):
+    """fig_two_routes_stability: one row per setting in the grid's order (rule, how its coefficients
+    relate to the code's defaults, α/β/γ as used, what R sees as x), final test top-1 over the runs that
+    finished, and how many runs diverged and in which epoch; "—" where a column does not apply."""
+    import matplotlib.pyplot as plt
+
+    from impls.common.plotting import spread_text, stamp
+
+    runs = table.drop_duplicates("run_id").set_index("run_id")
+    rows: dict[tuple, list[str]] = {}
+    for rid, spec in figure["runs"].items():
+        rule, hp = spec["rule"], spec.get("hparams", {})
+        used = {c: float(hp.get(c) if hp.get(c) is not None else v) for c, v in options.DEFAULT_COEFFICIENTS[rule].items()}
+        key = (rule, *(used.get(c) for c in options.COEFFICIENTS), hp.get("input_distribution", "none"))
+        rows.setdefault(key, []).append(rid)
+    cells = []
+    for (rule, *coefficients, r_input), rids in rows.items():
+        sub = runs.loc[rids]
+        finished = sub["final_test_acc"].dropna()
+        diverged = sub[sub["status"] == "diverged"]
+        epochs = sorted({int(e) for e in diverged["diverged_epoch"].dropna()})
+        cells.append([display.rule(rule), coefficient_setting(rule, dict(zip(options.COEFFICIENTS, coefficients))),
+                      *("—" if c is None else f"{c:g}" for c in coefficients),
+                      R_INPUT[r_input] if options.DEFAULT_COEFFICIENTS[rule] else "—",
+                      spread_text(finished.mean(), finished.std(), len(finished)),
+                      f"{len(diverged)} of {len(sub)}" + (f" (epoch {', '.join(map(str, epochs))})" if epochs else "")])
+    headers = ["rule", "coefficients", "α", "β", "γ", "R's input x", "final test top-1 (%)", "diverged runs"]
+    fig, ax = plt.subplots(figsize=(14, 0.28 * (len(cells) + 1) + 0.2))
+    fig.subplots_adjust(left=0.01, right=0.99)
+    ax.axis("off")
+    ax.table(cellText=cells, colLabels=headers, colWidths=[0.07, 0.17, 0.09, 0.09, 0.09, 0.15, 0.18, 0.16],
+             bbox=[0, 0, 1, 1])
+    return stamp(fig, figure)
 
 
 def _final_by(table, x):

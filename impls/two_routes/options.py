@@ -24,9 +24,12 @@ RULES = {
     "kp": "Kolen-Pollack: B gets W's task gradient, R = α·decay (1e-3)",
     "kp_equal_leak": "Kolen-Pollack with matched leaks (α = 5e-5)",
 }
+#: rule -> its named coefficients at the code's defaults (impls.two_routes.rules' signatures; tested to agree)
+DEFAULT_COEFFICIENTS = {"bp": {}, "fa": {}, "wm": {"alpha": 1e-3, "beta": 1e-3},
+                        "ia": {"alpha": 2e-3, "beta": 1e-3, "gamma": 1e-3}, "sa": {"alpha": 1e-3, "beta": 2e-3},
+                        "aa": {"alpha": 1e-3, "beta": 2e-3}, "kp": {"alpha": 1e-3}, "kp_equal_leak": {"alpha": 5e-5}}
 #: rule -> its named coefficients (the keys of rules.AlignmentRule.coefficients; tested to agree)
-RULE_COEFFICIENTS = {"bp": (), "fa": (), "wm": ("alpha", "beta"), "ia": ("alpha", "beta", "gamma"),
-                     "sa": ("alpha", "beta"), "aa": ("alpha", "beta"), "kp": ("alpha",), "kp_equal_leak": ("alpha",)}
+RULE_COEFFICIENTS = {rule: tuple(coefficients) for rule, coefficients in DEFAULT_COEFFICIENTS.items()}
 COEFFICIENTS = ("alpha", "beta", "gamma")
 #: per-coefficient schedule (impls.two_routes.schedules): suffix -> default (the original code's flag defaults)
 SCHEDULE_FIELDS = {
