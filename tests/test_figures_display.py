@@ -292,3 +292,50 @@ def test_stability_table_shows_coefficients_as_used_and_dashes_where_they_do_not
     assert text[4, 5] == "N(0, 1) noise" and text[4, 2] == "0.001"        # WM's defaults, as used
     assert coefficient_setting("ia", {"alpha": 2e-3, "beta": 1e-3, "gamma": 5e-3}) == "project"
     plt.close(fig)
+
+
+
+def test_two_routes_sweeps_mark_a_diverged_setting_in_its_lines_colour_below_the_points():
+    """At cpu scale WM on the true layer inputs and AA at the code defaults diverge: their settings had
+    no point at all (the mean of NaN) in fig_two_routes_wm_sensitivity and fig_two_routes_noise."""
+    from impls.two_routes.figures import noise_figure, wm_sensitivity_figure
+
+    rows = [{"run_id": "bp", "rule": "bp", "depth": 8, "alpha": "default", "beta": "default",
+             "input_distribution": "none", "status": "ok", "final_test_acc": 90.0}]
+    for dist in ("none", "normal"):
+        for beta in (1e-3, 2e-3):
+            bad = dist == "none" and beta == 2e-3
+            rows.append({"run_id": f"wm-{dist}-{beta}", "rule": "wm", "depth": 8, "alpha": 1e-3, "beta": beta,
+                         "input_distribution": dist, "status": "diverged" if bad else "ok",
+                         "final_test_acc": np.nan if bad else 80.0 + 1000 * beta})
+    fig = wm_sensitivity_figure(pd.DataFrame(rows), FIGURE)
+    ax = fig.axes[0]
+    (marks,) = [c for c in ax.collections if isinstance(c, matplotlib.collections.PathCollection)]
+    line = [c for c in ax.containers if c.get_label() == "WM, R sees layer input"][0].lines[0]
+    assert np.allclose(marks.get_facecolor()[0][:3], matplotlib.colors.to_rgb(line.get_color()))
+    assert marks.get_offsets()[0, 1] < 81.0                      # below the lowest point
+    assert _legend_texts(fig)[-1] == "diverged" and "WM, R sees N(0, 1) noise" in _legend_texts(fig)
+    plt.close(fig)
+
+    noise = pd.DataFrame([{"run_id": f"{rule}-{v}", "rule": rule, "noise_var": v,
+                           "status": "diverged" if rule == "aa" else "ok",
+                           "final_test_acc": np.nan if rule == "aa" else 85.0 - 1000 * v}
+                          for rule in ("sa", "aa") for v in (0.0, 1e-3)])
+    fig = noise_figure(noise, FIGURE)
+    ax = fig.axes[0]
+    scatters = [c for c in ax.collections if isinstance(c, matplotlib.collections.PathCollection)]
+    xs = sorted(x for c in scatters for x, y in c.get_offsets() if y < 84.0)
+    assert xs == [0.0, 1e-3] and "AA" in _legend_texts(fig) and "diverged" in _legend_texts(fig)
+    plt.close(fig)
+
+
+def test_pepita_sweeps_mark_a_diverged_level():
+    from impls.pepita.figures import sweeps_figure
+
+    rows = [{"run_id": f"{f}-{d}-{s}", "F_scale": f, "depth": d, "erin_sign": s,
+             "status": "diverged" if f == 0.5 else "ok", "final_test_acc": np.nan if f == 0.5 else 80.0 + d}
+            for f, d, s in ((0.05, 1, False), (0.5, 1, False), (0.05, 2, False), (0.05, 1, True))]
+    fig = sweeps_figure(pd.DataFrame(rows), {**FIGURE, "paper": "pepita"})
+    marks = [c for c in fig.axes[0].collections if len(c.get_offsets()) and c.get_offsets()[0, 0] == 1]
+    assert marks and marks[-1].get_offsets()[0, 1] < 81.0 and "diverged" in _legend_texts(fig)
+    plt.close(fig)

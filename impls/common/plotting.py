@@ -59,6 +59,21 @@ def mark_diverged(ax, x, y) -> None:
     ax.scatter(x, y, marker="x", color="black", zorder=5, label=DIVERGED_LABEL)
 
 
+def mark_diverged_below(ax, xs, colors=None) -> None:
+    """Runs that diverged have no final value to plot: a ``x`` at each of ``xs`` in a band just below the
+    lowest point (black, or in ``colors``, one per x: the colour of the line the run belongs to), the axis
+    extended to make room, and "diverged" (a black x) in the axes' legend."""
+    if not len(xs):
+        return
+    (lo, hi), xlim = ax.get_ylim(), ax.get_xlim()
+    ax.scatter(list(xs), [lo - 0.05 * (hi - lo)] * len(xs), marker="x", c=list(colors) if colors else "black",
+               zorder=5)
+    ax.set_ylim(lo - 0.1 * (hi - lo), hi)
+    ax.set_xlim(xlim)
+    handles, labels = ax.get_legend_handles_labels()
+    ax.legend(handles=[*handles, diverged_handle()], labels=[*labels, DIVERGED_LABEL], fontsize=7, loc="best")
+
+
 def add_diverged_to_legend(grid) -> None:
     """One "diverged" entry at the end of a seaborn grid's figure legend."""
     legend = grid._legend

@@ -25,7 +25,7 @@ import seaborn as sns  # noqa: E402
 from impls.common.aggregate import figure_table  # noqa: E402
 from impls.common.io import load_npz  # noqa: E402
 from impls.common import display  # noqa: E402
-from impls.common.plotting import integer_ticks, mark_diverged, spread_text, stamp  # noqa: E402
+from impls.common.plotting import integer_ticks, mark_diverged_below, spread_text, stamp  # noqa: E402
 from impls.pepita.options import resolved_hparams  # noqa: E402
 from impls.pepita.reference import PAPER_TABLE, TUTORIAL_CURVE  # noqa: E402
 
@@ -296,14 +296,7 @@ def _mark_diverged_levels(ax, runs: pd.DataFrame, x: str) -> None:
     """A black x on the bottom of a point plot at each level of ``x`` where a run diverged (it has no final
     accuracy, so the point plot shows nothing there), and "diverged" in the legend."""
     levels = sorted(runs[x].unique())   # the point plot's categorical positions 0, 1, ...
-    bad = runs[runs["status"] == "diverged"]
-    if bad.empty:
-        return
-    (lo, hi), xlim = ax.get_ylim(), ax.get_xlim()
-    mark_diverged(ax, [levels.index(v) for v in bad[x]], [lo - 0.05 * (hi - lo)] * len(bad))
-    ax.set_ylim(lo - 0.1 * (hi - lo), hi)   # room for the marks below the lowest point
-    ax.set_xlim(xlim)
-    ax.legend(fontsize=8, loc="best")
+    mark_diverged_below(ax, [levels.index(v) for v in runs[runs["status"] == "diverged"][x]])
 
 
 def sweeps_figure(table: pd.DataFrame, figure: Mapping) -> plt.Figure:

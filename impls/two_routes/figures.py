@@ -268,13 +268,28 @@ def stability_table(table: pd.DataFrame, figure: Mapping):
     return stamp(fig, figure)
 
 
-def _final_by(table, x):
-    runs = table.drop_duplicates("run_id").copy()
-    runs[x] = runs[x].astype(float) if x != "input_distribution" else runs[x]
-    return runs
+def _lines_with_diverged(ax, runs: pd.DataFrame, x: str, line_of: str, label) -> None:
+    """One line of mean ± sd final top-1 against ``x`` per level of ``line_of`` (``label(level)`` in the
+    legend); where a level's run diverged (no final accuracy) an x in the line's colour below the points."""
+    from impls.common.plotting import mark_diverged_below
+
+    xs, colours = [], []
+    for level, g in runs.groupby(line_of):
+        finished = g.dropna(subset=["final_test_acc"]).groupby(x)["final_test_acc"].agg(["mean", "std"]).reset_index()
+        drawn = ax.errorbar(finished[x], finished["mean"], yerr=finished["std"].fillna(0), marker="o",
+                            label=label(level))
+        bad = g[g["status"] == "diverged"][x]
+        xs += list(bad)
+        colours += [drawn.lines[0].get_color()] * len(bad)
+    if xs:
+        mark_diverged_below(ax, xs, colours)
+    else:
+        ax.legend(fontsize=7)
 
 
 def wm_sensitivity_figure(table: pd.DataFrame, figure: Mapping):
+    """WM's final top-1 against β/α per depth, one line per input of R, BP dashed; settings that diverged
+    marked (at the code defaults on the true layer inputs, WM's B outgrows W: fig_two_routes_stability)."""
     import matplotlib.pyplot as plt
 
     from impls.common.plotting import stamp
@@ -282,25 +297,24 @@ def wm_sensitivity_figure(table: pd.DataFrame, figure: Mapping):
     runs = table.drop_duplicates("run_id").copy()
     depths = sorted(runs["depth"].unique())
     fig, axes = plt.subplots(1, len(depths), figsize=(4.5 * len(depths), 3.5), squeeze=False)
+    default = options.DEFAULT_COEFFICIENTS["wm"]
     for ax, depth in zip(axes[0], depths):
         sub = runs[runs["depth"] == depth]
         wm = sub[sub["rule"] == "wm"].copy()
-        wm["beta"] = wm["beta"].map(lambda b: 1e-3 if b == "default" else float(b))   # WM default β = 1e-3
-        wm["ratio"] = wm["beta"] / wm["alpha"].map(lambda a: 1e-3 if a == "default" else float(a))
-        for dist, g in wm.groupby("input_distribution"):
-            g = g.groupby("ratio")["final_test_acc"].agg(["mean", "std"]).reset_index()
-            ax.errorbar(g["ratio"], g["mean"], yerr=g["std"].fillna(0), marker="o", label=f"WM, R input: {dist}")
-        bp = sub[sub["rule"] == "bp"]["final_test_acc"].mean()
-        ax.axhline(bp, ls="--", color="k", label="BP")
+        beta, alpha = (wm[c].map(lambda v, c=c: default[c] if v == "default" else float(v)) for c in ("beta", "alpha"))
+        wm["ratio"] = beta / alpha
+        ax.axhline(sub[sub["rule"] == "bp"]["final_test_acc"].mean(), ls="--", color="k", label="BP")
+        _lines_with_diverged(ax, wm, "ratio", "input_distribution", lambda d: f"WM, R sees {R_INPUT[d]}")
         ax.set_xscale("log", base=2)
         ax.set_xlabel("β/α")
         ax.set_ylabel("final test top-1 (%)")
         ax.set_title(f"ResNet-{depth}")
-        ax.legend(fontsize=7)
     return stamp(fig, figure)
 
 
 def noise_figure(table: pd.DataFrame, figure: Mapping):
+    """Final top-1 against the variance of the noise added to B's updates, one line per rule; a rule's
+    noise levels that diverged are marked in its colour."""
     import matplotlib.pyplot as plt
 
     from impls.common.plotting import stamp
@@ -308,14 +322,9 @@ def noise_figure(table: pd.DataFrame, figure: Mapping):
     runs = table.drop_duplicates("run_id").copy()
     runs["noise_var"] = runs["noise_var"].astype(float)
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    for rule, g in runs.groupby("rule"):
-        g = g.groupby("noise_var")["final_test_acc"].agg(["mean", "std"]).reset_index()
-        ax.errorbar(g["noise_var"], g["mean"], yerr=g["std"].fillna(0), marker="o", label=display.rule(rule))
+    _lines_with_diverged(ax, runs, "noise_var", "rule", display.rule)
     pos = runs["noise_var"][runs["noise_var"] > 0]
     ax.set_xscale("symlog", linthresh=float(pos.min()) if len(pos) else 1e-6)
     ax.set_xlabel("update noise variance v (0 = no noise)")
     ax.set_ylabel("final test top-1 (%)")
-    bad = runs[runs["status"] == "diverged"]
-    ax.scatter(bad["noise_var"], [0.0] * len(bad), marker="x", color="k", label="diverged" if len(bad) else None)
-    ax.legend(fontsize=7)
     return stamp(fig, figure)
