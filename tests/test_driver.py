@@ -268,3 +268,12 @@ def test_the_driver_logs_timestamped_lines_with_an_eta(tmp_path, capsys):
     assert all(re.match(stamp, line) for line in lines)
     assert all(re.search(r"\| ETA \d+:\d\d:\d\d \(\d\d:\d\d:\d\d\)$", line) for line in lines[1:])
     assert lines[-1].endswith("| ETA 0:00:00 (" + lines[-1].split(" ")[1] + ")")
+
+
+def test_the_eta_is_zero_once_every_run_has_diverged(tmp_path, capsys):
+    """A batch whose runs all diverge ends there; its last line said "ETA 0:08:41" (epochs it never trains)."""
+    job = _job(tmp_path, 1, epochs=5)
+    driver.train(job, TrainOptions(tmp_path, 10.0, "cpu"), lambda j, o: CountingProgram([[1, np.nan, 1, 1, 1, 1]]))
+    lines = [line for line in capsys.readouterr().err.splitlines() if "] epoch " in line]
+    assert len(lines) == 2 and "diverged 1" in lines[-1]
+    assert lines[-1].endswith("| ETA 0:00:00 (" + lines[-1].split(" ")[1] + ")")

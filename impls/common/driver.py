@@ -199,8 +199,8 @@ def train(job, options, make_program: Callable[[Any, Any], BatchProgram]) -> Non
         running = progress.active
         progress.stopped[running & program.stopped(progress)] = progress.epoch
         now = time.perf_counter()
-        _log(job.batch_id, program, progress, now - t0,
-             eta(progress.epoch - first_epoch, epochs - progress.epoch, now - t_first))
+        left = epochs - progress.epoch if progress.active.any() else 0   # every run diverged or stopped: done
+        _log(job.batch_id, program, progress, now - t0, eta(progress.epoch - first_epoch, left, now - t_first))
         program.epoch_done(progress, job.run_dirs)
         done = progress.epoch == epochs or not progress.active.any()
         if not done and clock.due():
