@@ -150,5 +150,5 @@ def test_pepita_accuracy_table_shows_no_spread_for_one_finished_seed():
     fig = accuracy_table(runs, {**FIGURE, "paper": "pepita", "target": "tab_pepita_accuracy"})
     [(header, rows)] = drawn_tables(fig)
     plt.close(fig)
-    assert header == ["rule", "fc1 digits (scikit-learn)"]                              # display names
-    assert rows == [["BP", "91.00 ± 1.00 (n=2)"], ["FA", "80.00 (n=1) [1 div]"]]   # population sd, as the paper
+    assert header == ["rule", "fc1 net, digits (scikit-learn)"]                         # display names
+    assert rows == [["BP", "91.00 ± 1.00 (n=2)"], ["FA", "80.00 (n=1), 1 of 2 diverged"]]   # population sd

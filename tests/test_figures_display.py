@@ -339,3 +339,26 @@ def test_pepita_sweeps_mark_a_diverged_level():
     marks = [c for c in fig.axes[0].collections if len(c.get_offsets()) and c.get_offsets()[0, 0] == 1]
     assert marks and marks[-1].get_offsets()[0, 1] < 81.0 and "diverged" in _legend_texts(fig)
     plt.close(fig)
+
+
+def test_pepita_slowness_figure_has_integer_epochs_a_readable_table_and_the_curves_colours():
+    """tab_pepita_slowness drew its table at a 3-point font beside the panels, epochs 0.5, 1.5, and gave DRTP
+    and FA each other's colours from fig_pepita_curves (seaborn's hue order: names sorted)."""
+    from impls.common.plotting import drawn_tables
+    from impls.pepita.figures import rule_colours, slowness_figure
+
+    rows = [{"rule": rule, "arch": arch, "dataset": "digits", "X": x, "acc": 10 + 30 * x, "fit": 40 * x / (0.2 + x),
+             "fitted": True, "s": 0.2, "acc_max": 70.0, "fit_epochs": 3}
+            for rule in ("bp", "fa", "drtp", "pepita") for arch in ("fc", "conv") for x in range(3)]
+    fig = slowness_figure(pd.DataFrame(rows), {**FIGURE, "paper": "pepita"})
+    panels = [ax for ax in fig.axes if ax.get_lines()]
+    assert [ax.get_title() for ax in panels] == ["FC net, digits (scikit-learn)", "conv net, digits (scikit-learn)"]
+    assert all(t == int(t) for t in _tick_values(panels[0]))
+    [(header, cells)] = drawn_tables(fig)
+    assert header[3] == "s (epochs)" and len(cells) == 8 and cells[0][:3] == ["FC", "digits (scikit-learn)", "BP"]
+    (table,) = [t for ax in fig.axes for t in ax.tables]
+    assert min(cell.get_text().get_fontsize() for cell in table.get_celld().values()) >= 8
+    drtp = [line for line in panels[0].get_lines() if line.get_label().startswith("DRTP")][0]
+    assert drtp.get_color() == rule_colours(["bp", "fa", "drtp", "pepita"])["drtp"]
+    assert list(rule_colours(["bp", "fa", "drtp", "pepita"])) == ["bp", "drtp", "fa", "pepita"]
+    plt.close(fig)

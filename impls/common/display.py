@@ -51,6 +51,13 @@ DATASETS = {
 }
 
 
+#: model architecture id (``model.arch``) -> its name in legends, facet titles and table cells
+ARCHS = {
+    "fc": "FC", "mlp": "MLP", "conv": "conv", "conv_base": "conv base", "allcnn_a": "All-CNN-A",
+    "resnet": "ResNet", "allconv": "all-conv", "rnn": "RNN", "linear": "linear",
+}
+
+
 #: factors whose values are counts: integer ticks and integer labels even when pandas read them as floats
 INTEGER_FACTORS = {"epoch", "n_hl", "width", "depth", "version", "n_train", "batch_size", "layer", "budget", "seed"}
 
@@ -78,6 +85,8 @@ def level(column: str, value) -> str:
         return rule(value)
     if name == "dataset":
         return DATASETS.get(str(value), str(value))
+    if name == "arch":
+        return ARCHS.get(str(value), str(value))
     if isinstance(value, float) and value.is_integer() and name in INTEGER_FACTORS:
         value = int(value)
     if name == "version":

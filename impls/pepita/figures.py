@@ -149,26 +149,51 @@ def slowness_table(figure: Mapping, results_dir) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _net(arch: str, dataset: str) -> str:
+    return f"{display.level('arch', arch)} net, {display.level('dataset', dataset)}"
+
+
+def rule_colours(rules) -> dict:
+    """rule id -> colour, in the order seaborn gives a ``hue="rule"`` plot (display names sorted), so a rule
+    has the same colour in fig_pepita_curves and tab_pepita_slowness."""
+    ordered = sorted(dict.fromkeys(rules), key=display.rule)
+    return dict(zip(ordered, sns.color_palette(n_colors=len(ordered))))
+
+
 def slowness_figure(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
-    """Fitted curves (one panel per arch × dataset) and the table of s and acc_max."""
+    """Per net × dataset a panel of each rule's seed-mean test accuracy (dashed) and its fit (solid) over
+    the fitted epochs, and below them the table of s, acc_max and the points fitted."""
+    from matplotlib.lines import Line2D
+
     panels = table[["arch", "dataset"]].drop_duplicates().values.tolist()
-    fig, axes = plt.subplots(1, len(panels) + 1, figsize=(4.5 * (len(panels) + 1), 4), squeeze=False)
-    colors = dict(zip(RULE_ORDER, sns.color_palette(n_colors=len(RULE_ORDER))))
+    colours = rule_colours(table["rule"])
+    n_rows = len(table[["arch", "dataset", "rule"]].drop_duplicates())
+    fig = plt.figure(figsize=(max(4.5 * len(panels), 10), 4 + 0.25 * (n_rows + 1)))
+    grid = fig.add_gridspec(2, len(panels), height_ratios=[4, 0.25 * (n_rows + 1)], hspace=0.3, bottom=0.03)
     cells = []
-    for ax, (arch, dataset) in zip(axes[0], panels):
+    for i, (arch, dataset) in enumerate(panels):
+        ax = fig.add_subplot(grid[0, i])
         sub = table[(table["arch"] == arch) & (table["dataset"] == dataset)]
-        for rule, r in sub.groupby("rule", sort=False):
-            r = r[r["fitted"]]
+        for rule in sorted(sub["rule"].unique(), key=display.rule):
+            r = sub[(sub["rule"] == rule) & sub["fitted"]]
             s, amax = r["s"].iloc[0], r["acc_max"].iloc[0]
-            ax.plot(r["X"], r["acc"], "--", color=colors.get(rule), alpha=0.7)
-            ax.plot(r["X"], r["fit"], "-", color=colors.get(rule), label=f"{display.rule(rule)}  fit: s={s:.3g}")
-            cells.append([arch, display.DATASETS.get(dataset, dataset), display.rule(rule), f"{s:.3g}", f"{amax:.2f}", int(r["fit_epochs"].iloc[0])])
-        ax.set_title(f"{arch} / {display.DATASETS.get(dataset, dataset)}")
+            ax.plot(r["X"], r["acc"], "--", color=colours[rule], alpha=0.7)
+            ax.plot(r["X"], r["fit"], "-", color=colours[rule], label=f"{display.rule(rule)}: s = {s:.3g}")
+            cells.append([display.level("arch", arch), display.level("dataset", dataset), display.rule(rule),
+                          f"{s:.3g}", f"{amax:.2f}", str(int(r["fit_epochs"].iloc[0]))])
+        handles, labels = ax.get_legend_handles_labels()
+        styles = [Line2D([], [], color="0.4", ls="--"), Line2D([], [], color="0.4", ls="-")]
+        ax.legend(handles=[*handles, *styles], labels=[*labels, "seed-mean data", "fit"], fontsize=7)
+        ax.set_title(_net(arch, dataset))
         ax.set_xlabel("epoch (0 = chance)")
         ax.set_ylabel("test accuracy (%)")
-        ax.legend(fontsize=7)
-    axes[0][-1].axis("off")
-    axes[0][-1].table(cellText=cells, colLabels=["arch", "dataset", "rule", "s", "acc_max", "points"], loc="center")
+        integer_ticks(ax, "x", sub["X"])
+    ax = fig.add_subplot(grid[1, :])
+    ax.axis("off")
+    tab = ax.table(cellText=cells, colLabels=["net", "dataset", "rule", "s (epochs)", "acc_max (%)", "points fitted"],
+                   bbox=[0, 0, 1, 1])
+    tab.auto_set_font_size(False)
+    tab.set_fontsize(8)
     return stamp(fig, figure)
 
 
@@ -176,29 +201,32 @@ def slowness_figure(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
 
 
 def accuracy_table(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
-    """Rules × (arch, dataset): ours mean ± std (n) after the last epoch, with the paper's cell beside."""
+    """Rules × (net, dataset): ours mean ± std (n) after the last epoch, with the paper's cell beside."""
     summary = final_accuracy(table)
     cols = summary[["arch", "dataset"]].drop_duplicates().values.tolist()
     rules = [r for r in RULE_ORDER if r in set(summary["rule"])]
-    cells = []
+    cells, two_lines = [], False
     for rule in rules:
         row = [display.rule(rule)]
         for arch, dataset in cols:
             hit = summary[(summary["rule"] == rule) & (summary["arch"] == arch) & (summary["dataset"] == dataset)]
             if hit.empty:
-                row.append("-")
+                row.append("—")
                 continue
             h = hit.iloc[0]
             finished = int(h["n"]) - int(h["diverged"])   # one finished seed: no "± 0.00"
             ours = spread_text(h["mean"], h["std"], finished, ".2f", ".2f") + (
-                f" [{h['diverged']} div]" if h["diverged"] else "")
+                f", {h['diverged']} of {int(h['n'])} diverged" if h["diverged"] else "")
             paper = PAPER_TABLE.get((rule, arch, dataset))
+            two_lines |= paper is not None
             row.append(ours + (f"\npaper {paper[0]:.2f} ± {paper[1]:.2f}" if paper else ""))
         cells.append(row)
-    fig, ax = plt.subplots(figsize=(1.5 + 3.2 * len(cols), 0.9 * len(cells) + 1.2))
+    line = 0.45 if two_lines else 0.28       # the table fills the figure: no blank band around it
+    fig, ax = plt.subplots(figsize=(1.5 + 3.2 * len(cols), line * (len(cells) + 1) + 0.2))
+    fig.subplots_adjust(left=0.01, right=0.99)
     ax.axis("off")
-    tab = ax.table(cellText=cells, colLabels=["rule"] + [f"{a} {display.DATASETS.get(d, d)}" for a, d in cols], loc="center")
-    tab.scale(1, 2.6)
+    tab = ax.table(cellText=cells, colLabels=["rule"] + [_net(a, d) for a, d in cols],
+                   colWidths=[0.4] + [1.0] * len(cols), bbox=[0, 0, 1, 1])
     tab.auto_set_font_size(False)
     tab.set_fontsize(8)
     return stamp(fig, figure)
