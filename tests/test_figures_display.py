@@ -362,3 +362,20 @@ def test_pepita_slowness_figure_has_integer_epochs_a_readable_table_and_the_curv
     assert drtp.get_color() == rule_colours(["bp", "fa", "drtp", "pepita"])["drtp"]
     assert list(rule_colours(["bp", "fa", "drtp", "pepita"])) == ["bp", "drtp", "fa", "pepita"]
     plt.close(fig)
+
+
+def test_wide_align_add_figure_writes_its_log_losses_plainly_and_names_the_chance_line():
+    """fig_wide_align_add set its log scale after the figure was stamped: losses 9-32 read 2×10¹, 3×10¹,
+    and the dashed chance line was not in the legend."""
+    from impls.wide_align.figures import add_figure
+
+    rows = [{"run_id": f"{rule}-{width}", "rule": rule, "width": width, "add_targets": "causal", "status": "ok",
+             "min_train_loss": loss * (1 if width == 8 else 0.5), "min_test_loss": loss * (1.1 if width == 8 else 0.5)}
+            for rule, loss in (("bptt", 17.0), ("readout", 32.0)) for width in (8, 16)]
+    fig = add_figure(pd.DataFrame(rows), {**FIGURE, "paper": "wide_align"})
+    fig.canvas.draw()
+    for ax in fig.axes:
+        labels = [t.get_text() for t in ax.yaxis.get_majorticklabels() + ax.yaxis.get_minorticklabels() if t.get_text()]
+        assert labels and all("times" not in t and "^" not in t and "×" not in t for t in labels), labels
+        assert "chance" in [t.get_text() for t in ax.get_legend().get_texts()]
+    plt.close(fig)

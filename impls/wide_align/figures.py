@@ -150,6 +150,8 @@ def add_figure(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
             ax = fig.axes[i * len(variants) + j]
             ax.axhline(chance[i], ls="--", color="0.5", label="chance")
             ax.set_yscale("log")
+            plain_log_labels(ax.yaxis)      # 9-32 on a log axis: 10, 20, 30, not 2×10¹ (stamp ran before the log)
+            ax.legend(fontsize=7, title="rule", title_fontsize=7)   # with the chance line
     return fig
 
 
