@@ -109,6 +109,9 @@ def test_display_levels():
     assert display.level("data.n_train", 45.0) == "45"
     assert display.level("lr", 0.0001) == "0.0001"
     assert display.level("dataset", "fashion_mnist") == "Fashion-MNIST"
+    assert display.level("batchnorm", False) == "no" and display.level("erin_sign", np.True_) == "yes"
+    assert display.level("batchnorm", "False") == "no"                       # as a CSV gives it back
+    assert display.level("arch", "allcnn_a") == "All-CNN-A" and display.level("model.arch", "fc") == "FC"
     assert display.factor("n_train") == "training images" and display.factor("unknown_column") == "unknown_column"
 
 

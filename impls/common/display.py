@@ -78,9 +78,11 @@ def metric(name: str) -> str:
 
 
 def level(column: str, value) -> str:
-    """One level of a factor as a legend or facet shows it: rule and dataset ids by name, ResNet
-    versions as "v1", floats through ``%g`` (0.0001 -> "0.0001", 1e-05 -> "1e-05"), integers as integers."""
+    """One level of a factor as a legend or facet shows it: rule and dataset ids by name, switches as
+    yes/no, ResNet versions as "v1", floats through ``%g`` (0.0001 -> "0.0001", 1e-05 -> "1e-05"), integers as integers."""
     name = column.rsplit(".", 1)[-1]
+    if isinstance(value, bool) or type(value).__name__ == "bool_" or str(value) in ("True", "False"):
+        return "yes" if str(value) == "True" else "no"       # a switch (batch norm, ERINsign): yes / no
     if name == "rule":
         return rule(value)
     if name == "dataset":
