@@ -382,3 +382,18 @@ def test_wide_align_add_figure_writes_its_log_losses_plainly_and_names_the_chanc
         assert labels and all("times" not in t and "^" not in t and "×" not in t for t in labels), labels
         assert "chance" in [t.get_text() for t in ax.get_legend().get_texts()]
     plt.close(fig)
+
+
+def test_final_figure_names_a_rule_whose_every_run_diverged_and_drops_a_one_level_style():
+    """fig_two_routes_local at cpu scale: IA and WM diverged at every depth, yet the legend listed them
+    like the others (their x marks are black and overlap), and "ResNet version v1" was its own entry."""
+    rows = [{"run_id": f"{rule}-{depth}", "rule": rule, "depth": depth, "version": 1,
+             "status": "diverged" if rule == "ia" else "ok", "final_test_acc": np.nan if rule == "ia" else 80.0}
+            for rule in ("bp", "ia") for depth in (8, 14, 20)]
+    fig = final_figure(pd.DataFrame(rows), {**FIGURE, "plot": {"kind": "final", "x": "model.depth",
+                                                               "y": "final_test_acc", "hue": "rule",
+                                                               "style": "model.version"}})
+    texts = _legend_texts(fig)
+    assert "IA (every run diverged)" in texts and "BP" in texts and "diverged" in texts
+    assert "ResNet version" not in texts and "v1" not in texts
+    plt.close(fig)

@@ -225,6 +225,15 @@ def line_figure(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
     return stamp(grid.figure, figure)
 
 
+def _name_levels_that_only_diverged(data: pd.DataFrame, hue: str) -> None:
+    """A colour level none of whose runs finished has no point to show; its legend entry says so
+    ("IA (every run diverged)"), since the black x marks do not say whose runs they are."""
+    diverged = data.groupby(hue, observed=True)["status"].agg(lambda s: bool((s == "diverged").all()))
+    renames = {level: f"{level} (every run diverged)" for level, only in diverged.items() if only}
+    if renames:
+        data[hue] = data[hue].cat.rename_categories(lambda level: renames.get(level, level))
+
+
 def final_figure(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
     """A reduced metric per run (``y``, e.g. final_acc) against a factor (``x``, e.g. lr).
 
@@ -235,8 +244,12 @@ def final_figure(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
     x = column_name(spec["x"])
     data = table.drop_duplicates("run_id").copy()
     keys = [column_name(spec[k]) if spec.get(k) else None for k in ("hue", "style", "col", "row")]
+    if keys[1] and data[keys[1]].nunique(dropna=False) < 2:
+        keys[1] = None                      # one ResNet version: a legend entry that tells nothing
     _categorical(data, keys)
     data, (hue, style, col, row) = _display_columns(data, keys)
+    if hue:
+        _name_levels_that_only_diverged(data, hue)
     import seaborn as sns
 
     grid = sns.relplot(data=data, kind="line", x=x, y=spec["y"], hue=hue, style=style, col=col, row=row,
