@@ -397,3 +397,23 @@ def test_final_figure_names_a_rule_whose_every_run_diverged_and_drops_a_one_leve
     assert "IA (every run diverged)" in texts and "BP" in texts and "diverged" in texts
     assert "ResNet version" not in texts and "v1" not in texts
     plt.close(fig)
+
+
+@pytest.mark.parametrize("rows", [3, 22])
+def test_a_table_image_has_no_blank_band_around_its_table(rows):
+    """tab_two_routes_accuracy at cpu scale (21 rows) had blank bands above and below its table, and with
+    the bands removed the title ran into the header row: the table fills the figure up to a title band."""
+    from impls.common.plotting import table_figure
+
+    table = pd.DataFrame([{"run_id": f"r{i}", "rule": "bp", "depth": i, "status": "ok", "final_acc": 90.0}
+                          for i in range(rows)])
+    fig = table_figure(table, {**FIGURE, "plot": {"kind": "table", "by": ["rule", "depth"], "metrics": ["final_acc"]}})
+    fig.canvas.draw()
+    (drawn,) = fig.axes[0].tables
+    box = drawn.get_window_extent().transformed(fig.transFigure.inverted())
+    height = fig.get_figheight()
+    assert box.x0 < 0.02 and box.x1 > 0.98 and box.y0 < 0.01
+    assert 0.2 < (1 - box.y1) * height < 0.4                       # a title band of 0.3 in, no more
+    title = fig._suptitle.get_window_extent().transformed(fig.transFigure.inverted())
+    assert title.y0 >= box.y1                                        # the title does not touch the header
+    plt.close(fig)

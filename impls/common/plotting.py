@@ -296,6 +296,17 @@ def _level_cell(column: str, value) -> str:
     return "—" if pd.isna(value) else display.level(column, value)
 
 
+def table_axes(width: float, height: float):
+    """(figure, axes) for a table image ``height`` inches tall plus a band for the title: the axes (axis
+    off) fills the rest, so a table drawn with ``bbox=[0, 0, 1, 1]`` has no blank band around it and the
+    title (``stamp``) is centred over it; the footer goes below (the saved image's tight box takes it in)."""
+    title_band = 0.3
+    fig, ax = plt.subplots(figsize=(width, height + title_band))
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.0, top=height / (height + title_band))
+    ax.axis("off")
+    return fig, ax
+
+
 def table_figure(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
     """A results table (mean ± std over seeds) rendered as an image for the report."""
     spec = figure["plot"]
@@ -304,10 +315,7 @@ def table_figure(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
     columns = [column_name(b) for b in by]
     cells = [[*(_level_cell(c, v) for c, v in zip(columns, idx if isinstance(idx, tuple) else (idx,))),
               *(_cell(row, m) for m in metrics), int(row[("runs", "diverged")])] for idx, row in summary.iterrows()]
-    # the table fills its axes, and the figure is as tall as its rows: no blank band above or below
-    fig, ax = plt.subplots(figsize=(2.2 * (len(by) + len(metrics) + 1), 0.28 * (len(cells) + 1) + 0.2))
-    fig.subplots_adjust(left=0.01, right=0.99)   # and no blank band at the sides: the title centred over it
-    ax.axis("off")
+    fig, ax = table_axes(2.2 * (len(by) + len(metrics) + 1), 0.28 * (len(cells) + 1))   # as tall as its rows
     ax.table(cellText=cells, colLabels=[display.factor(c) for c in columns] + [display.metric(m) for m in metrics]
              + ["diverged runs"], bbox=[0, 0, 1, 1])
     return stamp(fig, figure)

@@ -25,7 +25,7 @@ import seaborn as sns  # noqa: E402
 from impls.common.aggregate import figure_table  # noqa: E402
 from impls.common.io import load_npz  # noqa: E402
 from impls.common import display  # noqa: E402
-from impls.common.plotting import integer_ticks, mark_diverged_below, spread_text, stamp  # noqa: E402
+from impls.common.plotting import integer_ticks, mark_diverged_below, spread_text, stamp, table_axes  # noqa: E402
 from impls.pepita.options import resolved_hparams  # noqa: E402
 from impls.pepita.reference import PAPER_TABLE, TUTORIAL_CURVE  # noqa: E402
 
@@ -222,9 +222,7 @@ def accuracy_table(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
             row.append(ours + (f"\npaper {paper[0]:.2f} ± {paper[1]:.2f}" if paper else ""))
         cells.append(row)
     line = 0.45 if two_lines else 0.28       # the table fills the figure: no blank band around it
-    fig, ax = plt.subplots(figsize=(1.5 + 3.2 * len(cols), line * (len(cells) + 1) + 0.2))
-    fig.subplots_adjust(left=0.01, right=0.99)
-    ax.axis("off")
+    fig, ax = table_axes(1.5 + 3.2 * len(cols), line * (len(cells) + 1))
     tab = ax.table(cellText=cells, colLabels=["rule"] + [_net(a, d) for a, d in cols],
                    colWidths=[0.4] + [1.0] * len(cols), bbox=[0, 0, 1, 1])
     tab.auto_set_font_size(False)

@@ -102,9 +102,7 @@ def rules_table(figure: Mapping, results_dir) -> pd.DataFrame:
 # ------------------------------------------------------------------------------- plots
 
 def rules_figure(table: pd.DataFrame, figure: Mapping):
-    import matplotlib.pyplot as plt
-
-    from impls.common.plotting import stamp
+    from impls.common.plotting import stamp, table_axes
 
     cols = ["rule", "decay", "sparse", "amp", "null", "self", "locality", "B gets W's task gradient",
             "fixed point of B", "measured angle(B, W^T) (deg)", "measured |B-B*|/|B*|"]
@@ -121,9 +119,7 @@ def rules_figure(table: pd.DataFrame, figure: Mapping):
 
     cells = [[display.rule(row[0]), *map(cell, row[1:])] for row in table[cols].itertuples(index=False)]
     # the table fills its axes and the figure is as tall as its rows (the header row holds two lines)
-    fig, ax = plt.subplots(figsize=(16, 0.3 * (len(cells) + 2) + 0.2))
-    fig.subplots_adjust(left=0.01, right=0.99)
-    ax.axis("off")
+    fig, ax = table_axes(16, 0.3 * (len(cells) + 2))
     t = ax.table(cellText=cells, colLabels=headers, colWidths=widths, bbox=[0, 0, 1, 1])
     t.auto_set_font_size(False)
     t.set_fontsize(8)
@@ -237,9 +233,7 @@ def stability_table(table: pd.DataFrame, figure: Mapping):
     """fig_two_routes_stability: one row per setting in the grid's order (rule, how its coefficients
     relate to the code's defaults, α/β/γ as used, what R sees as x), final test top-1 over the runs that
     finished, and how many runs diverged and in which epoch; "—" where a column does not apply."""
-    import matplotlib.pyplot as plt
-
-    from impls.common.plotting import spread_text, stamp
+    from impls.common.plotting import spread_text, stamp, table_axes
 
     runs = table.drop_duplicates("run_id").set_index("run_id")
     rows: dict[tuple, list[str]] = {}
@@ -260,9 +254,7 @@ def stability_table(table: pd.DataFrame, figure: Mapping):
                       spread_text(finished.mean(), finished.std(), len(finished)),
                       f"{len(diverged)} of {len(sub)}" + (f" (epoch {', '.join(map(str, epochs))})" if epochs else "")])
     headers = ["rule", "coefficients", "α", "β", "γ", "R's input x", "final test top-1 (%)", "diverged runs"]
-    fig, ax = plt.subplots(figsize=(14, 0.28 * (len(cells) + 1) + 0.2))
-    fig.subplots_adjust(left=0.01, right=0.99)
-    ax.axis("off")
+    fig, ax = table_axes(14, 0.28 * (len(cells) + 1))
     ax.table(cellText=cells, colLabels=headers, colWidths=[0.07, 0.17, 0.09, 0.09, 0.09, 0.15, 0.18, 0.16],
              bbox=[0, 0, 1, 1])
     return stamp(fig, figure)
