@@ -417,3 +417,31 @@ def test_a_table_image_has_no_blank_band_around_its_table(rows):
     title = fig._suptitle.get_window_extent().transformed(fig.transFigure.inverted())
     assert title.y0 >= box.y1                                        # the title does not touch the header
     plt.close(fig)
+
+
+def test_pepita_slowness_with_one_epoch_before_the_decay_is_not_determined(monkeypatch):
+    """At cpu scale the conv nets decay after epoch 2: the fit saw chance and epoch 1 only, which puts s at
+    the search's lower bound whatever the curve, and the figure printed s = 1e-06 as if it were measured."""
+    from impls.common.plotting import drawn_tables
+    from impls.pepita import figures as pepita
+
+    runs = [{"run_id": f"{rule}-{arch}", "rule": rule, "arch": arch, "dataset": "fashion_mnist", "split": "test",
+             "metric": "acc", "epoch": epoch, "value": 80 * epoch / (0.5 + epoch), "epochs": 4,
+             "decay_epochs": decay}
+            for rule in ("bp", "pepita") for arch, decay in (("fc", ""), ("conv", "2,3")) for epoch in range(1, 5)]
+    monkeypatch.setattr(pepita, "tidy_table", lambda figure, results_dir: pd.DataFrame(runs))
+    table = pepita.slowness_table({}, None)
+    fitted = table.drop_duplicates(["rule", "arch"]).set_index(["rule", "arch"])
+    fc_s = fitted.loc[("bp", "fc"), "s"]
+    assert 0.1 < fc_s < 1 and fitted.loc[("bp", "fc"), "fit_epochs"] == 5  # chance + 4 epochs, no decay
+    assert fitted.loc[("bp", "conv"), "fit_epochs"] == 2 and np.isnan(fitted.loc[("bp", "conv"), "s"])
+    fig = pepita.slowness_figure(table, {**FIGURE, "paper": "pepita"})
+    conv = [ax for ax in fig.axes if ax.get_title().startswith("conv")][0]
+    assert all(line.get_linestyle() == "--" for line in conv.get_lines())  # data only, no fit line
+    legend = [t.get_text() for t in conv.get_legend().get_texts()]
+    assert "BP: s not determined" in legend and "fit" not in legend
+    [(header, cells)] = drawn_tables(fig)
+    conv_bp = [c for c in cells if c[0] == "conv" and c[2] == "BP"][0]
+    assert conv_bp[3:] == ["not determined", "—", "2 (too few)"]
+    assert [c for c in cells if c[0] == "FC" and c[2] == "BP"][0][3] == f"{fc_s:.3g}"
+    plt.close(fig)

@@ -120,6 +120,11 @@ def fit_slowness(points: np.ndarray) -> tuple[float, float]:
     return acc_max, math.exp((lo + hi) / 2)
 
 
+#: chance plus at least two epochs: with one epoch, acc_max is that epoch's value and the fit puts s at 0
+#: whatever the curve (cpu-scale conv nets decay after epoch 2), so s is reported as not determined.
+MIN_FIT_POINTS = 3
+
+
 def fit_epochs(decay_epochs: str, epochs: int) -> int:
     """Points used by the fit: up to the first decay (60 FC, 10 conv at the original's schedules), else all."""
     decays = [int(e) for e in str(decay_epochs).split(",") if e.strip()]
@@ -137,7 +142,7 @@ def slowness_table(figure: Mapping, results_dir) -> pd.DataFrame:
         n = min(fit_epochs(first["decay_epochs"], int(first["epochs"])), len(mean) + 1)
         chance = 100.0 / N_CLASSES.get(dataset, 10)
         points = np.concatenate([[chance], mean.to_numpy()])[:n]
-        if not np.all(np.isfinite(points)):
+        if len(points) < MIN_FIT_POINTS or not np.all(np.isfinite(points)):
             acc_max, s = float("nan"), float("nan")
         else:
             acc_max, s = fit_slowness(points)
@@ -162,7 +167,8 @@ def rule_colours(rules) -> dict:
 
 def slowness_figure(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
     """Per net × dataset a panel of each rule's seed-mean test accuracy (dashed) and its fit (solid) over
-    the fitted epochs, and below them the table of s, acc_max and the points fitted."""
+    the fitted epochs, and below them the table of s, acc_max and the points fitted. A curve with too few
+    points before the first decay (``MIN_FIT_POINTS``) has no fit line and reads "not determined"."""
     from matplotlib.lines import Line2D
 
     panels = table[["arch", "dataset"]].drop_duplicates().values.tolist()
@@ -177,13 +183,20 @@ def slowness_figure(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
         for rule in sorted(sub["rule"].unique(), key=display.rule):
             r = sub[(sub["rule"] == rule) & sub["fitted"]]
             s, amax = r["s"].iloc[0], r["acc_max"].iloc[0]
-            ax.plot(r["X"], r["acc"], "--", color=colours[rule], alpha=0.7)
-            ax.plot(r["X"], r["fit"], "-", color=colours[rule], label=f"{display.rule(rule)}: s = {s:.3g}")
+            points = int(r["fit_epochs"].iloc[0])
+            determined = np.isfinite(s)
+            label = f"{display.rule(rule)}: s = {s:.3g}" if determined else f"{display.rule(rule)}: s not determined"
+            ax.plot(r["X"], r["acc"], "--", color=colours[rule], alpha=0.7, label=None if determined else label)
+            if determined:
+                ax.plot(r["X"], r["fit"], "-", color=colours[rule], label=label)
             cells.append([display.level("arch", arch), display.level("dataset", dataset), display.rule(rule),
-                          f"{s:.3g}", f"{amax:.2f}", str(int(r["fit_epochs"].iloc[0]))])
+                          f"{s:.3g}" if determined else "not determined", f"{amax:.2f}" if determined else "—",
+                          str(points) if determined else f"{points} (too few)"])
         handles, labels = ax.get_legend_handles_labels()
-        styles = [Line2D([], [], color="0.4", ls="--"), Line2D([], [], color="0.4", ls="-")]
-        ax.legend(handles=[*handles, *styles], labels=[*labels, "seed-mean data", "fit"], fontsize=7)
+        styles = {"seed-mean data": Line2D([], [], color="0.4", ls="--")}
+        if np.isfinite(sub["s"]).any():
+            styles["fit"] = Line2D([], [], color="0.4", ls="-")
+        ax.legend(handles=[*handles, *styles.values()], labels=[*labels, *styles], fontsize=7)
         ax.set_title(_net(arch, dataset))
         ax.set_xlabel("epoch (0 = chance)")
         ax.set_ylabel("test accuracy (%)")
