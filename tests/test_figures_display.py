@@ -445,3 +445,15 @@ def test_pepita_slowness_with_one_epoch_before_the_decay_is_not_determined(monke
     assert conv_bp[3:] == ["not determined", "—", "2 (too few)"]
     assert [c for c in cells if c[0] == "FC" and c[2] == "BP"][0][3] == f"{fc_s:.3g}"
     plt.close(fig)
+
+
+def test_architecture_facets_put_fc_before_conv():
+    """fig_pepita_curves ("FC and conv") drew conv left of FC: levels were sorted by their ids."""
+    table = fake_table().assign(arch=lambda t: np.where(t["seed"] == 0, "fc", "conv"))
+    fig = line_figure(table, {**FIGURE, "plot": {"kind": "line", "x": "epoch", "y": "test_acc", "hue": "rule",
+                                                 "col": "model.arch"}})
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert [t.split("= ")[-1] for t in titles] == ["FC", "conv"], titles
+    assert display.level_order("arch", "fc") < display.level_order("arch", "conv")
+    assert display.level_order("lr", 0.01) < display.level_order("lr", 0.1)
+    plt.close(fig)

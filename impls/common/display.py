@@ -77,6 +77,14 @@ def metric(name: str) -> str:
     return METRICS.get(name, name)
 
 
+def level_order(column: str, value) -> tuple:
+    """Sort key of a factor's levels in legends and facets: architectures in the order of ``ARCHS``
+    (FC before conv, as the papers' tables), numbers before strings, each ascending."""
+    if column.rsplit(".", 1)[-1] == "arch" and str(value) in ARCHS:
+        return (0, list(ARCHS).index(str(value)))
+    return (1, isinstance(value, str), value)
+
+
 def level(column: str, value) -> str:
     """One level of a factor as a legend or facet shows it: rule and dataset ids by name, switches as
     yes/no, ResNet versions as "v1", floats through ``%g`` (0.0001 -> "0.0001", 1e-05 -> "1e-05"), integers as integers."""

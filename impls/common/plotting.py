@@ -32,7 +32,7 @@ def _select_metric(table: pd.DataFrame, metric: str) -> pd.DataFrame:
 def _categorical(data: pd.DataFrame, keys) -> None:
     """Factors used for colour/style/facets become ordered categories of their display names."""
     for key in filter(None, keys):
-        levels = sorted(data[key].dropna().unique(), key=lambda v: (isinstance(v, str), v))
+        levels = sorted(data[key].dropna().unique(), key=lambda v: display.level_order(key, v))
         names = list(dict.fromkeys(display.level(key, v) for v in levels))
         data[key] = pd.Categorical(data[key].map(lambda v: display.level(key, v)), names)
 
