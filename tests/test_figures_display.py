@@ -37,6 +37,22 @@ def _tick_values(ax, axis="x") -> list[float]:
     return [t for t in ticks if lo <= t <= hi]
 
 
+def _diverged_marks(ax) -> list[tuple[float, float, float, str]]:
+    """The x marks of runs without a final value: (x in data coordinates, x and y on screen, colour)."""
+    ax.figure.canvas.draw()
+    marks = []
+    for c in (c for c in ax.collections if c.get_gid() == "diverged"):
+        screen = c.get_offset_transform().transform(c.get_offsets())
+        colours = c.get_facecolors() if len(c.get_facecolors()) == len(screen) else [c.get_facecolors()[0]] * len(screen)
+        marks += [(x, sx, sy, matplotlib.colors.to_hex(fc)) for (x, _), (sx, sy), fc
+                  in zip(c.get_offsets(), screen, colours)]
+    return marks
+
+
+def _screen_y(ax, y: float) -> float:
+    return ax.transData.transform([(1.0, y)])[0][1]
+
+
 def test_every_rule_of_every_paper_has_a_display_name():
     missing = sorted({r.name for r in registry.RULES} - set(display.RULES))
     assert not missing, f"rules without a display name in impls.common.display.RULES: {missing}"
@@ -99,6 +115,49 @@ def test_one_depth_gets_one_integer_tick():
                                                  "hue": "rule"}})
     assert _tick_values(fig.axes[0]) == [8]
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["8"]
+    plt.close(fig)
+
+
+def _sweep(diverged: dict) -> pd.DataFrame:
+    """Final training error of BP and FA over five learning rates, one seed; ``diverged``: rule -> rates."""
+    return pd.DataFrame([{"run_id": f"{rule}-{lr}", "rule": rule, "lr": lr, "seed": 0,
+                          "status": "diverged" if lr in diverged.get(rule, ()) else "ok",
+                          "best_train_error": np.nan if lr in diverged.get(rule, ()) else 5.0 / lr}
+                         for rule in ("bp", "fa") for lr in (0.1, 0.5, 2.0, 5.0, 20.0)])
+
+
+def test_final_figure_marks_each_diverged_line_in_its_colour_below_the_points():
+    """fig_wide_align_lr at cpu scale: every rule diverged at lr 20 and showed as one black x at (20, 0); on
+    a log y axis (fig_bpfree_grid) an x at 0 was not drawn at all. Now each line's diverged runs get an x
+    in the line's colour below the lowest point, side by side where several lines diverged at one rate."""
+    fig = final_figure(_sweep({"bp": [20.0], "fa": [5.0, 20.0]}),
+                       {**FIGURE, "plot": {"kind": "final", "x": "hparams.lr", "y": "best_train_error",
+                                           "hue": "rule", "logx": True, "logy": True}})
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    legend = {t.get_text(): h for t, h in zip(fig.legends[0].get_texts(), fig.legends[0].legend_handles)}
+    colour = {rule: matplotlib.colors.to_hex(legend[rule].get_color()) for rule in ("BP", "FA")}
+    assert colour["BP"] != colour["FA"] and "diverged" in legend
+    marks = _diverged_marks(ax)
+    assert sorted((x, col) for x, _, _, col in marks) == sorted([(5.0, colour["FA"]), (20.0, colour["BP"]),
+                                                                 (20.0, colour["FA"])])
+    at_20 = [sx for x, sx, _, _ in marks if x == 20.0]
+    assert abs(at_20[0] - at_20[1]) > 3                       # side by side, not on top of each other
+    points = ax.transData.transform([(lr, 5.0 / lr) for lr in (0.1, 0.5, 2.0, 5.0)])
+    bottom = ax.transAxes.transform([(0, 0)])[0][1]
+    assert all(bottom < sy < points[:, 1].min() for _, _, sy, _ in marks)    # visible, below every point
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0.1", "0.5", "2", "5", "20"]
+    plt.close(fig)
+
+
+def test_a_log_axis_over_many_values_keeps_its_decade_labels():
+    runs = pd.concat([_sweep({}), _sweep({}).assign(lr=lambda d: d["lr"] * 1000, run_id=lambda d: d["run_id"] + "k")],
+                     ignore_index=True)
+    fig = final_figure(runs, {**FIGURE, "plot": {"kind": "final", "x": "hparams.lr", "y": "best_train_error",
+                                                 "hue": "rule", "logx": True}})
+    fig.canvas.draw()
+    labels = [t.get_text() for t in fig.axes[0].get_xticklabels() if t.get_text()]
+    assert "0.5" not in labels and len(labels) < 10
     plt.close(fig)
 
 
@@ -313,10 +372,10 @@ def test_two_routes_sweeps_mark_a_diverged_setting_in_its_lines_colour_below_the
                          "final_test_acc": np.nan if bad else 80.0 + 1000 * beta})
     fig = wm_sensitivity_figure(pd.DataFrame(rows), FIGURE)
     ax = fig.axes[0]
-    (marks,) = [c for c in ax.collections if isinstance(c, matplotlib.collections.PathCollection)]
     line = [c for c in ax.containers if c.get_label() == "WM, R sees layer input"][0].lines[0]
-    assert np.allclose(marks.get_facecolor()[0][:3], matplotlib.colors.to_rgb(line.get_color()))
-    assert marks.get_offsets()[0, 1] < 81.0                      # below the lowest point
+    ((x, _, y, colour),) = _diverged_marks(ax)
+    assert x == 2e-3 / 1e-3 and colour == matplotlib.colors.to_hex(line.get_color())
+    assert y < _screen_y(ax, 81.0)                                # below the lowest point
     assert _legend_texts(fig)[-1] == "diverged" and "WM, R sees N(0, 1) noise" in _legend_texts(fig)
     plt.close(fig)
 
@@ -326,9 +385,9 @@ def test_two_routes_sweeps_mark_a_diverged_setting_in_its_lines_colour_below_the
                           for rule in ("sa", "aa") for v in (0.0, 1e-3)])
     fig = noise_figure(noise, FIGURE)
     ax = fig.axes[0]
-    scatters = [c for c in ax.collections if isinstance(c, matplotlib.collections.PathCollection)]
-    xs = sorted(x for c in scatters for x, y in c.get_offsets() if y < 84.0)
-    assert xs == [0.0, 1e-3] and "AA" in _legend_texts(fig) and "diverged" in _legend_texts(fig)
+    marks = _diverged_marks(ax)
+    assert sorted(x for x, _, _, _ in marks) == [0.0, 1e-3] and all(y < _screen_y(ax, 84.0) for _, _, y, _ in marks)
+    assert "AA" in _legend_texts(fig) and "diverged" in _legend_texts(fig)
     plt.close(fig)
 
 
@@ -339,8 +398,9 @@ def test_pepita_sweeps_mark_a_diverged_level():
              "status": "diverged" if f == 0.5 else "ok", "final_test_acc": np.nan if f == 0.5 else 80.0 + d}
             for f, d, s in ((0.05, 1, False), (0.5, 1, False), (0.05, 2, False), (0.05, 1, True))]
     fig = sweeps_figure(pd.DataFrame(rows), {**FIGURE, "paper": "pepita"})
-    marks = [c for c in fig.axes[0].collections if len(c.get_offsets()) and c.get_offsets()[0, 0] == 1]
-    assert marks and marks[-1].get_offsets()[0, 1] < 81.0 and "diverged" in _legend_texts(fig)
+    ax = fig.axes[0]
+    ((x, _, y, _),) = _diverged_marks(ax)
+    assert x == 1 and y < _screen_y(ax, 81.0) and "diverged" in _legend_texts(fig)   # level 0.5, position 1
     plt.close(fig)
 
 
@@ -456,4 +516,28 @@ def test_architecture_facets_put_fc_before_conv():
     assert [t.split("= ")[-1] for t in titles] == ["FC", "conv"], titles
     assert display.level_order("arch", "fc") < display.level_order("arch", "conv")
     assert display.level_order("lr", 0.01) < display.level_order("lr", 0.1)
+    plt.close(fig)
+
+
+def test_wide_align_lr_marks_every_rule_that_diverged_at_a_rate_inside_the_panel():
+    """fig_wide_align_lr at cpu scale: all rules diverged at lr 20, drawn as one black x at (20, 0) on an axis
+    labelled 10⁻¹, 10⁰, 10¹. Now an x per rule in its colour, side by side inside the panel, rates as ticks."""
+    from impls.wide_align.figures import lr_figure
+
+    rows = [{"run_id": f"{rule}-{lr}", "rule": rule, "width": 8, "lr": lr, "seed": 0,
+             "status": "diverged" if lr == 20.0 else "ok", "val_acc": np.nan if lr == 20.0 else 20 + 10 * lr}
+            for rule in ("bp", "alignzero", "fa") for lr in (0.1, 0.5, 2.0, 20.0)]
+    fig = lr_figure(pd.DataFrame(rows), FIGURE)
+    ax = fig.axes[0]
+    marks = _diverged_marks(ax)
+    legend = ax.get_legend()
+    colour = {t.get_text(): matplotlib.colors.to_hex(h.get_color()) for t, h in zip(legend.get_texts(),
+                                                                                    legend.legend_handles)}
+    assert [c for *_, c in marks] == [colour["BP"], colour["Align-zero"], colour["FA"]]   # legend order
+    assert all(x == 20.0 for x, *_ in marks) and "diverged" in colour
+    left, right = ax.transAxes.transform([(0, 0), (1, 0)])[:, 0]
+    screen_x = [sx for _, sx, _, _ in marks]
+    assert left < min(screen_x) and max(screen_x) < right and min(np.diff(screen_x)) > 3
+    assert all(y < _screen_y(ax, 21.0) for _, _, y, _ in marks)
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0.1", "0.5", "2", "20"]
     plt.close(fig)

@@ -2,6 +2,8 @@
 tables (every nodepert target is rendered end to end at smoke scale by tests/test_e2e.py)."""
 from __future__ import annotations
 
+import matplotlib
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
@@ -121,3 +123,23 @@ def test_budget_gap_is_reference_best_minus_best_over_rates_of_a_5_epoch_window(
     assert table.loc[("np", 2), "gap"] == pytest.approx(82.0 - 110 / 3)
     # NP at budget 10: the diverged run (NaN) does not count
     assert table.loc[("np", 10), "gap"] == pytest.approx(82.0 - 34.0)
+
+
+def test_a_diverged_rate_is_marked_in_its_curves_colour_and_the_rates_are_ticked():
+    """NP at lr 1 diverged at both depths: one x per curve, each in that curve's colour, side by side below
+    the points (they were black marks on top of each other at 0 %), and the three rates are the ticks."""
+    from impls.nodepert.figures import sweep_with_boxes
+    from tests.test_figures_display import _diverged_marks, _screen_y
+
+    plot = {"kind": "impls.nodepert.figures:sweep_with_boxes", "x": "hparams.lr", "y": "final_acc",
+            "hue": "model.n_hl", "col": "rule"}
+    fig = sweep_with_boxes(_runs("n_hl", [2, 4]), {**FIGURE, "target": "fig_nodepert_t", "plot": plot})
+    (ax,) = [ax for ax in fig.axes if ax.get_title() == "NP"]
+    marks = _diverged_marks(ax)
+    curves = {matplotlib.colors.to_hex(line.get_color()) for line in ax.lines if len(line.get_xdata())}
+    assert [x for x, *_ in marks] == [1.0, 1.0] and {c for *_, c in marks} == curves and len(curves) == 2
+    assert abs(marks[0][1] - marks[1][1]) > 3
+    lowest = _runs("n_hl", [2, 4]).query("rule == 'np'")["final_acc"].min()
+    assert all(y < _screen_y(ax, lowest) for _, _, y, _ in marks)
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0.0001", "0.01", "1"]
+    plt.close(fig)

@@ -5,8 +5,10 @@ Every image carries a plain title (paper.yaml ``title``: what the figure shows; 
 ``label`` with its uncertainty, "number inferred", "recalled", goes to the report caption) and a
 footer with the scale, dataset and the git commits that trained its runs and drew it. Legends,
 facets and axes use display names (impls.common.display: NP, SGD, Align-ada, "learning rate");
-count axes (epoch, width, depth) get integer ticks. Diverged runs stay visible: drawn up to their
-last finite point, which carries a black ``x``, and the legend has one "diverged" entry for that mark.
+count axes (epoch, width, depth) get integer ticks, a log axis over few swept values a tick at each.
+Diverged runs stay visible: a curve is drawn up to its last finite point, which carries a black ``x``;
+a final value that does not exist is an ``x`` in its line's colour below the points; the legend has one
+"diverged" entry for that mark.
 """
 from __future__ import annotations
 
@@ -59,19 +61,83 @@ def mark_diverged(ax, x, y) -> None:
     ax.scatter(x, y, marker="x", color="black", zorder=5, label=DIVERGED_LABEL)
 
 
-def mark_diverged_below(ax, xs, colors=None) -> None:
+#: points between the x marks of lines that diverged at the same x, set side by side
+DIVERGED_DODGE_PT = 7
+
+
+def make_room_below(axes, fraction: float = 0.1) -> None:
+    """Extend each axes' y range downwards by ``fraction`` of its height (in the axis' own scale, so a log
+    axis too) for the band of diverged marks."""
+    axes = list(axes)
+    limits = [ax.get_ylim() for ax in axes]
+    for ax, (lo, hi) in zip(axes, limits):   # shared axes get the same limits more than once
+        scale = ax.yaxis.get_transform()
+        t_lo, t_hi = scale.transform([lo, hi])
+        ax.set_ylim(scale.inverted().transform([t_lo - fraction * (t_hi - t_lo)])[0], hi)
+
+
+def _widen_for_marks(ax, lo: float, hi: float, reach_pt: float) -> None:
+    """Widen the x range (in the axis' own scale) so that marks reaching ``reach_pt`` points either side
+    of the x values ``lo`` and ``hi`` stay inside the axes."""
+    scale = ax.xaxis.get_transform()
+    (t_left, t_right), (t_lo, t_hi) = sorted(scale.transform(ax.get_xlim())), scale.transform([lo, hi])
+    width_pt = ax.get_window_extent().width * 72 / ax.figure.dpi
+    reach = 1.2 * reach_pt / width_pt * (t_right - t_left)     # 1.2: the widened axis packs more per point
+    left, right = min(t_left, t_lo - reach), max(t_right, t_hi + reach)
+    if (left, right) != (t_left, t_right):
+        ax.set_xlim(*scale.inverted().transform([left, right]))
+
+
+def scatter_diverged(ax, xs, colors) -> None:
+    """An x per diverged run at each of ``xs`` (data coordinates), in a band at the bottom of the axes
+    (``make_room_below`` keeps the data out of it), coloured as ``colors`` (one per x: the colour of the
+    line the run belongs to). Runs of one colour at one x share a mark; marks of several colours at one x
+    are set side by side, so every line that diverged there shows."""
+    from matplotlib.colors import to_hex
+    from matplotlib.transforms import blended_transform_factory, offset_copy
+
+    marks = pd.DataFrame({"x": list(xs), "color": [to_hex(c) for c in colors]}).drop_duplicates()
+    marks["slot"] = marks.groupby("x").cumcount()
+    marks["n"] = marks.groupby("x")["x"].transform("size")
+    below = blended_transform_factory(ax.transData, ax.transAxes)
+    ylim = ax.get_ylim()
+    # the x range takes in rates where every run diverged (the lines, drawn from finite values, stop before)
+    ax.update_datalim([(x, ylim[0]) for x in marks["x"]], updatey=False)
+    ax.autoscale_view(scaley=False)
+    _widen_for_marks(ax, marks["x"].min(), marks["x"].max(), (marks["n"].max() - 1) / 2 * DIVERGED_DODGE_PT + 5)
+    xlim = ax.get_xlim()
+    for (slot, n), part in marks.groupby(["slot", "n"]):
+        shift = (slot - (n - 1) / 2) * DIVERGED_DODGE_PT
+        ax.scatter(part["x"], [0.045] * len(part), marker="x", c=list(part["color"]), zorder=5, clip_on=False, gid=DIVERGED_LABEL,
+                   transform=offset_copy(below, fig=ax.figure, x=shift, units="points"))
+    ax.set_xlim(xlim)
+    ax.set_ylim(ylim)
+
+
+def mark_diverged_below(ax, xs, colors=None, legend: bool = True) -> None:
     """Runs that diverged have no final value to plot: a ``x`` at each of ``xs`` in a band just below the
-    lowest point (black, or in ``colors``, one per x: the colour of the line the run belongs to), the axis
-    extended to make room, and "diverged" (a black x) in the axes' legend."""
+    lowest point (black, or in ``colors``, one per x: the colour of the line the run belongs to;
+    ``scatter_diverged``), the axis extended to make room, and, with ``legend``, "diverged" (a black x)
+    in the axes' legend."""
     if not len(xs):
         return
-    (lo, hi), xlim = ax.get_ylim(), ax.get_xlim()
-    ax.scatter(list(xs), [lo - 0.05 * (hi - lo)] * len(xs), marker="x", c=list(colors) if colors else "black",
-               zorder=5)
-    ax.set_ylim(lo - 0.1 * (hi - lo), hi)
-    ax.set_xlim(xlim)
-    handles, labels = ax.get_legend_handles_labels()
-    ax.legend(handles=[*handles, diverged_handle()], labels=[*labels, DIVERGED_LABEL], fontsize=7, loc="best")
+    make_room_below([ax])
+    scatter_diverged(ax, xs, list(colors) if colors is not None else ["black"] * len(xs))
+    if legend:
+        handles, labels = ax.get_legend_handles_labels()
+        ax.legend(handles=[*handles, diverged_handle()], labels=[*labels, DIVERGED_LABEL], fontsize=7,
+                  loc="best")
+
+
+def categorical_palette(levels) -> dict:
+    """Colour per level, as seaborn picks them by default (the colour cycle, or husl for more levels than
+    it has), given explicitly so that marks drawn beside seaborn's lines can use the same colours."""
+    import seaborn as sns
+
+    levels = list(levels)
+    n_cycle = len(matplotlib.rcParams["axes.prop_cycle"].by_key()["color"])
+    colors = sns.color_palette(None if len(levels) <= n_cycle else "husl", len(levels))
+    return dict(zip(levels, colors))
 
 
 def add_diverged_to_legend(grid) -> None:
@@ -144,6 +210,25 @@ def integer_ticks(ax, axis: str = "x", values=None) -> None:
         target.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
 
 
+#: a log axis with at most this many distinct values gets a tick at each (``log_value_ticks``)
+FEW_LOG_TICKS = 6
+
+
+def log_value_ticks(ax, axis: str, values) -> None:
+    """A log ``axis`` ("x" or "y") swept over few values (learning rates 0.1, 0.5, 2, 5, 20) gets a tick
+    labelled with each value, written plainly ("0.5", not 5×10⁻¹), instead of one label per decade
+    (10⁻¹, 10⁰, 10¹) that names none of them; more values, a linear axis or non-positive values: unchanged."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+
+    target = ax.xaxis if axis == "x" else ax.yaxis
+    ticks = sorted({float(v) for v in pd.Series(values).dropna()})
+    if target.get_scale() != "log" or not ticks or ticks[0] <= 0 or len(ticks) > FEW_LOG_TICKS:
+        return
+    target.set_major_locator(FixedLocator(ticks))
+    target.set_minor_locator(NullLocator())
+    target.set_major_formatter(FuncFormatter(lambda v, pos=None: f"{v:g}"))
+
+
 def plain_log_labels(axis) -> None:
     """A log axis that spans less than two decades (training error 86.6-87.9 %, learning rates 0.5-5)
     gets matplotlib's minor-tick labels 8.7×10¹ or 3×10⁰ 4×10⁰, which overlap; write the same ticks'
@@ -189,6 +274,8 @@ def _axes_style(grid, spec: Mapping, x: str, y: str, x_values=None) -> None:
         ax.set_yscale("log" if spec.get("logy") else "linear")
         if x_values is not None and is_integer_axis(x, x_values):
             integer_ticks(ax, "x", x_values)
+        elif x_values is not None and spec.get("logx"):
+            log_value_ticks(ax, "x", x_values)
         ax.set_xlabel(spec.get("xlabel", display.factor(x)))
         ax.set_ylabel(spec.get("ylabel", y))
 
@@ -226,8 +313,8 @@ def line_figure(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
 
 
 def _name_levels_that_only_diverged(data: pd.DataFrame, hue: str) -> None:
-    """A colour level none of whose runs finished has no point to show; its legend entry says so
-    ("IA (every run diverged)"), since the black x marks do not say whose runs they are."""
+    """A colour level none of whose runs finished has no line to show, only its x marks; its legend
+    entry says so ("IA (every run diverged)")."""
     diverged = data.groupby(hue, observed=True)["status"].agg(lambda s: bool((s == "diverged").all()))
     renames = {level: f"{level} (every run diverged)" for level, only in diverged.items() if only}
     if renames:
@@ -237,8 +324,9 @@ def _name_levels_that_only_diverged(data: pd.DataFrame, hue: str) -> None:
 def final_figure(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
     """A reduced metric per run (``y``, e.g. final_acc) against a factor (``x``, e.g. lr).
 
-    Seeds are averaged (band = sd). Diverged runs have no final value; they are drawn as black
-    ``x`` marks on the x axis so a sweep shows where training blew up.
+    Seeds are averaged (band = sd). Diverged runs have no final value; each is an ``x`` in its line's
+    colour in a band below the lowest point (``scatter_diverged``), so a sweep shows where, and whose,
+    training blew up.
     """
     spec = figure["plot"]
     x = column_name(spec["x"])
@@ -250,19 +338,20 @@ def final_figure(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
     data, (hue, style, col, row) = _display_columns(data, keys)
     if hue:
         _name_levels_that_only_diverged(data, hue)
+    palette = categorical_palette(data[hue].cat.categories) if hue else None
     import seaborn as sns
 
     grid = sns.relplot(data=data, kind="line", x=x, y=spec["y"], hue=hue, style=style, col=col, row=row,
-                       marker="o", errorbar="sd", height=4, aspect=1.3)
-    any_diverged = False
-    for (_, sub), ax in zip(grid.facet_data(), grid.axes.flat):
-        bad = sub[sub["status"] == "diverged"]
-        if len(bad):
-            mark_diverged(ax, bad[x], [0.0] * len(bad))
-            any_diverged = True
-    if any_diverged:
-        add_diverged_to_legend(grid)
+                       palette=palette, marker="o", errorbar="sd", height=4, aspect=1.3)
     _axes_style(grid, spec, x, spec["y"], data[x])
+    diverged = [(ax, sub[sub["status"] == "diverged"].sort_values(hue or x))   # marks side by side in legend order
+                for (_, sub), ax in zip(grid.facet_data(), grid.axes.flat)]
+    if any(len(bad) for _, bad in diverged):
+        make_room_below(grid.axes.flat)
+        for ax, bad in diverged:
+            if len(bad):
+                scatter_diverged(ax, bad[x], [palette[h] for h in bad[hue]] if hue else ["C0"] * len(bad))
+        add_diverged_to_legend(grid)
     return stamp(grid.figure, figure)
 
 

@@ -33,7 +33,8 @@ import pandas as pd  # noqa: E402
 from impls.common.aggregate import column_name, figure_table  # noqa: E402
 from impls.common.metrics import read_metrics  # noqa: E402
 from impls.common import display  # noqa: E402
-from impls.common.plotting import diverged_handle, integer_ticks, mark_diverged, stamp  # noqa: E402
+from impls.common.plotting import (diverged_handle, integer_ticks, log_value_ticks,  # noqa: E402
+                                   mark_diverged_below, stamp)
 from impls.nodepert import crash  # noqa: E402
 
 
@@ -80,15 +81,18 @@ def _box_panel(ax, runs: pd.DataFrame, groups: list[tuple[str, pd.DataFrame]], y
 def _curve_panel(ax, sub: pd.DataFrame, factor: str | None, y: str, lr: str) -> None:
     levels = _levels(sub[factor]) if factor else [None]
     colors = plt.cm.plasma(np.linspace(0.0, 0.85, max(len(levels), 1)))
+    bad_lrs, bad_colors = [], []
     for level, color in zip(levels, colors):
         part = sub if level is None else sub[sub[factor] == level]
         ok = part[part["status"] == "ok"].groupby(lr)[y].mean()
         ax.plot(ok.index, ok.values, marker="o", ms=3, color=color,
                 label=None if level is None else _factor_level(factor, level))
         bad = part[part["status"] != "ok"]
-        if len(bad):
-            mark_diverged(ax, bad[lr], np.zeros(len(bad)))
+        bad_lrs += list(bad[lr])
+        bad_colors += [color] * len(bad)
     ax.set_xscale("log")
+    mark_diverged_below(ax, bad_lrs, bad_colors, legend=False)   # an x in the curve's colour below the points
+    log_value_ticks(ax, "x", sub[lr])
     ax.set_xlabel("learning rate")
     _legend(ax, bool((sub["status"] != "ok").any()), fontsize=7)
 
@@ -391,15 +395,19 @@ def appendix_plot(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
     sweeps = [s for s in sweeps if len(s[1])]
     fig, axes = plt.subplots(1, len(sweeps), figsize=(5 * len(sweeps), 4), squeeze=False)
     for ax, (title, sub, y, keys) in zip(axes[0], sweeps):
+        bad_lrs, bad_colors = [], []
         for key, part in sub.groupby(keys):
             key = key if isinstance(key, tuple) else (key,)
             ok = part[part["status"] == "ok"].sort_values(lr)
-            ax.plot(ok[lr], ok[y], marker="o", ms=3, ls="-" if key[0].startswith("np") else "--",
-                    label=", ".join(_factor_level(k, v) if k != "rule" else display.rule(v) for k, v in zip(keys, key)))
+            (line,) = ax.plot(ok[lr], ok[y], marker="o", ms=3, ls="-" if key[0].startswith("np") else "--",
+                              label=", ".join(_factor_level(k, v) if k != "rule" else display.rule(v)
+                                              for k, v in zip(keys, key)))
             bad = part[part["status"] != "ok"]
-            if len(bad):
-                mark_diverged(ax, bad[lr], np.zeros(len(bad)))
+            bad_lrs += list(bad[lr])
+            bad_colors += [line.get_color()] * len(bad)
         ax.set_xscale("log")
+        mark_diverged_below(ax, bad_lrs, bad_colors, legend=False)
+        log_value_ticks(ax, "x", sub[lr])
         ax.set_xlabel("learning rate")
         ax.set_ylabel("final test accuracy (%)" if y == "final_acc" else "test accuracy after the last epoch (%)")
         ax.set_title(title, fontsize=9)

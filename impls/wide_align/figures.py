@@ -25,7 +25,8 @@ import seaborn as sns  # noqa: E402
 
 from impls.common.io import read_json  # noqa: E402
 from impls.common import display  # noqa: E402
-from impls.common.plotting import integer_ticks, mark_diverged, plain_log_labels, stamp  # noqa: E402
+from impls.common.plotting import (DIVERGED_LABEL, categorical_palette, diverged_handle, integer_ticks,  # noqa: E402
+                                   log_value_ticks, mark_diverged_below, plain_log_labels, stamp)
 from impls.wide_align.options import resolved_hparams, resolved_model  # noqa: E402
 
 RULE_ORDER = ["bp", "bptt", "alignprop", "alignada", "alignzero", "fa", "dfa", "lastlayer", "readout"]
@@ -87,21 +88,26 @@ def _hue_order(table: pd.DataFrame) -> list[str]:
 def _panels(table, x, ys, figure, hue="rule", logx=True, col=None, best_by=None, mark_diverged_runs=True):
     data = best_lr(table, best_by) if best_by else table
     data = data.assign(rule=data["rule"].map(display.rule)) if "rule" in data else data
+    order = _hue_order(table) if hue == "rule" else sorted(data[hue].dropna().unique())
+    palette = categorical_palette(order)
     cols = sorted(data[col].dropna().unique()) if col else [None]
     fig, axes = plt.subplots(len(ys), len(cols), figsize=(4.5 * len(cols), 3.6 * len(ys)), squeeze=False)
     for j, c in enumerate(cols):
         sub = data if c is None else data[data[col] == c]
         for i, (y, label) in enumerate(ys):
             ax = axes[i, j]
-            sns.lineplot(data=sub, x=x, y=y, hue=hue, hue_order=_hue_order(table) if hue == "rule" else None,
-                         marker="o", errorbar="sd", ax=ax)
-            bad = sub[sub["status"] == "diverged"]
-            if mark_diverged_runs and len(bad):  # diverged runs have no final accuracy: an x on the axis
-                mark_diverged(ax, bad[x], np.zeros(len(bad)))
+            sns.lineplot(data=sub, x=x, y=y, hue=hue, hue_order=order, palette=palette, marker="o", errorbar="sd",
+                         ax=ax)
             if logx:
                 ax.set_xscale("log", base=2 if x in ("width", "n_train") else 10)
             if x in display.INTEGER_FACTORS:
                 integer_ticks(ax, "x", sub[x])
+            elif logx:
+                log_value_ticks(ax, "x", sub[x])
+            # diverged runs have no final accuracy: an x in the rule's colour below the points
+            bad = sub[sub["status"] == "diverged"] if mark_diverged_runs else sub.iloc[:0]
+            bad = bad.sort_values(hue, key=lambda levels: levels.map(order.index))   # side by side in legend order
+            mark_diverged_below(ax, bad[x], [palette[h] for h in bad[hue]], legend=False)
             ax.set_xlabel(display.factor(x))
             ax.set_ylabel(label)
             if c is not None:
@@ -109,7 +115,10 @@ def _panels(table, x, ys, figure, hue="rule", logx=True, col=None, best_by=None,
                 named = col in ("variant", "dataset")
                 ax.set_title(display.level(col, c) if named else f"{display.factor(col)} {display.level(col, c)}")
             if ax.get_legend() is not None:
-                ax.legend(fontsize=7, title=display.factor(hue) if hue else None, title_fontsize=7)
+                handles, labels = ax.get_legend_handles_labels()
+                if len(bad):
+                    handles, labels = [*handles, diverged_handle()], [*labels, DIVERGED_LABEL]
+                ax.legend(handles, labels, fontsize=7, title=display.factor(hue) if hue else None, title_fontsize=7)
     fig.tight_layout()
     return stamp(fig, figure)
 
@@ -131,7 +140,8 @@ def small_data_figure(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
 
 
 def time_figure(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
-    fig = _panels(table, "width", [("time_epoch", "s per epoch + val pass")], figure)
+    fig = _panels(table, "width", [("time_epoch", "s per epoch + val pass")], figure,
+                  mark_diverged_runs=False)   # a run that diverged still timed its epochs
     fig.axes[0].set_yscale("log")
     plain_log_labels(fig.axes[0].yaxis)   # set_yscale after stamp() resets the labels stamp chose
     return fig
