@@ -40,7 +40,7 @@ from impls.arena.contenders import BASELINE, CONTENDERS, CONV_EXCLUDED, EXCLUDED
 from impls.arena.options import cosine_points  # noqa: E402
 from impls.common.aggregate import figure_table  # noqa: E402
 from impls.common.io import read_json  # noqa: E402
-from impls.common.plotting import spread_text, stamp  # noqa: E402
+from impls.common.plotting import log_value_ticks, spread_text, stamp  # noqa: E402
 
 #: panels of the learning-curve figure
 FAMILIES = {
@@ -365,6 +365,7 @@ def sweep_figure(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
         if len(bad):
             ax.scatter(bad["lr"], [0.0] * len(bad), marker="x", color="black", zorder=5)
         ax.set_xscale("log")
+        log_value_ticks(ax, "x", table["lr"], most=4)    # the swept rates, where a small panel has room
         ax.set_title(display_name(rule), fontsize=8)
         ax.tick_params(labelsize=7)
     for ax in axes[-1]:

@@ -214,15 +214,16 @@ def integer_ticks(ax, axis: str = "x", values=None) -> None:
 FEW_LOG_TICKS = 6
 
 
-def log_value_ticks(ax, axis: str, values) -> None:
+def log_value_ticks(ax, axis: str, values, most: int = FEW_LOG_TICKS) -> None:
     """A log ``axis`` ("x" or "y") swept over few values (learning rates 0.1, 0.5, 2, 5, 20) gets a tick
     labelled with each value, written plainly ("0.5", not 5×10⁻¹), instead of one label per decade
-    (10⁻¹, 10⁰, 10¹) that names none of them; more values, a linear axis or non-positive values: unchanged."""
+    (10⁻¹, 10⁰, 10¹) that names none of them; more than ``most`` values (fewer fit a small panel), a
+    linear axis or non-positive values: unchanged."""
     from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
     target = ax.xaxis if axis == "x" else ax.yaxis
     ticks = sorted({float(v) for v in pd.Series(values).dropna()})
-    if target.get_scale() != "log" or not ticks or ticks[0] <= 0 or len(ticks) > FEW_LOG_TICKS:
+    if target.get_scale() != "log" or not ticks or ticks[0] <= 0 or len(ticks) > most:
         return
     target.set_major_locator(FixedLocator(ticks))
     target.set_minor_locator(NullLocator())

@@ -15,8 +15,9 @@ matplotlib Figure; aggregate functions take (figure, results_dir) and return a D
 - ``crash_dynamics_table`` / ``crash_dynamics_plot``: paper figure F8, the per-minibatch replay.
 - ``appendix_plot``: the appendix sweeps, weight decay, linear networks and batch size.
 
-Diverged runs (NaN loss) have no final accuracy: they are drawn as black ``x`` on the x axis of
-the curve panels, left out of the boxes, and counted in the box panel's labels.
+Diverged runs (NaN loss) have no final accuracy: in the curve panels they are an ``x`` in the curve's
+colour below the points (``plotting.mark_diverged_below``); they are left out of the boxes and counted in
+the box panel's labels.
 """
 from __future__ import annotations
 
@@ -133,6 +134,7 @@ def rule_boxes(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
         sub = runs[(runs[by] == r) & (runs["status"] == "ok")].sort_values(lr)
         right.plot(sub[lr], sub[y], marker="o", ms=3, label=display.rule(r))
     right.set_xscale("log")
+    log_value_ticks(right, "x", runs[lr])
     right.set_xlabel("learning rate")
     right.set_ylabel(spec.get("ylabel", y))
     right.legend(fontsize=7)
@@ -170,6 +172,7 @@ def crash_timing_plot(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
                    alpha=0.8)
     ax.axhline(table["epochs_cap"].max(), color="0.6", lw=0.8, ls="--")
     ax.set_xscale("log")
+    log_value_ticks(ax, "x", table[lr])
     ax.set_xlabel(spec.get("xlabel", "learning rate"))
     ax.set_ylabel(spec.get("ylabel", "epoch of first crash"))
     integer_ticks(ax, "y")
