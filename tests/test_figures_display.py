@@ -43,7 +43,8 @@ def _diverged_marks(ax) -> list[tuple[float, float, float, str]]:
     marks = []
     for c in (c for c in ax.collections if c.get_gid() == "diverged"):
         screen = c.get_offset_transform().transform(c.get_offsets())
-        colours = c.get_facecolors() if len(c.get_facecolors()) == len(screen) else [c.get_facecolors()[0]] * len(screen)
+        colours = c.get_facecolors()
+        colours = colours if len(colours) == len(screen) else [colours[0]] * len(screen)   # one colour for all
         marks += [(x, sx, sy, matplotlib.colors.to_hex(fc)) for (x, _), (sx, sy), fc
                   in zip(c.get_offsets(), screen, colours)]
     return marks

@@ -63,9 +63,11 @@ def mark_diverged(ax, x, y) -> None:
 
 #: points between the x marks of lines that diverged at the same x, set side by side
 DIVERGED_DODGE_PT = 7
+#: the band of diverged marks below the points, as a fraction of the data's y range (``make_room_below``)
+DIVERGED_BAND = 0.1
 
 
-def make_room_below(axes, fraction: float = 0.1) -> None:
+def make_room_below(axes, fraction: float = DIVERGED_BAND) -> None:
     """Extend each axes' y range downwards by ``fraction`` of its height (in the axis' own scale, so a log
     axis too) for the band of diverged marks."""
     axes = list(axes)
@@ -106,9 +108,11 @@ def scatter_diverged(ax, xs, colors) -> None:
     ax.autoscale_view(scaley=False)
     _widen_for_marks(ax, marks["x"].min(), marks["x"].max(), (marks["n"].max() - 1) / 2 * DIVERGED_DODGE_PT + 5)
     xlim = ax.get_xlim()
+    band_middle = DIVERGED_BAND / (1 + DIVERGED_BAND) / 2          # in axes coordinates
     for (slot, n), part in marks.groupby(["slot", "n"]):
         shift = (slot - (n - 1) / 2) * DIVERGED_DODGE_PT
-        ax.scatter(part["x"], [0.045] * len(part), marker="x", c=list(part["color"]), zorder=5, clip_on=False, gid=DIVERGED_LABEL,
+        ax.scatter(part["x"], [band_middle] * len(part), marker="x", c=list(part["color"]), zorder=5,
+                   clip_on=False, gid=DIVERGED_LABEL,
                    transform=offset_copy(below, fig=ax.figure, x=shift, units="points"))
     ax.set_xlim(xlim)
     ax.set_ylim(ylim)
