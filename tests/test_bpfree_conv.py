@@ -202,3 +202,30 @@ def test_conv_batch_trains_on_digits_and_frozen_kernels_stay_put(datasets_dir, t
     assert np.all(np.asarray(after) < np.asarray(before) - 10)
     moved = np.abs(np.asarray(state["params"]["conv"][0]["w"]) - kernels).max()
     assert (moved > 0) == trained
+
+
+def test_conv_batch_loops_over_its_runs_on_cpu_each_run_as_alone_and_as_vmapped(datasets_dir):
+    """XLA:CPU runs vmap's grouped convs slowly, so on CPU a conv batch maps over its runs
+    (jax_state.over_runs): each run of a batch of two computes what it computes alone, and the vmapped
+    program agrees to float32 rounding. MLP batches stay vmapped."""
+    from impls.bpfree.compiled import CompiledBatch, load_arrays
+
+    spec = speclib.validate_spec({**_spec(conv="4c3-3p2"), "rule": "fa", "hparams": {"lr": 1e-2}})
+    arrays = load_arrays(spec, datasets_dir)
+    mlp = speclib.validate_spec({**_spec(), "model": {"arch": "mlp", "hidden": [16]}})
+    assert CompiledBatch(spec, arrays).sequential and not CompiledBatch(mlp, load_arrays(mlp, datasets_dir)).sequential
+
+    def train(seeds, sequential):
+        program = CompiledBatch(spec, arrays, sequential_runs=sequential)
+        state, keys = program.init(np.array(seeds), np.full(len(seeds), 1e-2))
+        state, running = program.train_epoch(state, keys, 0)
+        return [np.asarray(v) for v in leaves((state, running, program.evaluate(state)))]
+
+    looped, vmapped = train([0, 1], True), train([0, 1], False)
+    alone = [train([s], True) for s in (0, 1)]
+    for i, leaf in enumerate(looped):
+        for r in (0, 1):
+            np.testing.assert_allclose(leaf[r], alone[r][i][0], rtol=1e-6, atol=1e-6)
+        scale = max(float(np.nanmax(np.abs(leaf))), 1.0)
+        np.testing.assert_allclose(leaf, vmapped[i], rtol=1e-4, atol=1e-4 * scale)
+    assert any(not np.array_equal(leaf[0], leaf[1]) for leaf in looped)   # the seeds differ

@@ -101,7 +101,7 @@ def test_fc_run_with_spec_options_trains_and_records_them(tmp_path, datasets_dir
 
 
 def test_runs_looped_on_cpu_equal_each_run_alone_and_the_vmapped_batch(datasets_dir):
-    """On CPU a batch loops over its runs (compiled.over_runs, lax.map) instead of vmapping them: each run of a batch
+    """On CPU a batch loops over its runs (jax_state.over_runs, lax.map) instead of vmapping them: each run of a batch
     of two equals the run trained alone, and the vmapped program agrees to float32 rounding."""
     import jax
     import numpy as np

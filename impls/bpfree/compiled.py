@@ -8,7 +8,9 @@ All runs of a batch share rule, model, dataset, epochs and batch size; they diff
 learning rate (``batch_over``). One process trains them together:
 
 - parameters, optimiser/rule/BN states and keys are stacked along a leading run axis and one
-  training step is ``jax.vmap``-ed over it; an epoch is one compiled ``lax.scan``;
+  training step is ``jax.vmap``-ed over it (conv nets on CPU: a ``lax.map`` over the runs,
+  ``impls.common.jax_state.over_runs``, since XLA:CPU runs vmap's grouped convs slowly); an epoch is
+  one compiled ``lax.scan``;
 - data live on the device; every run reshuffles the full training set each epoch with its own
   key (full shuffle, the default, README deviation 1; ``shuffle_buffer``: a tf.data buffer shuffle instead, and
   ``brightness``: per-example random brightness, both in ``impls.bpfree.pipeline``), so a batch
@@ -34,8 +36,8 @@ import optax
 
 from impls.bpfree import adversarial, models, options, pipeline
 from impls.bpfree.rules import TEST_LOCAL_LOSS_RULES, local_losses, local_losses_per_example, make_rule
-from impls.common import datasets
-from impls.common.jax_state import pad_chunks
+from impls.common import datasets, jax_state
+from impls.common.jax_state import over_runs, pad_chunks
 
 EVAL_CHUNK = 1000
 N_SAMPLES = 8  # reconstruction: test images saved with their reconstructions
@@ -96,7 +98,9 @@ def _cos(a, b):
 class CompiledBatch:
     """Compiled pieces of one batch: init, one training epoch, evaluation."""
 
-    def __init__(self, spec: dict, arrays: dict):
+    def __init__(self, spec: dict, arrays: dict, sequential_runs: bool | None = None):
+        """``sequential_runs``: loop over the runs of the batch instead of vmapping them (default: conv nets
+        on CPU, ``impls.common.jax_state.sequential_runs``)."""
         self.rule_name = spec["rule"]
         self.hp = options.hparams(spec)
         self.feedback_init = options.model_config(spec)["feedback_init"]
@@ -116,6 +120,8 @@ class CompiledBatch:
         self.optimizer = make_optimizer(self.hp)
         self.scaler = options.model_config(spec)["scaler"]
         self.brightness_range = pipeline.SCALER_RANGE.get(self.scaler)
+        self.sequential = (jax_state.sequential_runs(bool(self.cfg.conv)) if sequential_runs is None
+                           else bool(sequential_runs))
         self.train_epoch = jax.jit(self._train_epoch, donate_argnums=(0,))
         self.evaluate = jax.jit(self._evaluate)
 
@@ -228,7 +234,7 @@ class CompiledBatch:
             return full[:used].reshape(self.steps_per_epoch, self.batch_size)
 
         idx = jnp.swapaxes(jax.vmap(order)(keys["shuffle"]), 0, 1)      # (steps, runs, batch)
-        step = jax.vmap(self._step)
+        step = over_runs(self._step, (0,) * 7, self.sequential)
 
         def body(carry, inputs):
             t, ix = inputs
@@ -251,8 +257,9 @@ class CompiledBatch:
         for split, (xc, yc, mask, n) in self.eval_sets.items():
             def chunk_stats(args):
                 x, labels, m = args
-                z = jax.vmap(lambda p, s: models.apply(p, s, x, None, cfg, train=False)[0])(
-                    state["params"], state["model"])
+                forward = over_runs(lambda p, s: models.apply(p, s, x, None, cfg, train=False)[0], (0, 0),
+                                    self.sequential)
+                z = forward(state["params"], state["model"])
                 loss = models.per_example_loss(z, self.target(x, labels)[None], cfg)
                 correct = (jnp.argmax(z, -1) == labels[None]).astype(jnp.float32)
                 return (correct * m).sum(-1), (loss * m).sum(-1)
@@ -278,7 +285,8 @@ class CompiledBatch:
                 per = local_losses_per_example(self.rule_name, cfg, hs, self.target(x, labels), B)
                 return jnp.stack([(v * m).sum() for v in per])
 
-            return jax.vmap(one_run)(state["params"], state["model"], tuple(state["rule"].B))
+            return over_runs(one_run, (0, 0, 0), self.sequential)(state["params"], state["model"],
+                                                                   tuple(state["rule"].B))
 
         sums = jax.lax.map(chunk_sums, (xc, yc, mask)).sum(0) / n          # (runs, layers)
         return {name: sums[:, i] for i, name in enumerate(self.test_tracker_names())}

@@ -91,18 +91,19 @@ def flat_size(layers: tuple, image_shape: tuple[int, int, int]) -> int:
 
 
 def conv2d(x, w, b):
-    """'same' convolution, stride 1: (N, H, W, C) ⋆ (K, K, C, F) + b -> (N, H, W, F)."""
-    import jax
+    """'same' convolution, stride 1: (N, H, W, C) ⋆ (K, K, C, F) + b -> (N, H, W, F). Its gradients are
+    canonical convolutions (:mod:`impls.common.jax_conv`), fast on XLA:CPU inside an epoch's scan."""
+    from impls.common.jax_conv import conv
 
-    return jax.lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")) + b
+    return conv(x, w) + b
 
 
 def max_pool(x, size: int, stride: int):
-    """Max over size×size windows with the given stride, no padding (Torch/PyTorch floor mode)."""
-    import jax
-    import jax.numpy as jnp
+    """Max over size×size windows with the given stride, no padding (Torch/PyTorch floor mode); gradient to
+    each window's first maximum, as ``lax.reduce_window``'s (:func:`impls.common.jax_conv.max_pool`)."""
+    from impls.common.jax_conv import max_pool as pool
 
-    return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, size, size, 1), (1, stride, stride, 1), "VALID")
+    return pool(x, size, stride)
 
 
 def _make_fa_conv():

@@ -6,8 +6,9 @@ benchmarks. The update itself is ``impls.two_routes.trainer.Trainer``.
 All runs of a batch share rule, model, dataset, epochs and batch size; they differ in seed and peak
 learning rate (``batch_over``), so one process trains them together: parameters, BN statistics and
 optimiser states are stacked on a leading run axis, one step is ``jax.vmap``-ed over it (on CPU: a ``lax.map``
-over the runs, see ``over_runs``) and an epoch is one compiled ``lax.scan`` over device-resident data. ImageNet
-specs are streamed instead (impls.two_routes.imagenet_program), data-parallel over devices.
+over the runs, see ``impls.common.jax_state.over_runs``) and an epoch is one compiled ``lax.scan`` over
+device-resident data. ImageNet specs are streamed instead (impls.two_routes.imagenet_program), data-parallel
+over devices.
 
 Measurements (``CompiledBatch.measure``): the per-layer angles of ``Trainer.alignment`` on a fixed training
 batch (the first ``batch_size`` images, BN in training mode). Test top-1/top-5 and loss: ``evaluate``.
@@ -22,7 +23,7 @@ import numpy as np
 import optax
 
 from impls.common import datasets
-from impls.common.jax_state import pad_chunks
+from impls.common.jax_state import over_runs, pad_chunks
 from impls.two_routes.trainer import Trainer, topk_correct
 
 EVAL_CHUNK = 500
@@ -66,23 +67,6 @@ def cheap_jit(fn):
         return cache[key](*args)
 
     return call
-
-
-def over_runs(fn, in_axes, sequential: bool):
-    """``jax.vmap(fn, in_axes)`` over the leading run axis (every axis 0 or None), or, if ``sequential``, the same
-    as a ``lax.map`` over the runs: each run then computes exactly what it computes alone. XLA:CPU runs the
-    grouped convolutions that vmap makes of per-run kernels several times slower than a loop over runs
-    (ResNet-8 w8, batch 128, 2 runs: 460 vs 1,100 images/s), so the CPU backend maps (papers/two_routes/README.md)."""
-    if not sequential:
-        return jax.vmap(fn, in_axes=in_axes)
-
-    def mapped(*args):
-        def one(batched):
-            it = iter(batched)
-            return fn(*[a if ax is None else next(it) for a, ax in zip(args, in_axes)])
-        return jax.lax.map(one, [a for a, ax in zip(args, in_axes) if ax is not None])
-
-    return mapped
 
 
 class CompiledBatch:

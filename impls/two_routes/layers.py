@@ -31,95 +31,8 @@ from functools import partial
 
 import jax
 import jax.numpy as jnp
-from jax import lax
 
-DIMS = ("NHWC", "HWIO", "NHWC")
-
-
-# Convolutions and their gradients, every one written as a canonical NHWC/HWIO/NHWC convolution (operands
-# transposed explicitly). JAX's own transpose rules emit the gradient convs with permuted dimension numbers
-# (the filter gradient contracts over the batch); XLA:CPU rewrites those into fast kernels in a top-level
-# computation but not inside a while loop, so inside the ``lax.scan`` of an epoch they ran as naive loops
-# (filter gradient of a 3×3 conv, 128×32×32×8: 420 ms instead of 13 ms). The formulas below give the same
-# numbers as ``jax.vjp`` of :func:`lax.conv_general_dilated` (tests/test_two_routes_rules.py).
-
-def _pads(x_shape, k_shape, stride: int, padding):
-    """Explicit ((lo, hi), (lo, hi)); ``None``: symmetric (k−1)//2; or a lax padding string."""
-    if padding is None:
-        return tuple(((d - 1) // 2, (d - 1) // 2) for d in k_shape[:2])
-    if isinstance(padding, str):
-        return tuple(lax.padtype_to_pads(x_shape[1:3], k_shape[:2], (stride, stride), padding))
-    return tuple((int(lo), int(hi)) for lo, hi in padding)
-
-
-def _conv(x, k, stride: int, pads):
-    return lax.conv_general_dilated(x, k, (stride, stride), pads, dimension_numbers=DIMS)
-
-
-def _input_grad(g, k, x_shape, stride: int, pads):
-    """convᵀ: the cotangent of x in r = conv(x, k) for output cotangent g, as a conv of g (dilated by the
-    stride) with the spatially flipped, in/out-swapped kernel; the padding gives exactly x's H×W."""
-    kt = jnp.swapaxes(k[::-1, ::-1], 2, 3)
-    tpads = tuple((kd - 1 - lo, n + lo - (no - 1) * stride - 1)
-                  for kd, (lo, _), n, no in zip(k.shape[:2], pads, x_shape[1:3], g.shape[1:3]))
-    return lax.conv_general_dilated(g, kt, (1, 1), tpads, lhs_dilation=(stride, stride), dimension_numbers=DIMS)
-
-
-def _kernel_grad(x, g, k_shape, stride: int, pads):
-    """The cotangent of k in r = conv(x, k): a conv whose batch is x's channels, whose features are the
-    images and whose kernel is g (dilated by the stride); output (c_in, kh, kw, c_out) -> HWIO."""
-    kpads = tuple((lo, kd + (no - 1) * stride - n - lo)
-                  for kd, (lo, _), n, no in zip(k_shape[:2], pads, x.shape[1:3], g.shape[1:3]))
-    out = lax.conv_general_dilated(jnp.transpose(x, (3, 1, 2, 0)), jnp.transpose(g, (1, 2, 0, 3)), (1, 1), kpads,
-                                   rhs_dilation=(stride, stride), dimension_numbers=DIMS)
-    return jnp.transpose(out, (1, 2, 0, 3))
-
-
-@partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def _conv_op(x, k, stride, pads):
-    return _conv(x, k, stride, pads)
-
-
-def _conv_op_fwd(x, k, stride, pads):
-    return _conv(x, k, stride, pads), (x, k)
-
-
-def _conv_op_bwd(stride, pads, res, g):
-    x, k = res
-    return _input_grad(g, k, x.shape, stride, pads), _kernel_grad(x, g, k.shape, stride, pads)
-
-
-_conv_op.defvjp(_conv_op_fwd, _conv_op_bwd)
-
-
-@partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
-def _conv_t_op(y, k, x_shape, stride, pads):
-    return _input_grad(y, k, x_shape, stride, pads)
-
-
-def _conv_t_op_fwd(y, k, x_shape, stride, pads):
-    return _input_grad(y, k, x_shape, stride, pads), (y, k)
-
-
-def _conv_t_op_bwd(x_shape, stride, pads, res, gx):
-    y, k = res     # convᵀ(·, k) is the adjoint of conv(·, k): ⟨gx, convᵀ(y, k)⟩ = ⟨conv(gx, k), y⟩
-    return _conv_op(gx, k, stride, pads), _kernel_grad(gx, y, k.shape, stride, pads)
-
-
-_conv_t_op.defvjp(_conv_t_op_fwd, _conv_t_op_bwd)
-
-
-def conv(x, k, stride: int = 1, padding=None):
-    """NHWC conv with HWIO kernel; padding defaults to symmetric (k−1)//2 (PyTorch-style 'same').
-    Reverse-mode differentiable (canonical-conv gradients, see above); no forward mode."""
-    return _conv_op(x, k, stride, _pads(x.shape, k.shape, stride, padding))
-
-
-def conv_transpose_like(y, k, x_shape, stride: int = 1, padding=None):
-    """The transposed conv of ``y`` with ``k`` back to the input shape ``x_shape`` (stride 2 leaves it ambiguous
-    otherwise): the input-cotangent of :func:`conv`, so stride-2 layers get the exact input shape."""
-    x_shape = tuple(x_shape)
-    return _conv_t_op(y, k, x_shape, stride, _pads(x_shape, k.shape, stride, padding))
+from impls.common.jax_conv import conv, conv_pads, input_grad, kernel_grad
 
 
 # ----------------------------------------------------------------------------- dense
@@ -180,8 +93,8 @@ def _conv_fwd(x, kf, kb, stride, padding, tie):
 
 
 def _conv_grads(x, kf, kb, g, stride, padding):
-    pads = _pads(x.shape, kf.shape, stride, padding)
-    return _input_grad(g, kb, x.shape, stride, pads), _kernel_grad(x, g, kf.shape, stride, pads)
+    pads = conv_pads(x.shape, kf.shape, stride, padding)
+    return input_grad(g, kb, x.shape, stride, pads), kernel_grad(x, g, kf.shape, stride, pads)
 
 
 def _conv_bwd(stride, padding, tie, res, g):
@@ -207,7 +120,7 @@ def _conv_probe_fwd(x, kf, kb, probe, stride, padding, tie):
 def _conv_probe_bwd(stride, padding, tie, res, g):
     x, kf, kb = res
     a, gk = _conv_grads(x, kf, kb, g, stride, padding)
-    b = _input_grad(g, kf, x.shape, stride, _pads(x.shape, kf.shape, stride, padding))
+    b = input_grad(g, kf, x.shape, stride, conv_pads(x.shape, kf.shape, stride, padding))
     stats = jnp.stack([jnp.vdot(a, b), jnp.vdot(a, a), jnp.vdot(b, b)])
     return a, gk, gk if tie else jnp.zeros_like(kb), stats
 

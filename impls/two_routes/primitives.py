@@ -25,7 +25,7 @@ from typing import NamedTuple
 
 import jax.numpy as jnp
 
-from impls.two_routes.layers import conv, conv_transpose_like
+from impls.common.jax_conv import conv, conv_transpose_like
 from impls.two_routes.projections import Projections
 
 
