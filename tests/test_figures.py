@@ -56,7 +56,7 @@ def test_table_cells_show_no_spread_for_one_seed_and_a_dash_when_no_run_finished
         "run_id": ["a", "b", "c", "d"], "rule": ["bp", "bp", "fa", "aa"], "final_acc": [90.0, 92.0, 54.3, np.nan],
         "status": ["ok", "ok", "ok", "diverged"]}), ["rule"], ["final_acc"])
     cells = {rule: _cell(row, "final_acc") for rule, row in summary.iterrows()}
-    assert cells == {"bp": "91 ± 1.4 (n=2)", "fa": "54.3 (n=1)", "aa": "—"}
+    assert cells == {"bp": "91.0 ± 1.4 (n=2)", "fa": "54.3 (n=1)", "aa": "—"}
 
 
 # --- tab_* figures: the drawn table as HTML for the report ----------------------------------------
@@ -98,6 +98,20 @@ TABLE = {**FIGURE, "target": "tab_nodepert_test", "plot": {"kind": "table", "by"
                                                             "metrics": ["final_acc"]}}
 
 
+def test_a_cell_rounds_its_mean_to_the_last_digit_of_its_two_digit_spread():
+    """'13 ± 0.11' (a cpu table cell before) read as less precise than its neighbours: the mean keeps the
+    sd's decimals, trailing zeros included, and one seed keeps three significant digits."""
+    from impls.common.plotting import spread_text
+    assert spread_text(12.96, 0.11, 2) == "12.96 ± 0.11 (n=2)"
+    assert spread_text(13.0, 0.11, 2) == "13.00 ± 0.11 (n=2)"
+    assert spread_text(11.3341, 0.0283, 2) == "11.334 ± 0.028 (n=2)"
+    assert spread_text(91.0, 1.414, 2) == "91.0 ± 1.4 (n=2)"
+    assert spread_text(1234.4, 151.0, 3) == "1234 ± 151 (n=3)"
+    assert spread_text(13.0, float("nan"), 1) == "13.0 (n=1)" and spread_text(9.714, float("nan"), 1) == "9.71 (n=1)"
+    assert spread_text(97.5, 0.0, 2) == "97.5 ± 0 (n=2)"                    # identical seeds
+    assert spread_text(90.5, 0.7071, 2, ".2f", ".2f") == "90.50 ± 0.71 (n=2)"   # explicit formats win
+
+
 def test_table_html_has_the_cells_of_the_summary_and_one_seed_shows_no_spread(tmp_path):
     from impls.common.plotting import _cell
 
@@ -110,7 +124,7 @@ def test_table_html_has_the_cells_of_the_summary_and_one_seed_shows_no_spread(tm
     assert rows == [[display.rule(rule), f"{lr:g}", _cell(row, "final_acc"), str(int(row[("runs", "diverged")]))]
                     for (rule, lr), row in summary.iterrows()]
     by_key = {(r[0], r[1]): r[2] for r in rows}
-    assert by_key[("SGD", "0.1")] == "16 (n=1)"                      # one seed: no ± and no "± 0"
+    assert by_key[("SGD", "0.1")] == "16.0 (n=1)"                     # one seed: no ± and no "± 0"
     assert "±" in by_key[("SGD", "0.01")] and "(n=2)" in by_key[("SGD", "0.01")]
     assert by_key[("NP", "1")] == "—"                                     # both seeds diverged
     assert (tmp_path / "t.png").stat().st_size > 5_000                 # the image is still drawn for papers

@@ -351,7 +351,7 @@ def test_stability_table_shows_coefficients_as_used_and_dashes_where_they_do_not
     assert [text[1, c] for c in range(6)] == ["BP", "—", "—", "—", "—", "—"]
     assert [text[2, c] for c in (1, 2, 3, 4, 5, 6, 7)] == ["code default", "0.001", "0.002", "—", "layer input",
                                                            "—", "1 of 1 (epoch 1)"]
-    assert text[3, 1] == "code default × 0.1" and text[3, 6] == "85 (n=1)"
+    assert text[3, 1] == "code default × 0.1" and text[3, 6] == "85.0 (n=1)"
     assert text[4, 5] == "N(0, 1) noise" and text[4, 2] == "0.001"        # WM's defaults, as used
     assert coefficient_setting("ia", {"alpha": 2e-3, "beta": 1e-3, "gamma": 5e-3}) == "project"
     plt.close(fig)

@@ -12,6 +12,7 @@ a final value that does not exist is an ``x`` in its line's colour below the poi
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Mapping
 
@@ -19,6 +20,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from impls.common import display, provenance  # noqa: E402
@@ -369,14 +371,29 @@ def summary_table(table: pd.DataFrame, by, metrics) -> pd.DataFrame:
     return out
 
 
-def spread_text(mean: float, sd: float, n: int, mean_format: str = ".3g", sd_format: str = ".2g") -> str:
+def spread_text(mean: float, sd: float, n: int, mean_format: str | None = None, sd_format: str | None = None) -> str:
     """mean ± sd (n=k) over seeds; one seed has no spread to show (its sd is NaN, not 0), and no
-    finished run shows a dash. Every table cell of a mean over seeds is written by this function."""
+    finished run shows a dash. Every table cell of a mean over seeds is written by this function.
+
+    Without formats, the sd keeps two significant digits and the mean is rounded to the sd's last digit
+    (12.96 ± 0.11, 11.334 ± 0.028, 91.0 ± 1.4); one seed's value keeps three (13.0, 9.71), trailing zeros
+    included, so a cell never looks less precise than its neighbours."""
     if n == 0:
         return "—"
     if n == 1:
-        return f"{mean:{mean_format}} (n=1)"
-    return f"{mean:{mean_format}} ± {sd:{sd_format}} (n={n})"
+        return f"{mean:{mean_format or _fixed_format(mean, 3)}} (n=1)"
+    if mean_format is None and sd_format is None and np.isfinite(sd) and sd > 0:
+        decimals = max(0, 1 - math.floor(math.log10(sd)))
+        mean_format = sd_format = f".{decimals}f"
+    return f"{mean:{mean_format or _fixed_format(mean, 3)}} ± {sd:{sd_format or '.2g'}} (n={n})"
+
+
+def _fixed_format(value: float, digits: int) -> str:
+    """A fixed-point format keeping ``digits`` significant digits of ``value`` (none after the point from
+    10^digits on; general format for NaN, inf and 0)."""
+    if not np.isfinite(value) or value == 0:
+        return ".3g"
+    return f".{max(0, digits - 1 - math.floor(math.log10(abs(value))))}f"
 
 
 def _cell(row, metric: str) -> str:
