@@ -227,3 +227,37 @@ def test_vectorised_conv_runs_equal_the_same_runs_trained_alone(tmp_path, datase
     sgd_acc = pd.read_csv(sgd / "runs" / speclib.run_id(specs[2]) / "metrics.csv").query(
         "split == 'test' and metric == 'acc'").sort_values("epoch")["value"].to_numpy()
     assert sgd_acc[-1] > sgd_acc[0]
+
+
+@pytest.mark.parametrize("rule", ["np", "sgd"])
+def test_conv_batch_loops_over_its_runs_on_cpu_each_run_as_alone_and_near_the_vmapped_batch(rule, datasets_dir):
+    """XLA:CPU runs vmap's grouped convs slowly, so on CPU a conv batch maps over its runs
+    (jax_state.over_runs): each run of a batch of two computes what it computes alone. The vmapped batch
+    (accelerators) sums in another order: SGD agrees to float32 rounding; NP divides the loss difference by
+    B·σ² = 1e-8 (σ = 1e-5), which turns rounding into ~0.1 % differences in its weights after an epoch.
+    MLP batches stay vmapped."""
+    import jax
+
+    from impls.common import specs as speclib
+    from impls.nodepert.compiled import CompiledBatch, load_arrays
+
+    spec = speclib.validate_spec(_conv_spec(rule=rule, hparams={"lr": 1e-2}))
+    arrays = load_arrays(spec, datasets_dir)
+    mlp = speclib.validate_spec({**_conv_spec(), "model": {"arch": "mlp", "n_hl": 1, "width": 16}})
+    assert CompiledBatch(spec, arrays).sequential
+    assert not CompiledBatch(mlp, load_arrays(mlp, datasets_dir)).sequential
+
+    def train(seeds, sequential):
+        program = CompiledBatch(spec, arrays, sequential=sequential)
+        params, states, keys = program.init(np.array(seeds), np.full(len(seeds), 1e-2))
+        params, states, loss = program.train_epoch(params, states, keys, 0)
+        return [np.asarray(v) for v in jax.tree_util.tree_leaves((params, loss, program.evaluate(params)))]
+
+    looped, vmapped = train([0, 1], True), train([0, 1], False)
+    alone = [train([seed], True) for seed in (0, 1)]
+    tolerance = 1e-2 if rule == "np" else 1e-4
+    for i, (a, b) in enumerate(zip(looped, vmapped)):
+        for r in (0, 1):
+            np.testing.assert_allclose(a[r], alone[r][i][0], rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(a, b, rtol=tolerance, atol=tolerance * max(float(np.abs(b).max()), 1.0))
+    assert not np.array_equal(looped[0][0], looped[0][1])          # the runs differ

@@ -116,7 +116,8 @@ def _accuracy(predicted, labels) -> float:
 
 
 class JaxTrainer:
-    """The runs of a JAX contender, vmapped; one epoch is one compiled ``lax.scan`` over minibatches."""
+    """The runs of a JAX contender, vmapped (conv nets on CPU: looped, ``impls.common.jax_state.over_runs``);
+    one epoch is one compiled ``lax.scan`` over minibatches."""
 
     def __init__(self, program: Program):
         import jax
@@ -124,6 +125,7 @@ class JaxTrainer:
         import optax
 
         from impls.arena import jax_conv_rules, jax_rules
+        from impls.common.jax_state import over_runs, sequential_runs
 
         self.jax, self.jnp, self.p = jax, jnp, program
         activation = program.model["activation"]
@@ -178,9 +180,10 @@ class JaxTrainer:
             return jax.tree_util.tree_map(lambda pi, gi: pi - lr * gi, params, g), s, o, loss
 
         self._one_step = one_step
-        self._epoch = jax.jit(jax.vmap(run_epoch, in_axes=(0, 0, 0, 0, 0, 0, None, None)))
-        self._predict = jax.jit(jax.vmap(predict, in_axes=(0, None)))
-        self._cosine = jax.jit(jax.vmap(cosine, in_axes=(0, 0, 0, None, None)))
+        sequential = sequential_runs(program.net is not None)     # conv nets on CPU loop over their runs
+        self._epoch = jax.jit(over_runs(run_epoch, (0, 0, 0, 0, 0, 0, None, None), sequential))
+        self._predict = jax.jit(over_runs(predict, (0, None), sequential))
+        self._cosine = jax.jit(over_runs(cosine, (0, 0, 0, None, None), sequential))
 
     def _keys(self, epoch: int):
         return self.jax.vmap(lambda k: self.jax.random.fold_in(k, epoch))(self.base_keys)

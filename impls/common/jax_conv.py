@@ -37,41 +37,43 @@ def conv_pads(x_shape, k_shape, stride: int, padding):
     return tuple((int(lo), int(hi)) for lo, hi in padding)
 
 
-def _conv(x, k, stride: int, pads):
-    return lax.conv_general_dilated(x, k, (stride, stride), pads, dimension_numbers=DIMS)
+def _conv(x, k, stride: int, pads, precision=None):
+    return lax.conv_general_dilated(x, k, (stride, stride), pads, dimension_numbers=DIMS, precision=precision)
 
 
-def input_grad(g, k, x_shape, stride: int, pads):
+def input_grad(g, k, x_shape, stride: int, pads, precision=None):
     """convᵀ: the cotangent of x in r = conv(x, k) for output cotangent g, as a conv of g (dilated by the
     stride) with the spatially flipped, in/out-swapped kernel; the padding gives exactly x's H×W."""
     kt = jnp.swapaxes(k[::-1, ::-1], 2, 3)
     tpads = tuple((kd - 1 - lo, n + lo - (no - 1) * stride - 1)
                   for kd, (lo, _), n, no in zip(k.shape[:2], pads, x_shape[1:3], g.shape[1:3]))
-    return lax.conv_general_dilated(g, kt, (1, 1), tpads, lhs_dilation=(stride, stride), dimension_numbers=DIMS)
+    return lax.conv_general_dilated(g, kt, (1, 1), tpads, lhs_dilation=(stride, stride), dimension_numbers=DIMS,
+                                    precision=precision)
 
 
-def kernel_grad(x, g, k_shape, stride: int, pads):
+def kernel_grad(x, g, k_shape, stride: int, pads, precision=None):
     """The cotangent of k in r = conv(x, k): a conv whose batch is x's channels, whose features are the
     images and whose kernel is g (dilated by the stride); output (c_in, kh, kw, c_out) -> HWIO."""
     kpads = tuple((lo, kd + (no - 1) * stride - n - lo)
                   for kd, (lo, _), n, no in zip(k_shape[:2], pads, x.shape[1:3], g.shape[1:3]))
     out = lax.conv_general_dilated(jnp.transpose(x, (3, 1, 2, 0)), jnp.transpose(g, (1, 2, 0, 3)), (1, 1), kpads,
-                                   rhs_dilation=(stride, stride), dimension_numbers=DIMS)
+                                   rhs_dilation=(stride, stride), dimension_numbers=DIMS, precision=precision)
     return jnp.transpose(out, (1, 2, 0, 3))
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def _conv_op(x, k, stride, pads):
-    return _conv(x, k, stride, pads)
+@partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _conv_op(x, k, stride, pads, precision):
+    return _conv(x, k, stride, pads, precision)
 
 
-def _conv_op_fwd(x, k, stride, pads):
-    return _conv(x, k, stride, pads), (x, k)
+def _conv_op_fwd(x, k, stride, pads, precision):
+    return _conv(x, k, stride, pads, precision), (x, k)
 
 
-def _conv_op_bwd(stride, pads, res, g):
+def _conv_op_bwd(stride, pads, precision, res, g):
     x, k = res
-    return input_grad(g, k, x.shape, stride, pads), kernel_grad(x, g, k.shape, stride, pads)
+    return (input_grad(g, k, x.shape, stride, pads, precision),
+            kernel_grad(x, g, k.shape, stride, pads, precision))
 
 
 _conv_op.defvjp(_conv_op_fwd, _conv_op_bwd)
@@ -88,16 +90,17 @@ def _conv_t_op_fwd(y, k, x_shape, stride, pads):
 
 def _conv_t_op_bwd(x_shape, stride, pads, res, gx):
     y, k = res     # convᵀ(·, k) is the adjoint of conv(·, k): ⟨gx, convᵀ(y, k)⟩ = ⟨conv(gx, k), y⟩
-    return _conv_op(gx, k, stride, pads), kernel_grad(gx, y, k.shape, stride, pads)
+    return _conv_op(gx, k, stride, pads, None), kernel_grad(gx, y, k.shape, stride, pads)
 
 
 _conv_t_op.defvjp(_conv_t_op_fwd, _conv_t_op_bwd)
 
 
-def conv(x, k, stride: int = 1, padding=None):
-    """NHWC conv with HWIO kernel; padding defaults to symmetric (k−1)//2 (PyTorch-style 'same').
-    Reverse-mode differentiable (canonical-conv gradients, see above); no forward mode."""
-    return _conv_op(x, k, stride, conv_pads(x.shape, k.shape, stride, padding))
+def conv(x, k, stride: int = 1, padding=None, precision=None):
+    """NHWC conv with HWIO kernel; padding defaults to symmetric (k−1)//2 (PyTorch-style 'same'); ``precision``
+    (a ``lax.Precision``) applies to the forward conv and both gradient convs. Reverse-mode differentiable
+    (canonical-conv gradients, see above); no forward mode."""
+    return _conv_op(x, k, stride, conv_pads(x.shape, k.shape, stride, padding), precision)
 
 
 def conv_transpose_like(y, k, x_shape, stride: int = 1, padding=None):

@@ -8,7 +8,8 @@ All runs of a batch share rule, model, dataset, epochs and batch size; they diff
 and learning rate (``batch_over``):
 
 - parameters, optimiser states and noise keys are stacked along a leading run axis and the
-  update is ``jax.vmap``-ed over it;
+  update is ``jax.vmap``-ed over it (conv nets on CPU: a ``lax.map`` over the runs,
+  ``impls.common.jax_state.over_runs``, since XLA:CPU runs vmap's grouped convs slowly);
 - a whole epoch is one compiled ``lax.scan`` over the minibatches of the device-resident
   training set, in fixed file order (no shuffling, as the original), so every run sees the
   same minibatches and nothing syncs with the host inside an epoch;
@@ -33,7 +34,7 @@ import numpy as np
 import optax
 
 from impls.common import datasets
-from impls.common.jax_state import pad_chunks
+from impls.common.jax_state import over_runs, pad_chunks, sequential_runs
 from impls.nodepert import convnets, models
 from impls.nodepert.options import CONV_ARCHS, hidden_sizes, optimizer_kind
 from impls.nodepert.rules import make_rule
@@ -122,8 +123,12 @@ def make_optimizer(rule: str, hparams: dict):
 class CompiledBatch:
     """The compiled pieces of one batch: init, one training epoch, evaluation."""
 
-    def __init__(self, spec: dict, arrays: dict[str, np.ndarray]):
+    def __init__(self, spec: dict, arrays: dict[str, np.ndarray], sequential: bool | None = None):
+        """``sequential``: loop over the runs of the batch instead of vmapping them (default: conv nets on
+        CPU, ``impls.common.jax_state.sequential_runs``)."""
         self.net = build_network(spec, arrays["image_shape"])
+        self.sequential = (sequential_runs(spec["model"]["arch"] in CONV_ARCHS) if sequential is None
+                           else bool(sequential))
         self.rule = self.net.rule
         self.optimizer = optax.inject_hyperparams(make_optimizer(spec["rule"], spec["hparams"]))
         self.batch_size = spec["batch_size"]
@@ -149,7 +154,7 @@ class CompiledBatch:
 
     def _train_epoch(self, params, states, noise_keys, epoch):
         opt = self.optimizer(0.0)  # the learning rate itself lives in each run's optimiser state
-        estimate = jax.vmap(self.rule.estimate, in_axes=(0, 0, None, None, 0))
+        estimate = over_runs(self.rule.estimate, (0, 0, None, None, 0), self.sequential)
 
         def step(carry, inputs):
             params, (opt_state, rule_state) = carry
@@ -170,7 +175,7 @@ class CompiledBatch:
         for split, (xc, yc, mask, n) in self.eval_sets.items():
             def chunk_stats(args):
                 x, y, m = args
-                pred = jax.vmap(lambda p: self.net.apply(p, x))(params)
+                pred = over_runs(lambda p: self.net.apply(p, x), (0,), self.sequential)(params)
                 loss = models.per_example_loss(pred, jax.nn.one_hot(y, 10)[None])
                 correct = (jnp.argmax(pred, -1) == y[None]).astype(jnp.float32)
                 return (correct * m).sum(-1), (loss * m).sum(-1)

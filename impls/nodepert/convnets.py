@@ -50,6 +50,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from impls.common.jax_conv import conv
 from impls.nodepert.models import per_example_loss
 from impls.rules import LearningRule, stateless_init
 from impls.rules.backprop import backprop
@@ -107,12 +108,12 @@ def init_convnet(key: jax.Array, convs: Sequence[ConvLayer], image_shape: Sequen
 
 
 def affine(layer: dict, h: jax.Array, stride: int | None) -> jax.Array:
-    """Layer pre-activation without noise: conv(h, K) + b (``stride`` given) or W·flat(h) + b."""
+    """Layer pre-activation without noise: conv(h, K) + b (``stride`` given) or W·flat(h) + b. The conv's
+    gradients (the SGD baseline's, and the vjp that gives node perturbation's kernel estimate) are canonical
+    convolutions (:mod:`impls.common.jax_conv`), fast on XLA:CPU inside an epoch's scan."""
     if stride is None:
         return jnp.dot(h.reshape(h.shape[0], -1), layer["w"].T, precision=HIGHEST) + layer["b"]
-    out = lax.conv_general_dilated(h, layer["w"], (stride, stride), "SAME",
-                                   dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=HIGHEST)
-    return out + layer["b"]
+    return conv(h, layer["w"], stride, "SAME", precision=HIGHEST) + layer["b"]
 
 
 def strides(convs: Sequence[ConvLayer]) -> list[int | None]:
