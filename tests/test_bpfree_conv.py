@@ -11,6 +11,7 @@ from impls.bpfree.rules import make_rule
 from impls.bpfree.compiled import scale_inputs
 from impls.common import specs as speclib
 from impls.common.errors import SpecError
+from tests.run_batches import assert_looped_batch_matches
 from tests.test_bpfree_rules import _grads
 
 jax.config.update("jax_default_matmul_precision", "highest")
@@ -221,11 +222,4 @@ def test_conv_batch_loops_over_its_runs_on_cpu_each_run_as_alone_and_as_vmapped(
         state, running = program.train_epoch(state, keys, 0)
         return [np.asarray(v) for v in leaves((state, running, program.evaluate(state)))]
 
-    looped, vmapped = train([0, 1], True), train([0, 1], False)
-    alone = [train([s], True) for s in (0, 1)]
-    for i, leaf in enumerate(looped):
-        for r in (0, 1):
-            np.testing.assert_allclose(leaf[r], alone[r][i][0], rtol=1e-6, atol=1e-6)
-        scale = max(float(np.nanmax(np.abs(leaf))), 1.0)
-        np.testing.assert_allclose(leaf, vmapped[i], rtol=1e-4, atol=1e-4 * scale)
-    assert any(not np.array_equal(leaf[0], leaf[1]) for leaf in looped)   # the seeds differ
+    assert_looped_batch_matches(train, tolerance=1e-4)

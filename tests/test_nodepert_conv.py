@@ -9,6 +9,7 @@ import pytest
 
 from impls.nodepert import convnets
 from impls.nodepert.convnets import ConvLayer
+from tests.run_batches import assert_looped_batch_matches
 
 TINY = (ConvLayer(3, 2, 1), ConvLayer(3, 3, 2))   # 6x6x1 -> 6x6x2 -> 3x3x3 -> dense 27 -> 10
 IMAGE = (6, 6, 1)
@@ -253,11 +254,4 @@ def test_conv_batch_loops_over_its_runs_on_cpu_each_run_as_alone_and_near_the_vm
         params, states, loss = program.train_epoch(params, states, keys, 0)
         return [np.asarray(v) for v in jax.tree_util.tree_leaves((params, loss, program.evaluate(params)))]
 
-    looped, vmapped = train([0, 1], True), train([0, 1], False)
-    alone = [train([seed], True) for seed in (0, 1)]
-    tolerance = 1e-2 if rule == "np" else 1e-4
-    for i, (a, b) in enumerate(zip(looped, vmapped)):
-        for r in (0, 1):
-            np.testing.assert_allclose(a[r], alone[r][i][0], rtol=1e-6, atol=1e-6)
-        np.testing.assert_allclose(a, b, rtol=tolerance, atol=tolerance * max(float(np.abs(b).max()), 1.0))
-    assert not np.array_equal(looped[0][0], looped[0][1])          # the runs differ
+    assert_looped_batch_matches(train, tolerance=1e-2 if rule == "np" else 1e-4)

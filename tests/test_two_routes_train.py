@@ -14,6 +14,7 @@ import pytest
 
 from impls.common import specs
 from impls.common.errors import SpecError
+from tests.run_batches import assert_looped_batch_matches
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -118,14 +119,7 @@ def test_runs_looped_on_cpu_equal_each_run_alone_and_the_vmapped_batch(datasets_
         out = {**out, **prog.evaluate(state), **prog.measure(state, keys)}
         return [np.asarray(v) for v in jax.tree_util.tree_leaves((state, out))]
 
-    looped, vmapped = train([0, 1], True), train([0, 1], False)
-    alone = [train([s], True) for s in (0, 1)]
-    for i, leaf in enumerate(looped):
-        for r in (0, 1):
-            np.testing.assert_allclose(leaf[r], alone[r][i][0], rtol=1e-6, atol=1e-6)
-        scale = max(float(np.nanmax(np.abs(leaf))), 1.0)
-        np.testing.assert_allclose(leaf, vmapped[i], rtol=1e-3, atol=1e-3 * scale)
-    assert any(not np.array_equal(leaf[0], leaf[1]) for leaf in looped)   # the seeds differ
+    assert_looped_batch_matches(train, tolerance=1e-3)
 
 
 def test_a_non_finite_backward_objective_counts_as_divergence():
