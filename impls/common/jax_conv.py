@@ -1,7 +1,7 @@
 """Convolution and max pooling for the JAX programs, with gradients that XLA:CPU runs fast inside a loop.
 
-Callers: ``impls.two_routes.layers`` (its pseudogradient convs), ``impls.bpfree.conv`` and the arena's JAX conv
-rules.
+Callers: ``impls.two_routes.layers`` (its pseudogradient convs), ``impls.bpfree.conv``, ``impls.nodepert.convnets``
+and the arena's JAX conv rules.
 
 Why: an epoch is one compiled ``lax.scan``. JAX's autodiff writes the gradients of a convolution as
 convolutions with permuted dimension numbers (the kernel gradient contracts over the batch) and the gradient
@@ -10,7 +10,7 @@ kernels; inside a while loop it does not, and runs both as naive loops (a 3×3 c
 128×32×32×8: 420 ms instead of 13 ms). Here every gradient is itself a canonical NHWC/HWIO/NHWC convolution
 with explicitly transposed operands, or, for pooling, strided slices and pads, so the same program runs at
 top-level speed inside the scan. They equal ``jax.vjp`` of ``lax.conv_general_dilated`` and of
-``lax.reduce_window`` (bitwise in the cases tested: tests/test_two_routes_rules.py, tests/test_jax_conv.py).
+``lax.reduce_window`` (bitwise in the cases tested: tests/test_jax_conv.py).
 
 - :func:`conv` (stride, symmetric or explicit padding) and :func:`conv_transpose_like` (its input cotangent,
   as a differentiable op): reverse-mode only, no forward mode.
