@@ -21,8 +21,9 @@ Four variants each:
 - ``jax_conv ops, loop``: ``impls.common.jax_conv`` ops, runs looped (the CPU default).
 
 Compilation is excluded (one warm-up epoch per variant; nodepert's module, which sets JAX's default matmul
-precision to "highest" for the whole process, is imported first, so nothing is compiled again later); variants are timed in interleaved rounds and the
-median taken, so a shared machine's load biases every variant alike. Reports wall and process CPU seconds
+precision to "highest" for the whole process, is imported first, so nothing is compiled again later);
+variants are timed in interleaved rounds and the median taken, so a shared machine's load biases every
+variant alike. Reports wall and process CPU seconds
 per step and the 1-minute load average before and after; numbers depend on the host and its load.
 """
 from __future__ import annotations
@@ -96,7 +97,8 @@ def nodepert_batch(rule: str, steps: int, runs: int, sequential: bool):
     spec = validate_spec({"paper": "nodepert", "rule": rule, "dataset": "fashion_mnist", "seed": 0, "epochs": 1,
                           "batch_size": 100, "scale": "cpu", "hparams": hparams,
                           "model": {"arch": "allcnn_a", "activation": "relu", "channel_scale": 0.25}})
-    program = nodepert_compiled.CompiledBatch(spec, _arrays(steps * 100, 100), sequential=sequential)
+    program = nodepert_compiled.CompiledBatch(spec, _arrays(steps * 100, 100),
+                                                sequential_runs=sequential)
     params, states, keys = program.init(np.arange(runs), np.full(runs, hparams["lr"]))
 
     def epoch(state, t):

@@ -249,7 +249,7 @@ def test_conv_batch_loops_over_its_runs_on_cpu_each_run_as_alone_and_near_the_vm
     assert not CompiledBatch(mlp, load_arrays(mlp, datasets_dir)).sequential
 
     def train(seeds, sequential):
-        program = CompiledBatch(spec, arrays, sequential=sequential)
+        program = CompiledBatch(spec, arrays, sequential_runs=sequential)
         params, states, keys = program.init(np.array(seeds), np.full(len(seeds), 1e-2))
         params, states, loss = program.train_epoch(params, states, keys, 0)
         return [np.asarray(v) for v in jax.tree_util.tree_leaves((params, loss, program.evaluate(params)))]

@@ -33,8 +33,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from impls.common import datasets
-from impls.common.jax_state import over_runs, pad_chunks, sequential_runs
+from impls.common import datasets, jax_state
+from impls.common.jax_state import over_runs, pad_chunks
 from impls.nodepert import convnets, models
 from impls.nodepert.options import CONV_ARCHS, hidden_sizes, optimizer_kind
 from impls.nodepert.rules import make_rule
@@ -123,12 +123,12 @@ def make_optimizer(rule: str, hparams: dict):
 class CompiledBatch:
     """The compiled pieces of one batch: init, one training epoch, evaluation."""
 
-    def __init__(self, spec: dict, arrays: dict[str, np.ndarray], sequential: bool | None = None):
-        """``sequential``: loop over the runs of the batch instead of vmapping them (default: conv nets on
+    def __init__(self, spec: dict, arrays: dict[str, np.ndarray], sequential_runs: bool | None = None):
+        """``sequential_runs``: loop over the runs of the batch instead of vmapping them (default: conv nets on
         CPU, ``impls.common.jax_state.sequential_runs``)."""
         self.net = build_network(spec, arrays["image_shape"])
-        self.sequential = (sequential_runs(spec["model"]["arch"] in CONV_ARCHS) if sequential is None
-                           else bool(sequential))
+        self.sequential = (jax_state.sequential_runs(spec["model"]["arch"] in CONV_ARCHS) if sequential_runs is None
+                           else bool(sequential_runs))
         self.rule = self.net.rule
         self.optimizer = optax.inject_hyperparams(make_optimizer(spec["rule"], spec["hparams"]))
         self.batch_size = spec["batch_size"]
