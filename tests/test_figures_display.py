@@ -542,3 +542,37 @@ def test_wide_align_lr_marks_every_rule_that_diverged_at_a_rate_inside_the_panel
     assert all(y < _screen_y(ax, 21.0) for _, _, y, _ in marks)
     assert [t.get_text() for t in ax.get_xticklabels()] == ["0.1", "0.5", "2", "20"]
     plt.close(fig)
+
+
+def _pixels_of(fig, colour: str, tolerance: int = 12) -> int:
+    """How many pixels of the rendered figure have ``colour`` (RGB within ``tolerance`` of 255)."""
+    fig.canvas.draw()
+    rgb = np.asarray(fig.canvas.buffer_rgba())[..., :3].astype(int)
+    target = np.array(matplotlib.colors.to_rgb(colour)) * 255
+    return int((np.abs(rgb - target).max(axis=-1) <= tolerance).sum())
+
+
+@pytest.mark.parametrize("kind", ["line", "final"])
+def test_a_line_lying_under_a_later_one_shows_as_a_rim(kind):
+    """fig_nodepert_conv at cpu scale: NP at lr 5e-5 and 1e-4 both stayed at 10.0 %, and the first line lay
+    exactly under the second, invisible. A covered line is drawn wider (more so under two), so its colour shows."""
+    rows = []
+    for lr, acc in ((1e-5, 10.0), (5e-5, 10.0), (1e-4, 10.0), (5e-4, 30.0)):
+        for epoch in range(4):
+            value = acc + (epoch * 5 if acc > 10 else 0)
+            run_id = f"np-{lr}" if kind == "line" else f"np-{lr}-depth{epoch}"     # final: one run per point
+            rows.append(dict(run_id=run_id, epoch=epoch, split="test", metric="acc", value=value, rule="np",
+                             lr=lr, seed=0, status="ok", final_acc=value, depth=epoch))
+    table = pd.DataFrame(rows)
+    if kind == "line":
+        fig = line_figure(table, {**FIGURE, "plot": {"kind": "line", "x": "epoch", "y": "test_acc",
+                                                     "hue": "hparams.lr"}})
+    else:
+        fig = final_figure(table, {**FIGURE, "plot": {"kind": "final", "x": "model.depth", "y": "final_acc",
+                                                      "hue": "hparams.lr"}})
+    ax = fig.axes[0]
+    widths = [line.get_linewidth() for line in ax.get_lines() if len(line.get_xdata())]
+    assert widths[0] > widths[1] > widths[2] == widths[3], widths          # under two lines, under one, on top
+    for line in ax.get_lines()[:4]:                                         # every learning rate can be seen
+        assert _pixels_of(fig, line.get_color()) > 300, line.get_label()
+    plt.close(fig)

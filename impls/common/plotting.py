@@ -295,6 +295,37 @@ def last_finite(rows: pd.DataFrame, x: str) -> pd.DataFrame:
     return pd.concat([finite, never])
 
 
+#: how much wider a line is drawn per later line that covers it (``reveal_hidden_lines``)
+HIDDEN_LINE_WIDENING = 1.5
+
+
+def _screen_points(ax, line) -> dict[float, np.ndarray]:
+    """A line's finite points in display pixels, keyed by their x value."""
+    xy = np.column_stack([np.asarray(line.get_xdata(), float), np.asarray(line.get_ydata(), float)])
+    xy = xy[np.isfinite(xy).all(axis=1)]
+    return dict(zip(xy[:, 0], ax.transData.transform(xy))) if len(xy) else {}
+
+
+def _covered(ax, lower, upper) -> bool:
+    """Whether every point of ``lower`` lies, on screen, within half a line width of ``upper`` at the same x."""
+    low, up = _screen_points(ax, lower), _screen_points(ax, upper)
+    half_width_px = lower.get_linewidth() * ax.figure.dpi / 72 / 2
+    return bool(low) and set(low) <= set(up) and all(np.hypot(*(low[x] - up[x])) <= half_width_px for x in low)
+
+
+def reveal_hidden_lines(ax) -> None:
+    """A line that lies exactly under lines drawn after it (two learning rates that both stay at chance)
+    cannot be seen. Draw it wider, k times ``HIDDEN_LINE_WIDENING`` more for k lines covering it, so its
+    colour shows as a rim around theirs."""
+    ax.get_xlim(), ax.get_ylim()              # autoscale now, so that data map to their final pixels
+    lines = [line for line in ax.get_lines() if len(line.get_xdata())]
+    covering = [sum(_covered(ax, lower, upper) for upper in lines[i + 1:]) for i, lower in enumerate(lines)]
+    for line, k in zip(lines, covering):
+        if k:
+            line.set_linewidth(line.get_linewidth() * (1 + HIDDEN_LINE_WIDENING * k))
+            line.set_markersize(line.get_markersize() * (1 + HIDDEN_LINE_WIDENING * k / 2))
+
+
 def line_figure(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
     """A per-epoch metric (``y``, e.g. test_acc) against ``x`` (epoch), one line per run."""
     spec = figure["plot"]
@@ -316,6 +347,8 @@ def line_figure(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
     if any_diverged:
         add_diverged_to_legend(grid)
     _axes_style(grid, spec, spec["x"], spec["y"], data[spec["x"]])
+    for ax in grid.axes.flat:
+        reveal_hidden_lines(ax)
     return stamp(grid.figure, figure)
 
 
@@ -351,6 +384,8 @@ def final_figure(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
     grid = sns.relplot(data=data, kind="line", x=x, y=spec["y"], hue=hue, style=style, col=col, row=row,
                        palette=palette, marker="o", errorbar="sd", height=4, aspect=1.3)
     _axes_style(grid, spec, x, spec["y"], data[x])
+    for ax in grid.axes.flat:
+        reveal_hidden_lines(ax)
     diverged = [(ax, sub[sub["status"] == "diverged"].sort_values(hue or x))   # marks side by side in legend order
                 for (_, sub), ax in zip(grid.facet_data(), grid.axes.flat)]
     if any(len(bad) for _, bad in diverged):
