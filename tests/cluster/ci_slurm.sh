@@ -24,7 +24,8 @@
 # CI_SLURM_PREEMPT_TIMEOUT (s, default 1500) bound each snakemake call, CI_SLURM_LOCAL_DIR (a repo copy
 # where the targets were built locally at smoke scale, e.g. make test's smoke DAG: used as the reference
 # instead of a local run), CI_SLURM_KEEP_CLUSTER=1 leaves
-# the cluster running, CI_SLURM_DAG=0 skips steps 2-3, CI_SLURM_PREEMPT=0 skips step 4.
+# the cluster running, CI_SLURM_DAG=0 skips steps 2-3, CI_SLURM_PREEMPT=0 skips step 4, CI_SLURM_LOCK_WAIT
+# (s, default 3000) bounds the wait for another run of this script on the same machine.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 REPO=$PWD
@@ -72,6 +73,7 @@ show_logs() {
 }
 cleanup() {
     rc=$?
+    set +e          # a failing command while printing the logs must not end the cleanup before stop_slurm.sh
     [ $rc -eq 0 ] || show_logs
     if [ "$STARTED" = 1 ] && [ "${CI_SLURM_KEEP_CLUSTER:-0}" != 1 ]; then bash "$HERE/stop_slurm.sh" || true; fi
     log "exit $rc (scratch copies in $SCRATCH)"
@@ -91,12 +93,25 @@ copy_repo() {  # same selection as tests/conftest.py copy_repo: tracked + untrac
 
 # ---- 1. cluster ----
 STARTED=0
-if [ -s "$SLURM_DIR/pids" ] && scontrol ping 2>/dev/null | grep -q UP; then
+# Two runs of this script on one machine would share /etc/slurm, the daemons' ports and $SLURM_DIR (one would
+# stop the cluster under the other): the second waits for the first. The daemons do not inherit the lock (9>&-).
+exec 9> "$SLURM_DIR.lock"
+if ! flock -n 9; then
+    log "another ci_slurm.sh run holds $SLURM_DIR.lock: waiting for it to end (at most ${CI_SLURM_LOCK_WAIT:-3000}s)"
+    flock -w "${CI_SLURM_LOCK_WAIT:-3000}" 9 || { echo "error: $SLURM_DIR.lock still held" >&2; exit 1; }
+    log "lock acquired"
+fi
+STATE=$(bash "$HERE/start_slurm.sh" --state)
+if [ "$STATE" = running ] && scontrol ping 2>/dev/null | grep -q UP; then
     log "reusing the cluster already started by start_slurm.sh (left running)"
+elif [ "$STATE" = running ]; then
+    echo "error: the daemons of a cluster that start_slurm.sh started run (pids in $SLURM_DIR/pids), but slurmctld" \
+         "does not answer \`scontrol ping\`: stop them with tests/cluster/stop_slurm.sh" >&2
+    exit 1
 else
     log "starting the cluster"
     STARTED=1
-    bash "$HERE/start_slurm.sh"
+    bash "$HERE/start_slurm.sh" 9>&-
     log "cluster up"
 fi
 export SLURM_CI_ACCOUNT=${SLURM_CI_ACCOUNT:-ci} SLURM_CI_PARTITION=${SLURM_CI_PARTITION:-ci}

@@ -3,6 +3,7 @@
 #
 #   sudo tests/cluster/start_slurm.sh          # install (if needed), configure, start, wait for the node
 #   sudo tests/cluster/stop_slurm.sh           # end exactly the daemons this script started
+#   tests/cluster/start_slurm.sh --state       # running | stale (daemons gone, not stopped) | none
 #
 # As root on Debian/Ubuntu without systemd. Installs slurm-wlm, munge, slurmdbd and mariadb-server
 # when missing, then starts, as background daemons it records in $SLURM_CI_DIR/pids:
@@ -51,10 +52,21 @@ on_error() {
 }
 trap on_error ERR
 
+# cluster_state: running (every daemon of $DIR/pids alive), stale (some are gone: a machine or job ended before
+# stop_slurm.sh ran; the daemons are started afresh below) or none. `start_slurm.sh --state` prints it.
+cluster_state() {
+    [ -s "$DIR/pids" ] || { echo none; return; }
+    local pid
+    while read -r _ pid; do [ -e "/proc/$pid" ] || { echo stale; return; }; done < "$DIR/pids"
+    echo running
+}
+if [ "${1:-}" = --state ]; then cluster_state; exit 0; fi
+
 [ "$(id -u)" -eq 0 ] || die "run as root (it installs packages and starts daemons)"
-if [ -s "$DIR/pids" ] && while read -r _ pid; do kill -0 "$pid" 2>/dev/null || exit 1; done < "$DIR/pids"; then
-    die "a cluster started by this script is already running (pids in $DIR/pids); stop it with stop_slurm.sh"
-fi
+case $(cluster_state) in
+    running) die "a cluster started by this script is already running (pids in $DIR/pids); stop it with stop_slurm.sh" ;;
+    stale) log "$DIR/pids lists daemons that are gone (a cluster not stopped by stop_slurm.sh): starting afresh" ;;
+esac
 
 # ---- packages ----
 need=()
