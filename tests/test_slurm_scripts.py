@@ -44,7 +44,8 @@ def test_ci_slurm_leaves_a_cluster_it_did_not_start_and_ends_its_cleanup(tmp_pat
     try:
         (tmp_path / "pids").write_text("".join(f"daemon{i} {d.pid}\n" for i, d in enumerate(daemons)))
         env = {**os.environ, "SLURM_CI_DIR": str(tmp_path), "CI_SLURM_SCRATCH": str(tmp_path / "scratch"),
-               "SNAKEMAKE": str(Path(sys.executable).parent / "snakemake"), "CI_SLURM_DAG": "0", "CI_SLURM_PREEMPT": "0"}
+               "SNAKEMAKE": str(Path(sys.executable).parent / "snakemake"),
+               "CI_SLURM_DAG": "0", "CI_SLURM_PREEMPT": "0"}
         (tmp_path / "scratch").mkdir()
         out = subprocess.run(["bash", str(ROOT / "tests/cluster/ci_slurm.sh")], env=env, capture_output=True,
                              text=True, timeout=120)

@@ -64,7 +64,8 @@ if [ "${1:-}" = --state ]; then cluster_state; exit 0; fi
 
 [ "$(id -u)" -eq 0 ] || die "run as root (it installs packages and starts daemons)"
 case $(cluster_state) in
-    running) die "a cluster started by this script is already running (pids in $DIR/pids); stop it with stop_slurm.sh" ;;
+    running) die "a cluster started by this script is already running (pids in $DIR/pids);" \
+                 "stop it with stop_slurm.sh" ;;
     stale) log "$DIR/pids lists daemons that are gone (a cluster not stopped by stop_slurm.sh): starting afresh" ;;
 esac
 
