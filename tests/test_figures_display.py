@@ -576,3 +576,13 @@ def test_a_line_lying_under_a_later_one_shows_as_a_rim(kind):
     for line in ax.get_lines()[:4]:                                         # every learning rate can be seen
         assert _pixels_of(fig, line.get_color()) > 300, line.get_label()
     plt.close(fig)
+
+
+def test_small_and_large_factor_levels_are_written_with_a_plain_exponent():
+    """fig_nodepert_conv's legend read "5e-05, 0.0001, 0.0005": Python's padded exponent. Now "5e-5"."""
+    assert [display.level("hparams.lr", v) for v in (5e-5, 1e-4, 0.5, 1.5e-7, 1e6, 3.0)] == \
+        ["5e-5", "0.0001", "0.5", "1.5e-7", "1e6", "3"]
+    table = fake_table().assign(lr=lambda t: t["lr"] * 1e-3)
+    fig = line_figure(table, {**FIGURE, "plot": {"kind": "line", "x": "epoch", "y": "test_acc", "hue": "hparams.lr"}})
+    assert "1e-5" in _legend_texts(fig) and not [t for t in _legend_texts(fig) if "e-0" in t]
+    plt.close(fig)

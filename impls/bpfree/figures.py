@@ -190,7 +190,7 @@ def reconstruction_figure(table: pd.DataFrame, figure: Mapping):
     from impls.common.plotting import stamp
 
     curves = table[(table["metric"] == "loss") & table["split"].isin(["train", "test"])].copy()
-    curves["lr"] = curves["lr"].map(lambda v: f"{v:g}")
+    curves["lr"] = curves["lr"].map(display.short_float)
     samples = table[table["split"] == "sample"]
     recon = samples[samples["metric"] == "reconstruction"]
     runs = recon.drop_duplicates("run_id")

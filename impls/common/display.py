@@ -87,7 +87,8 @@ def level_order(column: str, value) -> tuple:
 
 def level(column: str, value) -> str:
     """One level of a factor as a legend or facet shows it: rule and dataset ids by name, switches as
-    yes/no, ResNet versions as "v1", floats through ``%g`` (0.0001 -> "0.0001", 1e-05 -> "1e-05"), integers as integers."""
+    yes/no, ResNet versions as "v1", floats through ``%g`` with a plain exponent (0.0001 -> "0.0001", 5e-05 -> "5e-5",
+    1e+06 -> "1e6"), integers as integers."""
     name = column.rsplit(".", 1)[-1]
     if isinstance(value, bool) or type(value).__name__ == "bool_" or str(value) in ("True", "False"):
         return "yes" if str(value) == "True" else "no"       # a switch (batch norm, ERINsign): yes / no
@@ -101,4 +102,10 @@ def level(column: str, value) -> str:
         value = int(value)
     if name == "version":
         return f"v{value}"
-    return f"{value:g}" if isinstance(value, float) else str(value)
+    return short_float(value) if isinstance(value, float) else str(value)
+
+
+def short_float(value: float) -> str:
+    """``%g`` without the exponent's sign and zero padding: 5e-05 -> "5e-5", 1e+06 -> "1e6", 0.25 -> "0.25"."""
+    mantissa, e, exponent = f"{value:g}".partition("e")
+    return f"{mantissa}e{int(exponent)}" if e else mantissa

@@ -233,7 +233,7 @@ def log_value_ticks(ax, axis: str, values, most: int = FEW_LOG_TICKS) -> None:
         return
     target.set_major_locator(FixedLocator(ticks))
     target.set_minor_locator(NullLocator())
-    target.set_major_formatter(FuncFormatter(lambda v, pos=None: f"{v:g}"))
+    target.set_major_formatter(FuncFormatter(lambda v, pos=None: display.short_float(v)))
 
 
 def plain_log_labels(axis) -> None:
