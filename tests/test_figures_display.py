@@ -388,8 +388,25 @@ def test_two_routes_sweeps_mark_a_diverged_setting_in_its_lines_colour_below_the
     ax = fig.axes[0]
     marks = _diverged_marks(ax)
     assert sorted(x for x, _, _, _ in marks) == [0.0, 1e-3] and all(y < _screen_y(ax, 84.0) for _, _, y, _ in marks)
-    assert "AA" in _legend_texts(fig) and "diverged" in _legend_texts(fig)
+    assert "AA (every run diverged)" in _legend_texts(fig) and "diverged" in _legend_texts(fig)
+    # cpu scale drew a -10⁻⁴ tick left of 0 (a variance is never negative) and cut the last markers at the frame
+    lo, hi = ax.get_xlim()
+    assert list(ax.get_xticks()) == [0.0, 1e-3] and -1e-3 < lo < 0 and hi > 1e-3 * 2
     plt.close(fig)
+
+
+def test_a_footer_wider_than_a_narrow_figure_takes_two_lines():
+    """fig_two_routes_noise (5 in wide): the one-line footer was wider than the figure, so the saved image
+    (bbox "tight") grew to the right and the plot sat in its left half. Now the commits go to a second line."""
+    from impls.common.plotting import stamp
+
+    record_like = {**FIGURE, "target": "fig_two_routes_noise", "dataset": "fashion_mnist", "scale": "cpu"}
+    for width, lines in ((5.0, 2), (12.0, 1)):
+        fig = stamp(plt.figure(figsize=(width, 3.5)), record_like)
+        footer = next(t for t in fig.texts if t.get_text().startswith("creditbench "))
+        assert footer.get_text().count("\n") + 1 == lines
+        assert footer.get_window_extent(fig.canvas.get_renderer()).x1 <= fig.bbox.x1
+        plt.close(fig)
 
 
 def test_pepita_sweeps_mark_a_diverged_level():

@@ -177,9 +177,14 @@ def stamp(fig: plt.Figure, figure: Mapping) -> plt.Figure:
         plain_log_labels(ax.yaxis)
     fig.suptitle(figure_title(figure), y=1.02)
     # the footer goes below everything drawn (axis labels of a short figure reach below y = 0)
-    lowest = fig.get_tightbbox(fig.canvas.get_renderer()).y0 / fig.get_figheight()
-    fig.text(0.01, min(lowest, 0.0) - 0.02, f"creditbench {figure['target']} | scale={figure['scale']} | "
-             f"dataset={figure['dataset']} | {commits_text(figure)}", fontsize=7, color="0.4", va="top")
+    renderer = fig.canvas.get_renderer()
+    lowest = fig.get_tightbbox(renderer).y0 / fig.get_figheight()
+    ident = f"creditbench {figure['target']} | scale={figure['scale']} | dataset={figure['dataset']}"
+    footer = fig.text(0.01, min(lowest, 0.0) - 0.02, f"{ident} | {commits_text(figure)}", fontsize=7, color="0.4",
+                      va="top")
+    # wider than a narrow figure, the footer would widen the saved image (bbox "tight") and push the plot left
+    if footer.get_window_extent(renderer).x1 > fig.bbox.x1:
+        footer.set_text(f"{ident}\n{commits_text(figure)}")
     return fig
 
 

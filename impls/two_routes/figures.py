@@ -268,8 +268,8 @@ def _lines_with_diverged(ax, runs: pd.DataFrame, x: str, line_of: str, label) ->
     xs, colours = [], []
     for level, g in runs.groupby(line_of):
         finished = g.dropna(subset=["final_test_acc"]).groupby(x)["final_test_acc"].agg(["mean", "std"]).reset_index()
-        drawn = ax.errorbar(finished[x], finished["mean"], yerr=finished["std"].fillna(0), marker="o",
-                            label=label(level))
+        name = label(level) if len(finished) else f"{label(level)} (every run diverged)"   # no line to show
+        drawn = ax.errorbar(finished[x], finished["mean"], yerr=finished["std"].fillna(0), marker="o", label=name)
         bad = g[g["status"] == "diverged"][x]
         xs += list(bad)
         colours += [drawn.lines[0].get_color()] * len(bad)
@@ -315,8 +315,13 @@ def noise_figure(table: pd.DataFrame, figure: Mapping):
     runs["noise_var"] = runs["noise_var"].astype(float)
     fig, ax = plt.subplots(figsize=(5, 3.5))
     _lines_with_diverged(ax, runs, "noise_var", "rule", display.rule)
-    pos = runs["noise_var"][runs["noise_var"] > 0]
-    ax.set_xscale("symlog", linthresh=float(pos.min()) if len(pos) else 1e-6)
+    variances = sorted(runs["noise_var"].unique())
+    linthresh = min([v for v in variances if v > 0], default=1e-6)
+    ax.set_xscale("symlog", linthresh=linthresh)
+    # ticks at the grid's variances, a small margin left of 0 (a variance is never negative) and half a decade
+    # right of the largest, so that its marker is not cut by the frame
+    ax.set_xticks(variances)
+    ax.set_xlim(-0.3 * linthresh, max(max(variances), linthresh) * 10 ** 0.5)
     ax.set_xlabel("update noise variance v (0 = no noise)")
     ax.set_ylabel("final test top-1 (%)")
     return stamp(fig, figure)
