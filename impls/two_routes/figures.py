@@ -262,8 +262,9 @@ def stability_table(table: pd.DataFrame, figure: Mapping):
 
 def _lines_with_diverged(ax, runs: pd.DataFrame, x: str, line_of: str, label) -> None:
     """One line of mean ± sd final top-1 against ``x`` per level of ``line_of`` (``label(level)`` in the
-    legend); where a level's run diverged (no final accuracy) an x in the line's colour below the points."""
-    from impls.common.plotting import mark_diverged_below
+    legend); where a level's run diverged (no final accuracy) an x in the line's colour below the points.
+    The legend goes below the axes: inside, wherever it was put, it covered lines or marks at cpu scale."""
+    from impls.common.plotting import diverged_handle, mark_diverged_below
 
     xs, colours = [], []
     for level, g in runs.groupby(line_of):
@@ -273,10 +274,11 @@ def _lines_with_diverged(ax, runs: pd.DataFrame, x: str, line_of: str, label) ->
         bad = g[g["status"] == "diverged"][x]
         xs += list(bad)
         colours += [drawn.lines[0].get_color()] * len(bad)
+    handles, labels = ax.get_legend_handles_labels()
     if xs:
-        mark_diverged_below(ax, xs, colours)
-    else:
-        ax.legend(fontsize=7)
+        mark_diverged_below(ax, xs, colours, legend=False)
+        handles, labels = [*handles, diverged_handle()], [*labels, "diverged"]
+    ax.legend(handles, labels, fontsize=7, ncol=2, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.2))
 
 
 def wm_sensitivity_figure(table: pd.DataFrame, figure: Mapping):
