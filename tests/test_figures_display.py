@@ -569,7 +569,7 @@ def _pixels_of(fig, colour: str, tolerance: int = 12) -> int:
     return int((np.abs(rgb - target).max(axis=-1) <= tolerance).sum())
 
 
-@pytest.mark.parametrize("kind", ["line", "final"])
+@pytest.mark.parametrize("kind", ["line", "final", "paper"])
 def test_a_line_lying_under_a_later_one_shows_as_a_rim(kind):
     """fig_nodepert_conv at cpu scale: NP at lr 5e-5 and 1e-4 both stayed at 10.0 %, and the first line lay
     exactly under the second, invisible. A covered line is drawn wider (more so under two), so its colour shows."""
@@ -584,6 +584,13 @@ def test_a_line_lying_under_a_later_one_shows_as_a_rim(kind):
     if kind == "line":
         fig = line_figure(table, {**FIGURE, "plot": {"kind": "line", "x": "epoch", "y": "test_acc",
                                                      "hue": "hparams.lr"}})
+    elif kind == "paper":      # a paper's own figure function (fig_wide_align_width hid BP under Align-zero)
+        from impls.common.plotting import stamp
+
+        fig, ax = plt.subplots()
+        for _, run in table.groupby("lr"):
+            ax.plot(run["epoch"], run["value"], marker="o")
+        fig = stamp(fig, FIGURE)
     else:
         fig = final_figure(table, {**FIGURE, "plot": {"kind": "final", "x": "model.depth", "y": "final_acc",
                                                       "hue": "hparams.lr"}})

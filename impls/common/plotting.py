@@ -169,12 +169,14 @@ def figure_title(figure: Mapping) -> str:
 
 
 def stamp(fig: plt.Figure, figure: Mapping) -> plt.Figure:
-    """Plain title (``figure_title``); footer with target, scale, dataset and the commits that trained
-    its runs and made the plot, from ``figure["provenance"]`` (``provenance.figure_record``, which the
-    figure job adds); without one the footer names the plotting commit only and says so."""
+    """Plain title (``figure_title``); lines hidden under others drawn as rims (``reveal_hidden_lines``);
+    footer with target, scale, dataset and the commits that trained its runs and made the plot, from
+    ``figure["provenance"]`` (``provenance.figure_record``, which the figure job adds); without one the
+    footer names the plotting commit only and says so."""
     for ax in fig.axes:
         plain_log_labels(ax.xaxis)
         plain_log_labels(ax.yaxis)
+        reveal_hidden_lines(ax)
     fig.suptitle(figure_title(figure), y=1.02)
     # the footer goes below everything drawn (axis labels of a short figure reach below y = 0)
     renderer = fig.canvas.get_renderer()
@@ -304,16 +306,16 @@ def last_finite(rows: pd.DataFrame, x: str) -> pd.DataFrame:
 HIDDEN_LINE_WIDENING = 1.5
 
 
-def _screen_points(ax, line) -> dict[float, np.ndarray]:
+def _screen_points(line) -> dict[float, np.ndarray]:
     """A line's finite points in display pixels, keyed by their x value."""
     xy = np.column_stack([np.asarray(line.get_xdata(), float), np.asarray(line.get_ydata(), float)])
     xy = xy[np.isfinite(xy).all(axis=1)]
-    return dict(zip(xy[:, 0], ax.transData.transform(xy))) if len(xy) else {}
+    return dict(zip(xy[:, 0], line.get_transform().transform(xy))) if len(xy) else {}
 
 
 def _covered(ax, lower, upper) -> bool:
     """Whether every point of ``lower`` lies, on screen, within half a line width of ``upper`` at the same x."""
-    low, up = _screen_points(ax, lower), _screen_points(ax, upper)
+    low, up = _screen_points(lower), _screen_points(upper)
     half_width_px = lower.get_linewidth() * ax.figure.dpi / 72 / 2
     return bool(low) and set(low) <= set(up) and all(np.hypot(*(low[x] - up[x])) <= half_width_px for x in low)
 
@@ -352,8 +354,6 @@ def line_figure(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
     if any_diverged:
         add_diverged_to_legend(grid)
     _axes_style(grid, spec, spec["x"], spec["y"], data[spec["x"]])
-    for ax in grid.axes.flat:
-        reveal_hidden_lines(ax)
     return stamp(grid.figure, figure)
 
 
@@ -389,8 +389,6 @@ def final_figure(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
     grid = sns.relplot(data=data, kind="line", x=x, y=spec["y"], hue=hue, style=style, col=col, row=row,
                        palette=palette, marker="o", errorbar="sd", height=4, aspect=1.3)
     _axes_style(grid, spec, x, spec["y"], data[x])
-    for ax in grid.axes.flat:
-        reveal_hidden_lines(ax)
     diverged = [(ax, sub[sub["status"] == "diverged"].sort_values(hue or x))   # marks side by side in legend order
                 for (_, sub), ax in zip(grid.facet_data(), grid.axes.flat)]
     if any(len(bad) for _, bad in diverged):
