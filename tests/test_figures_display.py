@@ -395,6 +395,27 @@ def test_two_routes_sweeps_mark_a_diverged_setting_in_its_lines_colour_below_the
     plt.close(fig)
 
 
+def test_wm_sensitivity_panels_keep_their_legends_apart_and_their_last_markers_inside():
+    """cpu scale: the two panels' two-column legends ran into each other, and the markers at the largest β/α
+    sat on the frame."""
+    from impls.two_routes.figures import wm_sensitivity_figure
+
+    rows = [{"run_id": f"bp-{d}", "rule": "bp", "depth": d, "alpha": "default", "beta": "default",
+             "input_distribution": "none", "status": "ok", "final_test_acc": 90.0} for d in (8, 20)]
+    rows += [{"run_id": f"wm-{d}-{dist}-{beta}", "rule": "wm", "depth": d, "alpha": "default", "beta": beta,
+              "input_distribution": dist, "status": "diverged" if dist == "none" else "ok",
+              "final_test_acc": np.nan if dist == "none" else 80.0 + 1000 * beta}
+             for d in (8, 20) for dist in ("none", "normal") for beta in (5e-4, 1e-3, 2e-3, 4e-3)]
+    fig = wm_sensitivity_figure(pd.DataFrame(rows), FIGURE)
+    fig.canvas.draw()
+    left, right = (ax.get_legend().get_window_extent() for ax in fig.axes)
+    assert left.x1 < right.x0, (left, right)
+    for ax in fig.axes:
+        lo, hi = ax.get_xlim()
+        assert lo < 0.5 / 1.2 and hi > 4 * 1.2        # ratios 0.5 .. 4 (α 1e-3) with room either side
+    plt.close(fig)
+
+
 def test_a_footer_wider_than_a_narrow_figure_takes_two_lines():
     """fig_two_routes_noise (5 in wide): the one-line footer was wider than the figure, so the saved image
     (bbox "tight") grew to the right and the plot sat in its left half. Now the commits go to a second line."""

@@ -278,7 +278,8 @@ def _lines_with_diverged(ax, runs: pd.DataFrame, x: str, line_of: str, label) ->
     if xs:
         mark_diverged_below(ax, xs, colours, legend=False)
         handles, labels = [*handles, diverged_handle()], [*labels, "diverged"]
-    ax.legend(handles, labels, fontsize=7, ncol=2, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.2))
+    # one column: two columns of the panels' long labels ran into the next panel's legend
+    ax.legend(handles, labels, fontsize=7, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.2))
 
 
 def wm_sensitivity_figure(table: pd.DataFrame, figure: Mapping):
@@ -300,6 +301,9 @@ def wm_sensitivity_figure(table: pd.DataFrame, figure: Mapping):
         ax.axhline(sub[sub["rule"] == "bp"]["final_test_acc"].mean(), ls="--", color="k", label="BP")
         _lines_with_diverged(ax, wm, "ratio", "input_distribution", lambda d: f"WM, R sees {R_INPUT[d]}")
         ax.set_xscale("log", base=2)
+        ratios = wm["ratio"].dropna()
+        if len(ratios):       # half a step of the β grid beyond its ends, so that no marker is cut by the frame
+            ax.set_xlim(ratios.min() / 2 ** 0.5, ratios.max() * 2 ** 0.5)
         ax.set_xlabel("β/α")
         ax.set_ylabel("final test top-1 (%)")
         ax.set_title(f"ResNet-{depth}")
