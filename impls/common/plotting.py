@@ -313,10 +313,9 @@ def _screen_points(line) -> dict[float, np.ndarray]:
     return dict(zip(xy[:, 0], line.get_transform().transform(xy))) if len(xy) else {}
 
 
-def _covered(ax, lower, upper) -> bool:
-    """Whether every point of ``lower`` lies, on screen, within half a line width of ``upper`` at the same x."""
-    low, up = _screen_points(lower), _screen_points(upper)
-    half_width_px = lower.get_linewidth() * ax.figure.dpi / 72 / 2
+def _covered(low: dict, up: dict, half_width_px: float) -> bool:
+    """Whether every screen point of a line (``low``) lies within ``half_width_px`` of another's (``up``) at
+    the same x."""
     return bool(low) and set(low) <= set(up) and all(np.hypot(*(low[x] - up[x])) <= half_width_px for x in low)
 
 
@@ -326,7 +325,9 @@ def reveal_hidden_lines(ax) -> None:
     colour shows as a rim around theirs."""
     ax.get_xlim(), ax.get_ylim()              # autoscale now, so that data map to their final pixels
     lines = [line for line in ax.get_lines() if len(line.get_xdata())]
-    covering = [sum(_covered(ax, lower, upper) for upper in lines[i + 1:]) for i, lower in enumerate(lines)]
+    points = [_screen_points(line) for line in lines]
+    half_widths = [line.get_linewidth() * ax.figure.dpi / 72 / 2 for line in lines]
+    covering = [sum(_covered(points[i], up, half_widths[i]) for up in points[i + 1:]) for i in range(len(lines))]
     for line, k in zip(lines, covering):
         if k:
             line.set_linewidth(line.get_linewidth() * (1 + HIDDEN_LINE_WIDENING * k))
