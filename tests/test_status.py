@@ -59,3 +59,29 @@ def test_update_refuses_a_figure_table_that_is_not_of_the_named_scale(tmp_path):
         scored_figures(["fig_two_routes_stability"], "cpu", tmp_path)
     with pytest.raises(SystemExit, match="fig_nope"):
         scored_figures(["fig_nope"], "cpu", tmp_path)
+
+
+def test_update_checks_the_runs_a_figure_record_names_not_its_derived_rows(tmp_path):
+    """An aggregate may write derived rows (fig_nodepert_budget_gap: a gap between an NP and an SGD run) whose
+    run_id names no run; the figure's .provenance.json says which runs trained it, and that is what is checked."""
+    import json
+
+    import pytest
+
+    from impls.common.plan import build_plan, load_yaml
+    from impls.common.status import ROOT, scored_figures
+    plan = build_plan({**load_yaml(ROOT / "config" / "config.yaml"), "scale": "cpu", "papers": ["nodepert"]}, ROOT)
+    runs = sorted(plan.figures["fig_nodepert_budget_gap"].run_ids)
+    folder = tmp_path / "nodepert"
+    folder.mkdir()
+    derived = pd.DataFrame({"run_id": [f"gap-{i}" for i in range(20)], "panel": "FC", "rule": "np",
+                            "dataset": "cifar10", "budget": 5, "gap": 1.0})
+    derived.to_csv(folder / "fig_nodepert_budget_gap.csv", index=False)
+    record = folder / "fig_nodepert_budget_gap.provenance.json"
+    record.write_text(json.dumps({"trained": [{"git_commit": "a", "run_ids": runs[:-1]}]}))
+    with pytest.raises(SystemExit, match=f"does not hold the {len(runs)} runs .* holds {len(runs) - 1}"):
+        scored_figures(["fig_nodepert_budget_gap"], "cpu", tmp_path)
+    record.write_text(json.dumps({"trained": [{"git_commit": "a", "run_ids": runs[:2]},
+                                              {"git_commit": "b", "run_ids": runs[2:]}]}))
+    card = scored_figures(["fig_nodepert_budget_gap"], "cpu", tmp_path)
+    assert set(card.loc[card["figure"] == "fig_nodepert_budget_gap", "paper"]) == {"nodepert"}

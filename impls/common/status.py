@@ -17,6 +17,7 @@ yet (declared on a figure not run) is added as "not run at this scale".
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 from pathlib import Path
@@ -76,6 +77,16 @@ def rewrite_readme(readme: Path, table: str) -> None:
     readme.write_text(new)
 
 
+def figure_run_ids(path: Path, table: pd.DataFrame) -> set[str]:
+    """The runs a figure table at ``path`` was built from: those its ``.provenance.json`` record says trained
+    it (an aggregate may name derived rows, e.g. a gap between two runs, in its ``run_id`` column), else the
+    table's own ``run_id`` column (a table from before records existed)."""
+    record = path.with_suffix(".provenance.json")
+    if record.exists():
+        return {run for group in json.loads(record.read_text())["trained"] for run in group["run_ids"]}
+    return set(table["run_id"])
+
+
 def scored_figures(targets: list[str], scale: str, results: Path, root: Path = ROOT) -> pd.DataFrame:
     """Scorecard rows of every claim on ``targets``, from ``results/<paper>/<target>.csv`` at ``scale``."""
     from impls.common.claims import scorecard
@@ -92,9 +103,10 @@ def scored_figures(targets: list[str], scale: str, results: Path, root: Path = R
         if not path.exists():
             raise SystemExit(f"update: {path} does not exist; run: snakemake {target} --config scale={scale}")
         table = pd.read_csv(path)
-        if set(table["run_id"]) != set(fig.run_ids):
+        held = figure_run_ids(path, table)
+        if held != set(fig.run_ids):
             raise SystemExit(f"update: {path} does not hold the {len(fig.run_ids)} runs of {target} at scale "
-                             f"{scale} (it holds {table['run_id'].nunique()}); rebuild it at that scale")
+                             f"{scale} (it holds {len(held)}); rebuild it at that scale")
         tables[target] = table
     labels = {t: f.label for t, f in plan.figures.items()}
     return scorecard(plan.papers, labels, scale, tables)   # claims of other figures: "not run at this scale"
