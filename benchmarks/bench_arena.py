@@ -2,16 +2,19 @@
 
 The arena's own leaderboard times every rule inside its train job, and those jobs run side by side
 (several at once on a workstation or a GPU), so its × BP columns carry the load of the others. This
-benchmark measures the same thing alone: for every contender (``impls.arena.contenders``) it builds
-the real arena program (``impls.arena.train.Program``) for the cpu-scale task (784-256-256-10,
-batch 64, plain SGD) with ``--runs`` runs (seeds 0.. at one learning rate, vmapped or stacked as
-in the arena), trains ``--epochs`` epochs on the first ``--n-train`` training examples, and reports
+benchmark measures the same thing alone: for every rule of ``--figure`` (tab_arena_leaderboard, the
+default: every contender of ``impls.arena.contenders`` on the cpu-scale MLP 784-256-256-10; tab_arena_conv:
+the rules with conv code on the conv net 32-32-32) it builds the real arena program
+(``impls.arena.train.Program``) from that figure's cpu-scale run spec in papers/arena/paper.yaml, with
+``--runs`` runs (seeds 0.. at one learning rate, vmapped or stacked as in the arena, or looped where the
+arena loops), trains ``--epochs`` epochs on the first ``--n-train`` training examples, and reports
 the CPU and wall seconds of a training epoch (epoch 1 left out: JAX compiles there) per run, and each
 divided by BP's in the same framework. The rules run one after another in this one process, with
 ``--threads`` CPU threads (JAX's and PyTorch's pools); the load average is recorded before and after.
 
     .venv/bin/python benchmarks/bench_arena.py --npz resources/datasets/fashion_mnist.npz \\
-        [--runs 3] [--n-train 12800] [--epochs 4] [--threads 2] [--rules np fa_jax ...] [--out f.json]
+        [--figure tab_arena_conv] [--runs 3] [--n-train 12800] [--epochs 4] [--threads 2]
+        [--rules np fa_jax ...] [--out f.json]
 """
 from __future__ import annotations
 
@@ -32,20 +35,31 @@ sys.path.insert(0, str(ROOT))
 from impls.common.backend import configure_framework  # noqa: E402
 
 
-def _spec(rule: str, seed: int, lr: float, dataset: str) -> dict:
-    """A cpu-scale arena run spec (papers/arena/paper.yaml) of one rule, seed and learning rate."""
-    return {"paper": "arena", "rule": rule, "seed": seed, "dataset": dataset, "epochs": 20, "batch_size": 64,
-            "model": {"arch": "mlp", "hidden": [256, 256], "activation": "relu"},
-            "hparams": {"lr": lr, "optimizer": "sgd", "n_val": 5000}}
+def figure_specs(figure: str) -> dict[str, dict]:
+    """Rule -> one cpu-scale run spec of ``figure`` (papers/arena/paper.yaml, through the workflow's plan)."""
+    from impls.common.plan import build_plan, load_yaml
+
+    plan = build_plan({**load_yaml(ROOT / "config" / "config.yaml"), "scale": "cpu", "papers": ["arena"]}, ROOT)
+    if figure not in plan.figures:
+        raise SystemExit(f"--figure {figure}: not an arena figure (one of {sorted(plan.figures)})")
+    specs = {}
+    for run_id in plan.figures[figure].run_ids:
+        specs.setdefault(plan.runs[run_id]["rule"], plan.runs[run_id])
+    return specs
 
 
-def time_rule(rule: str, args, datasets_dir: Path) -> dict:
+def _spec(base: dict, seed: int, lr: float, dataset: str) -> dict:
+    """``base`` (a run spec of the figure) at one seed, learning rate and dataset."""
+    return {**base, "seed": seed, "dataset": dataset, "hparams": {**base["hparams"], "lr": lr}}
+
+
+def time_rule(rule: str, base: dict, args, datasets_dir: Path) -> dict:
     """CPU and wall seconds per training epoch and run of one contender (median over epochs 2..)."""
     from impls.arena import data as arena_data
     from impls.arena.train import Program
     from impls.common.driver import Progress
 
-    specs = [_spec(rule, seed, args.lr, args.npz.stem) for seed in range(args.runs)]
+    specs = [_spec(base, seed, args.lr, args.npz.stem) for seed in range(args.runs)]
     full = arena_data.load
 
     def first_examples(spec, directory):   # the arena's data, its training part cut to n_train examples
@@ -86,15 +100,20 @@ def markdown(rows: list[dict], steps: int) -> str:
     for r in rows:
         ratio = lambda v: "—" if v is None else f"{v:.2f}"   # noqa: E731
         lines.append(f"| {r['rule']} | {r['framework']} | {1000 * r['cpu_s_per_epoch_run'] / steps:.3f} | "
-                     f"{ratio(r['cpu_vs_bp'])} | {1000 * r['wall_s_per_epoch_run'] / steps:.3f} | {ratio(r['wall_vs_bp'])} |")
+                     f"{ratio(r['cpu_vs_bp'])} | {1000 * r['wall_s_per_epoch_run'] / steps:.3f} | "
+                     f"{ratio(r['wall_vs_bp'])} |")
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--npz", type=Path, required=True, help="a dataset cache, e.g. resources/datasets/fashion_mnist.npz")
+    parser.add_argument("--npz", type=Path, required=True,
+                        help="a dataset cache, e.g. resources/datasets/fashion_mnist.npz")
+    parser.add_argument("--figure", default="tab_arena_leaderboard",
+                        help="whose cpu-scale runs to time: tab_arena_leaderboard (MLP) or tab_arena_conv")
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--n-train", type=int, default=12800, help="training examples per epoch (of the 50,000 the arena uses)")
+    parser.add_argument("--n-train", type=int, default=12800,
+                        help="training examples per epoch (of the 55,000 the arena uses)")
     parser.add_argument("--epochs", type=int, default=4, help="epochs per rule; the first (compilation) is not timed")
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--threads", type=int, default=2)
@@ -107,24 +126,25 @@ def main(argv=None) -> int:
         parser.error(f"--npz {args.npz}: no such file (build it with the dataset rule, e.g. "
                      f"snakemake --cores 1 resources/datasets/fashion_mnist.npz)")
     configure_framework("jax+torch", args.threads, None)
-    from impls.arena.contenders import CONTENDERS
-
-    rules = args.rules or list(CONTENDERS)
-    unknown = sorted(set(rules) - set(CONTENDERS))
+    bases = figure_specs(args.figure)
+    rules = args.rules or list(bases)
+    unknown = sorted(set(rules) - set(bases))
     if unknown:
-        parser.error(f"--rules: not arena contenders: {unknown}")
+        parser.error(f"--rules: not rules of {args.figure}: {unknown} (its rules: {sorted(bases)})")
+    batch_size = next(iter(bases.values()))["batch_size"]
     record = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "host": platform.node(),
+              "figure": args.figure, "model": next(iter(bases.values()))["model"], "batch_size": batch_size,
               "cpus": os.cpu_count(), "threads": args.threads, "runs": args.runs, "n_train": args.n_train,
               "epochs": args.epochs, "lr": args.lr, "loadavg_before": os.getloadavg()}
     rows = []
     for rule in rules:
         t0 = time.perf_counter()
-        rows.append(time_rule(rule, args, args.npz.parent))
+        rows.append(time_rule(rule, bases[rule], args, args.npz.parent))
         print(f"{rule}: {rows[-1]['cpu_s_per_epoch_run']:.3f} CPU-s, {rows[-1]['wall_s_per_epoch_run']:.3f} wall-s "
               f"per epoch and run ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
     relative_to_bp(rows)
     record.update(loadavg_after=os.getloadavg(), rows=rows)
-    steps = args.n_train // 64
+    steps = args.n_train // batch_size
     print(markdown(rows, steps))
     print(f"\n{args.runs} runs per rule, {steps} steps per epoch, {args.threads} threads; load average before "
           f"{record['loadavg_before'][0]:.2f}, after {record['loadavg_after'][0]:.2f}")
