@@ -479,7 +479,28 @@ def test_wide_align_add_figure_writes_its_log_losses_plainly_and_names_the_chanc
     for ax in fig.axes:
         labels = [t.get_text() for t in ax.yaxis.get_majorticklabels() + ax.yaxis.get_minorticklabels() if t.get_text()]
         assert labels and all("times" not in t and "^" not in t and "×" not in t for t in labels), labels
-        assert "chance" in [t.get_text() for t in ax.get_legend().get_texts()]
+    assert _legend_texts(fig) == ["BPTT", "readout only", "chance"]   # nothing diverged: no ring entry
+    plt.close(fig)
+
+
+def test_wide_align_add_figure_rings_a_run_that_diverged_after_its_best_loss_and_keeps_the_legend_off_the_data():
+    """fig_wide_align_add at cpu scale: Align-ada and Align-zero at width 8 diverged (epochs 29 and 53) after
+    their best loss, which is the metric and was drawn like any other point; the legend, inside the axes,
+    covered the chance line."""
+    from impls.wide_align.figures import DIVERGED_LATER_LABEL, add_figure
+
+    rows = [{"run_id": f"{rule}-{width}", "rule": rule, "width": width, "add_targets": "released",
+             "status": "diverged" if (rule, width) == ("alignada", 8) else "ok",
+             "min_train_loss": 6.6 if rule == "alignada" else 1.4, "min_test_loss": 6.8 if rule == "alignada" else 1.3}
+            for rule in ("bptt", "alignada") for width in (8, 64)]
+    fig = add_figure(pd.DataFrame(rows), {**FIGURE, "paper": "wide_align"})
+    fig.canvas.draw()
+    for ax, loss in zip(fig.axes, (6.6, 6.8)):
+        (rings,) = [c for c in ax.collections if len(c.get_offsets()) and not c.get_facecolors().any()]
+        assert rings.get_offsets().tolist() == [[8.0, loss]]
+    assert _legend_texts(fig) == ["BPTT", "Align-ada", "chance", DIVERGED_LATER_LABEL]
+    (legend,) = [ax.get_legend() for ax in fig.axes if ax.get_legend()]
+    assert legend.get_window_extent().x0 > fig.axes[0].get_window_extent().x1
     plt.close(fig)
 
 

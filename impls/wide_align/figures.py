@@ -19,6 +19,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
@@ -147,21 +148,38 @@ def time_figure(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
     return fig
 
 
+#: legend entry of a run that diverged after its best loss (the point is that best, the loss before divergence)
+DIVERGED_LATER_LABEL = "diverged later\n(its best before)"
+RING_SIZE = 90      # points²
+
+
 def add_figure(table: pd.DataFrame, figure: Mapping) -> plt.Figure:
-    """Best (minimum over epochs) train and test loss vs hidden units, per rule; dashed: chance."""
+    """Best (minimum over epochs) train and test loss vs hidden units, per rule; dashed: chance. A run that
+    diverged keeps its best loss before the divergence (the metric, as in the original code), ringed in black;
+    one legend, right of the top-right panel."""
     table = table.copy()
     table["variant"] = np.where(table["add_targets"] == "released", "released targets", "causal targets")
-    fig = _panels(table, "width", [("min_train_loss", "best train loss"), ("min_test_loss", "best test loss")],
-                  figure, col="variant", mark_diverged_runs=False)  # the minimum before a divergence is the metric
+    losses = [("min_train_loss", "best train loss"), ("min_test_loss", "best test loss")]
+    fig = _panels(table, "width", losses, figure, col="variant", mark_diverged_runs=False)
     variants = sorted(table["variant"].unique())
     for j, v in enumerate(variants):
         chance = ADD_CHANCE["released" if v == "released targets" else "causal"]
-        for i in range(2):
+        later = table[(table["variant"] == v) & (table["status"] == "diverged")]
+        for i, (y, _) in enumerate(losses):
             ax = fig.axes[i * len(variants) + j]
             ax.axhline(chance[i], ls="--", color="0.5", label="chance")
+            ax.scatter(later["width"], later[y], s=RING_SIZE, facecolors="none", edgecolors="black",
+                       linewidths=1.2, zorder=6)
             ax.set_yscale("log")
             plain_log_labels(ax.yaxis)      # 9-32 on a log axis: 10, 20, 30, not 2×10¹ (stamp ran before the log)
-            ax.legend(fontsize=7, title="rule", title_fontsize=7)   # with the chance line
+            ax.get_legend().remove()
+    handles, labels = fig.axes[0].get_legend_handles_labels()     # the rules, then chance
+    if table["status"].eq("diverged").any():
+        handles.append(Line2D([], [], marker="o", markersize=RING_SIZE ** 0.5, markerfacecolor="none",
+                              markeredgecolor="black", linestyle="none"))
+        labels.append(DIVERGED_LATER_LABEL)
+    fig.axes[len(variants) - 1].legend(handles, labels, fontsize=7, title="rule", title_fontsize=7,
+                                       loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     return fig
 
 
