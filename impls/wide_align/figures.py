@@ -39,7 +39,8 @@ def _row(spec: Mapping, final: Mapping, rid: str) -> dict:
     hp, model = resolved_hparams(dict(spec)), resolved_model(dict(spec))
     f = final.get("final", {})
     return {"run_id": rid, "rule": spec["rule"], "dataset": spec["dataset"], "arch": model["arch"],
-            "width": model["width"], "depth": model.get("depth"), "norm": model.get("norm"), "param": model.get("param"),
+            "width": model["width"], "depth": model.get("depth"), "norm": model.get("norm"),
+            "param": model.get("param"),
             "optimizer": hp["optimizer"], "lr": float(hp["lr"]), "seed": spec["seed"], "epochs": spec["epochs"],
             "n_train": spec.get("data", {}).get("n_train"), "batch_size": spec["batch_size"],
             "add_targets": hp["add_targets"], "add_alignada": hp["add_alignada"],
