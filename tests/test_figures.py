@@ -50,6 +50,19 @@ def test_summary_table_is_mean_and_std_over_seeds():
     assert summary.loc[("np", 1.0)][("runs", "diverged")] == 2
 
 
+def test_table_rows_list_rules_as_the_table_first_names_them_and_other_factors_ascending():
+    """tab_wide_align_imagenet at cpu scale listed Align-ada, Align-zero, BP, DFA, FA (sorted ids); its
+    paper.yaml grid, and so its tidy table, puts BP first."""
+    table = pd.DataFrame({"run_id": list("abcdefg"), "rule": ["bp", "bp", "alignada", "alignada", "dfa", "fa", "fa"],
+                          "lr": [5.0, 1.0, 5.0, 1.0, 1.0, 5.0, 1.0], "final_acc": [1.0] * 7,
+                          "status": ["ok"] * 7})
+    assert list(summary_table(table, ["rule"], ["final_acc"]).index) == ["bp", "alignada", "dfa", "fa"]
+    assert list(summary_table(table, ["rule", "hparams.lr"], ["final_acc"]).index) == [
+        ("bp", 1.0), ("bp", 5.0), ("alignada", 1.0), ("alignada", 5.0), ("dfa", 1.0), ("fa", 1.0), ("fa", 5.0)]
+    assert list(summary_table(table, ["hparams.lr", "rule"], ["final_acc"]).index) == [
+        (1.0, "bp"), (1.0, "alignada"), (1.0, "dfa"), (1.0, "fa"), (5.0, "bp"), (5.0, "alignada"), (5.0, "fa")]
+
+
 def test_table_cells_show_no_spread_for_one_seed_and_a_dash_when_no_run_finished():
     from impls.common.plotting import _cell
     summary = summary_table(pd.DataFrame({
