@@ -60,11 +60,20 @@ def jax_device() -> dict[str, str]:
             "count": str(jax.device_count())}
 
 
+def cpu_threads() -> int | None:
+    """The CPU threads the frameworks were given (``backend.configure_framework`` sets ``OMP_NUM_THREADS``;
+    None: their defaults). It shapes results: PyTorch's CPU kernels split their sums by thread, so the same
+    run trained with 1 and with 2 threads rounds differently and, over many epochs, can end a little apart."""
+    value = os.environ.get("OMP_NUM_THREADS", "")
+    return int(value) if value.isdigit() else None
+
+
 def record(device: dict[str, str]) -> dict:
     """Provenance block stored in train.json and final.json."""
     return {
         "versions": versions(),
         "device": device,
+        "threads": cpu_threads(),
         "git_commit": git_commit(),
         "host": socket.gethostname(),
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
@@ -85,11 +94,12 @@ def run_commit(record: Mapping) -> str:
 
 def training_groups(finals: Mapping[str, Mapping]) -> list[dict]:
     """The runs of ``finals`` (run id -> final.json content) grouped by what trained them: commit,
-    package versions and device; most runs first, then by commit."""
+    package versions, device and CPU threads; most runs first, then by commit."""
     groups: dict[str, dict] = {}
     for run_id, final in finals.items():
         prov = final.get("provenance") or {}
-        group = {"git_commit": run_commit(final), "versions": prov.get("versions"), "device": prov.get("device")}
+        group = {"git_commit": run_commit(final), "versions": prov.get("versions"), "device": prov.get("device"),
+                 "threads": prov.get("threads")}
         key = json.dumps(group, sort_keys=True)
         groups.setdefault(key, {**group, "run_ids": []})["run_ids"].append(run_id)
     return sorted(groups.values(), key=lambda g: (-len(g["run_ids"]), g["git_commit"]))
