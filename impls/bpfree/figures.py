@@ -11,7 +11,8 @@ Aggregators ``(figure, results_dir) -> DataFrame`` (caller: impls.common.aggrega
   their rows; their final_* are NaN (best_* use the epochs before divergence).
 - :func:`best_lr_table`: ``tidy`` restricted, per configuration, to the learning rate with the
   lowest mean ``final_test_error`` over seeds (diverged lrs lose; a configuration whose lrs all
-  diverged keeps them all), plus ``diverged_lrs``: how many of its lrs diverged.
+  diverged keeps the lr whose runs lasted longest, so that it is one row of the table too), plus
+  ``diverged_lrs``: how many of its lrs diverged.
 - :func:`reconstruction_table`: ``tidy`` plus the saved test images and reconstructions
   (split ``sample``; metric ``input`` or ``reconstruction``; ``pixel``, ``sample`` columns).
 
@@ -103,6 +104,13 @@ def tidy(figure: Mapping, results_dir: str | Path) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+def longest_lasting_lr(runs: pd.DataFrame):
+    """The learning rate of ``runs`` (one configuration whose every lr diverged) whose runs lasted the most
+    epochs on average before they diverged; the smallest such lr on a tie."""
+    lasted = runs.groupby("lr")["diverged_epoch"].mean()
+    return lasted[lasted == lasted.max()].index.min()
+
+
 def best_lr_table(figure: Mapping, results_dir: str | Path) -> pd.DataFrame:
     table = tidy(figure, results_dir)
     config = [column_name(f) for f in figure["factors"] if column_name(f) not in ("lr", "seed")]
@@ -112,7 +120,8 @@ def best_lr_table(figure: Mapping, results_dir: str | Path) -> pd.DataFrame:
         by_lr = group.groupby("lr")
         n_diverged = int(by_lr["status"].agg(lambda s: (s == "diverged").any()).sum())
         score = by_lr["final_test_error"].mean()
-        chosen = group["run_id"] if score.isna().all() else group[group["lr"] == score.idxmin()]["run_id"]
+        best = longest_lasting_lr(group) if score.isna().all() else score.idxmin()
+        chosen = group[group["lr"] == best]["run_id"]
         keep.append(pd.DataFrame({"run_id": chosen, "diverged_lrs": n_diverged}))
     kept = pd.concat(keep, ignore_index=True)
     return table.merge(kept, on="run_id")

@@ -34,6 +34,7 @@ FACTORS = {
     "activation": "activation", "hidden": "hidden units", "batchnorm": "batch norm", "dropout": "dropout",
     "conv": "conv layers", "conv_trained": "conv layers trained", "adversarial_eps": "adversarial ε",
     "alpha": "α", "beta": "β", "gamma": "γ", "input_distribution": "input distribution",
+    "diverged_lrs": "diverged learning rates",   # bpfree's best_lr_table: a count per configuration
 }
 
 #: reduced metric (a tab_* table's ``metrics:`` column) -> its column title
@@ -41,7 +42,7 @@ METRICS = {
     "final_acc": "final test accuracy (%)", "final_test_acc": "final test accuracy (%)",
     "final_test_top5": "final top-5 accuracy (%)", "val_acc": "validation accuracy (%)",
     "final_test_error": "final test error (%)", "final_train_error": "final training error (%)",
-    "last10_test_error": "test error, mean of last 10 epochs (%)", "diverged_lrs": "diverged learning rates",
+    "last10_test_error": "test error, mean of last 10 epochs (%)",
 }
 
 #: dataset id -> its usual name
