@@ -179,3 +179,17 @@ def test_pepita_accuracy_table_shows_no_spread_for_one_finished_seed():
     plt.close(fig)
     assert header == ["rule", "fc1 net, digits (scikit-learn)"]                         # display names
     assert rows == [["BP", "91.00 ± 1.00 (n=2)"], ["FA", "80.00 (n=1), 1 of 2 diverged"]]   # population sd
+
+
+def test_table_html_right_aligns_a_column_of_numbers_as_a_whole():
+    """bpfree's grid showed "500" right and "500x5" left in one column: a column whose every value starts
+    with a number (a dash or an empty cell is no value) is right-aligned, a column with a name in it is not."""
+    import re
+
+    from impls.common.html_tables import table_page
+
+    page = table_page("t", "m", [(["rule", "hidden units", "test error (%)", "note"],
+                                  [["BP", "500", "11.5 (n=1)", "—"], ["DRTP", "500x5", "—", "BP 2"],
+                                   ["FA", ".5", "-1.0 ± 0.2 (n=2)", "3"]])])
+    aligned = [re.findall(r'<td( class="num")?>', row) for row in re.findall(r"<tr>(.*?)</tr>", page)[1:]]
+    assert aligned == [["", ' class="num"', ' class="num"', ""]] * 3

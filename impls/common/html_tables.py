@@ -10,10 +10,14 @@ scale, verdict and free text.
 """
 from __future__ import annotations
 
+import re
 from html import escape
 from typing import Iterable, Sequence
 
 import pandas as pd
+
+#: a cell that starts with a number (a sign, digits or a decimal point, then a digit)
+NUMBER_START = re.compile(r"^[-+−]?\.?\d")
 
 STYLE = """
 body { font: 14px/1.4 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 1em; color: #222; }
@@ -94,17 +98,28 @@ def cell_html(value) -> str:
 
 
 def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
+    """Whether a cell reads as a number: "0.001", "500x5" and "11.5 ± 0.3 (n=3)" do, "BP" does not."""
+    return bool(NUMBER_START.match(text))
+
+
+def _numeric_columns(rows: Sequence[Sequence]) -> list[bool]:
+    """Per column, whether every cell with a value reads as a number (a dash or an empty cell is no value):
+    such a column is right-aligned as a whole, so that "500" and "500x5" line up."""
+    columns = list(zip(*rows))
+    return [any(_has_value(v) for v in column) and all(_is_number(str(v)) for v in column if _has_value(v))
+            for column in columns]
+
+
+def _has_value(value) -> bool:
+    return cell_html(value) not in ("", "—")
 
 
 def _rows_html(rows: Iterable[Sequence]) -> str:
+    rows = [list(row) for row in rows]
+    numeric = _numeric_columns(rows)
     return "\n".join("<tr>" + "".join(
-        f'<td class="num">{cell_html(v)}</td>' if _is_number(str(v)) else f"<td>{cell_html(v)}</td>" for v in row)
-        + "</tr>" for row in rows)
+        f'<td class="num">{cell_html(v)}</td>' if is_num else f"<td>{cell_html(v)}</td>"
+        for v, is_num in zip(row, numeric)) + "</tr>" for row in rows)
 
 
 def _page(title: str, meta: str, body: str, style: str = "", script: str = "") -> str:
