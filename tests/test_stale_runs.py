@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from impls.common.plan import build_plan
-from tests.conftest import REPO, run_snakemake
+from tests.conftest import run_snakemake
 
 PAPERS = ["nodepert", "pepita"]
 TARGETS = ["fig_nodepert_lr", "fig_pepita_curves"]
