@@ -59,13 +59,15 @@ def check_scorecard_page(page, papers):
     assert frame.locator("#scorecard tbody tr td:nth-child(1)").all_inner_texts() == sorted(papers, reverse=True)
 
 
-def check_table_page(page, paper, target, figure_label):
-    """In a paper's category: the tab_* figure's "table" entry shows an HTML table (not an image)."""
+def check_table_page(page, paper, target, title, figure_label):
+    """In a paper's category: the tab_* figure's "table" entry shows an HTML table (not an image), headed
+    by its title; the paper's label is in the small print."""
     _open_category(page, paper)
     row = page.locator("tr", has_text=target).filter(has=page.get_by_role("cell", name="table", exact=True))
     frame = _shown_page(page, row.first)
     frame.locator("table td").first.wait_for()
-    assert figure_label in frame.locator("h1").inner_text()
+    assert frame.locator("h1").inner_text() == title
+    assert figure_label in frame.locator("p.meta").inner_text()
     assert frame.locator("table tbody tr").count() > 0
     assert "± 0 " not in " ".join(frame.locator("table").all_inner_texts())   # one seed shows no spread
 
@@ -91,11 +93,12 @@ def check_report_renders_figures_and_scorecard_in_chromium(smoke_dag, tmp_path):
         page.screenshot(path=tmp_path / "figure.png")
 
         page.get_by_text("Results", exact=True).first.click()
-        check_table_page(page, "bpfree", "tab_bpfree_local_errors", "Mostafa")
+        check_table_page(page, "bpfree", "tab_bpfree_local_errors", "Local-loss rules vs FA and BP", "Mostafa")
         page.screenshot(path=tmp_path / "table.png")
 
         page.get_by_text("Results", exact=True).first.click()
-        check_table_page(page, "arena", "tab_arena_leaderboard", "leaderboard")   # the rule arena's leaderboard
+        check_table_page(page, "arena", "tab_arena_leaderboard",              # the rule arena's leaderboard
+                         "Every rule on the same MLP, tuned on validation data", "leaderboard")
         page.screenshot(path=tmp_path / "arena.png")
 
         page.get_by_text("Results", exact=True).first.click()

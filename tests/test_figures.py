@@ -1,4 +1,6 @@
 """aggregate + plot: every built-in plot kind renders from a tidy table, diverged runs included."""
+import re
+from html import unescape
 from html.parser import HTMLParser
 
 import numpy as np
@@ -105,6 +107,13 @@ def html_tables(path):
     parser = _Cells()
     parser.feed(path.read_text())
     return [(rows[0], rows[1:]) for rows in parser.tables]
+
+
+def html_page_parts(page: str) -> tuple[str, str]:
+    """The heading and the small print (``<p class="meta">``) of a page, as text."""
+    heading = re.search(r"<h1>(.*?)</h1>", page, re.S)
+    meta = re.search(r'<p class="meta">(.*?)</p>', page, re.S)
+    return unescape(heading.group(1)), unescape(meta.group(1))
 
 
 TABLE = {**FIGURE, "target": "tab_nodepert_test", "plot": {"kind": "table", "by": ["rule", "hparams.lr"],

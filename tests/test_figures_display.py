@@ -66,6 +66,30 @@ def test_titles_name_the_figure_without_working_labels(target, fig):
     assert not [w for w in WORKING_LABELS if w in title], f"{target}: title {title!r} carries a working label"
 
 
+def _paper_tables():
+    for path in sorted(ROOT.glob("papers/*/paper.yaml")):
+        for target, fig in yaml.safe_load(path.read_text())["figures"].items():
+            if target.startswith("tab_"):
+                yield path.parent.name, target, fig
+
+
+@pytest.mark.parametrize("paper,target,fig", list(_paper_tables()), ids=[t for _, t, _ in _paper_tables()])
+def test_a_table_page_is_headed_by_its_title_and_keeps_the_label_in_small_print(paper, target, fig):
+    """The HTML page of a table was headed "Fig. 3? (local rules) [recalled, unverified]: ...": its heading
+    is the title alone, as an image's is, and the label with its doubts stays in the page's small print."""
+    from impls.common.plotting import table_html
+    from tests.test_figures import html_page_parts
+
+    drawn, ax = plt.subplots()
+    ax.table(cellText=[["BP", "1.0"]], colLabels=["rule", "error"])
+    page = table_html(drawn, {**fig, "paper": paper, "target": target, "scale": "smoke", "dataset": "digits"})
+    plt.close(drawn)
+    heading, meta = html_page_parts(page)
+    assert heading == fig["title"], f"{target}: the page is headed {heading!r}"
+    assert not [w for w in WORKING_LABELS if w in heading], f"{target}: heading {heading!r} carries a working label"
+    assert fig["label"] in meta and target in meta
+
+
 def test_line_figure_legend_uses_display_names_and_one_diverged_entry():
     fig = line_figure(fake_table(), {**FIGURE, "plot": {"kind": "line", "x": "epoch", "y": "test_acc",
                                                          "hue": "hparams.lr", "style": "rule"}})

@@ -511,9 +511,10 @@ def table_html(fig: plt.Figure, figure: Mapping) -> str:
         raise ValueError(f"{figure['target']}: a tab_* figure must draw its table with ax.table(cellText=..., "
                          f"colLabels=...) so the report can show it as HTML; plot kind "
                          f"{figure['plot']['kind']!r} drew none")
-    meta = (f"creditbench {figure['target']} | scale={figure['scale']} | dataset={figure['dataset']} "
-            f"| the PNG and PDF beside this page draw the same cells")
-    return table_page(f"{figure['label']}: {figure['title']}", meta, tables)
+    # the heading is the title alone, like an image's; the paper's label, doubts included, is small print
+    meta = (f"{figure['paper']}, {figure['label']} | creditbench {figure['target']} | scale={figure['scale']} "
+            f"| dataset={figure['dataset']} | the PNG and PDF beside this page draw the same cells")
+    return table_page(figure["title"], meta, tables)
 
 
 def plot_figure(table: pd.DataFrame, figure: Mapping, png: str | Path, pdf: str | Path,
