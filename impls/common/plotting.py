@@ -214,7 +214,8 @@ def integer_ticks(ax, axis: str = "x", values=None) -> None:
 
     target = ax.xaxis if axis == "x" else ax.yaxis
     scale = ax.get_xscale() if axis == "x" else ax.get_yscale()
-    ticks = sorted({int(v) for v in pd.Series(values).dropna() if v > 0 or scale != "log"}) if values is not None else []
+    plotted = pd.Series(values).dropna() if values is not None else pd.Series(dtype=float)
+    ticks = sorted({int(v) for v in plotted if v > 0 or scale != "log"})
     if ticks and (scale == "log" or len(ticks) <= FEW_TICKS):
         target.set_major_locator(FixedLocator(ticks))
         target.set_minor_locator(NullLocator())
