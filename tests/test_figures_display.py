@@ -20,10 +20,15 @@ ROOT = Path(__file__).resolve().parents[1]
 WORKING_LABELS = ("?", "[", "inferred", "img_", "unverified", "unknown")
 
 
-def _paper_figures():
+def _figures_by_paper():
+    """(paper, target, figure) of every figure of every paper.yaml."""
     for path in sorted(ROOT.glob("papers/*/paper.yaml")):
         for target, fig in yaml.safe_load(path.read_text())["figures"].items():
-            yield target, fig
+            yield path.parent.name, target, fig
+
+
+def _paper_figures():
+    return [(target, fig) for _, target, fig in _figures_by_paper()]
 
 
 def _legend_texts(fig) -> list[str]:
@@ -67,10 +72,7 @@ def test_titles_name_the_figure_without_working_labels(target, fig):
 
 
 def _paper_tables():
-    for path in sorted(ROOT.glob("papers/*/paper.yaml")):
-        for target, fig in yaml.safe_load(path.read_text())["figures"].items():
-            if target.startswith("tab_"):
-                yield path.parent.name, target, fig
+    return [(paper, target, fig) for paper, target, fig in _figures_by_paper() if target.startswith("tab_")]
 
 
 @pytest.mark.parametrize("paper,target,fig", list(_paper_tables()), ids=[t for _, t, _ in _paper_tables()])
