@@ -509,6 +509,33 @@ def test_wide_align_add_figure_writes_its_log_losses_plainly_and_names_the_chanc
     plt.close(fig)
 
 
+def _wide_align_width_figures():
+    return [(target, fig) for paper, target, fig in _figures_by_paper()
+            if paper == "wide_align" and fig.get("plot", {}).get("kind", "").endswith(":width_figure")]
+
+
+@pytest.mark.parametrize("target,fig", _wide_align_width_figures(), ids=[t for t, _ in _wide_align_width_figures()])
+def test_a_wide_align_width_figure_caption_places_its_panels_as_they_are_drawn(target, fig):
+    """fig_wide_align_width at cpu scale: validation accuracy is drawn above the test accuracy (one column per
+    dataset), but its caption put the test set on the "right" and its title said "Validation accuracy"; the
+    Align-prop and standard-parameterisation captions did not mention the test panel at all."""
+    from impls.wide_align.figures import width_figure
+
+    rows = [{"run_id": f"{rule}-{width}-{dataset}", "rule": rule, "width": width, "depth": 3, "dataset": dataset,
+             "lr": 1.0, "status": "ok", "val_acc": 50.0 + width / 8, "final_test_acc": 49.0 + width / 8}
+            for rule in ("bp", "alignada") for width in (8, 32) for dataset in ("cifar10", "kmnist")]
+    drawn = width_figure(pd.DataFrame(rows), {**FIGURE, "paper": "wide_align"})
+    grid = drawn.axes[0].get_subplotspec().get_gridspec()
+    assert (grid.nrows, grid.ncols) == (2, 2)                 # rows: metrics; columns: datasets
+    assert "val" in drawn.axes[0].get_ylabel() and "test" in drawn.axes[-1].get_ylabel()
+    plt.close(drawn)
+    caption = " ".join(fig["caption"].split()).lower()
+    assert "left" not in caption and "right" not in caption, caption
+    top, bottom = caption.index("top:"), caption.index("bottom:")
+    assert top < caption.index("validation", top) < bottom < caption.index("test set", bottom), caption
+    assert not fig["title"].lower().startswith("validation accuracy"), fig["title"]
+
+
 def test_wide_align_add_figure_rings_a_run_that_diverged_after_its_best_loss_and_keeps_the_legend_off_the_data():
     """fig_wide_align_add at cpu scale: Align-ada and Align-zero at width 8 diverged (epochs 29 and 53) after
     their best loss, which is the metric and was drawn like any other point; the legend, inside the axes,
