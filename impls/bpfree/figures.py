@@ -4,7 +4,7 @@ Aggregators ``(figure, results_dir) -> DataFrame`` (caller: impls.common.aggrega
 
 - :func:`tidy`: the generic tidy table, with list-valued factors written as text
   (hidden [500]*5 -> ``500x5``), per-layer metric names split into ``metric`` + ``layer``
-  (``bpcosine_l3`` -> bpcosine, l3) and per-run reductions measured from the metrics:
+  (``bpcosine_l3`` -> bpcosine, l3), ``conv_trained`` of an MLP as "—" (not applicable) and per-run reductions measured from the metrics:
   ``final_test_error`` / ``final_train_error`` (last epoch), ``last10_test_error`` (mean over
   the last 10 evaluations, Frenkel's tables), ``best_train_error`` and ``best_test_error``
   (best epoch ≥ 1, the keras-tuner trial objective), ``final_test_loss``. Diverged runs keep
@@ -35,6 +35,8 @@ from impls.common.metrics import read_metrics
 from impls.common.specs import get_dotted
 
 LAST_WINDOW = 10
+#: the level of a factor that does not apply to a run (conv layers trained, for a net without conv layers)
+NOT_APPLICABLE = "—"
 #: spec keys written as columns of every bpfree table (defaults filled in)
 DESCRIBED = ["rule", "seed", "dataset", "epochs", "hparams.lr", "hparams.optimizer", "hparams.adversarial_eps",
              "model.arch", *(f"model.{k}" for k in options.MODEL_DEFAULTS)]
@@ -59,6 +61,14 @@ def _default(spec: Mapping, factor: str):
     if value is None and factor.startswith("hparams."):
         value = options.HPARAM_DEFAULTS.get(factor.split(".", 1)[1])
     return value
+
+
+def _level(spec: Mapping, factor: str):
+    """The table level of ``factor`` for one run; ``model.conv_trained`` of an MLP is :data:`NOT_APPLICABLE`
+    (its default, true, would read as "conv layers trained: yes" beside "conv layers: none")."""
+    if factor == "model.conv_trained" and _default(spec, "model.arch") != "conv":
+        return NOT_APPLICABLE
+    return format_level(_default(spec, factor))
 
 
 def _reductions(df: pd.DataFrame, status: str) -> dict:
@@ -92,10 +102,10 @@ def tidy(figure: Mapping, results_dir: str | Path) -> pd.DataFrame:
         df["metric"] = parts["base"].fillna(df["metric"])
         df.insert(0, "run_id", rid)
         for factor in figure["factors"]:
-            df[column_name(factor)] = format_level(_default(spec, factor))
+            df[column_name(factor)] = _level(spec, factor)
         for factor in DESCRIBED:   # every table can group by these, grid factors or not
             if column_name(factor) not in df:
-                df[column_name(factor)] = format_level(_default(spec, factor))
+                df[column_name(factor)] = _level(spec, factor)
         df["status"] = final["status"]
         df["diverged_epoch"] = final.get("diverged_epoch")
         for key, value in _reductions(df, final["status"]).items():
