@@ -2,13 +2,13 @@
 
 Aggregators ``(figure, results_dir) -> DataFrame`` (caller: impls.common.aggregate):
 
-- :func:`tidy`: the generic tidy table, with list-valued factors written as text
-  (hidden [500]*5 -> ``500x5``), per-layer metric names split into ``metric`` + ``layer``
-  (``bpcosine_l3`` -> bpcosine, l3), ``conv_trained`` of an MLP as "—" (not applicable) and per-run reductions measured from the metrics:
-  ``final_test_error`` / ``final_train_error`` (last epoch), ``last10_test_error`` (mean over
-  the last 10 evaluations, Frenkel's tables), ``best_train_error`` and ``best_test_error``
-  (best epoch ≥ 1, the keras-tuner trial objective), ``final_test_loss``. Diverged runs keep
-  their rows; their final_* are NaN (best_* use the epochs before divergence).
+- :func:`tidy`: the generic tidy table, with list-valued factors written as text (hidden [500]*5 ->
+  ``500x5``), per-layer metric names split into ``metric`` + ``layer`` (``bpcosine_l3`` -> bpcosine,
+  l3), ``conv_trained`` of an MLP as "—" (not applicable) and per-run reductions measured from the
+  metrics: ``final_test_error`` / ``final_train_error`` (last epoch), ``last10_test_error`` (mean
+  over the last 10 evaluations, Frenkel's tables), ``best_train_error`` and ``best_test_error``
+  (best epoch ≥ 1, the keras-tuner trial objective), ``final_test_loss``. Diverged runs keep their
+  rows; their final_* are NaN (best_* use the epochs before divergence).
 - :func:`best_lr_table`: ``tidy`` restricted, per configuration, to the learning rate with the
   lowest mean ``final_test_error`` over seeds (diverged lrs lose; a configuration whose lrs all
   diverged keeps the lr whose runs lasted longest, so that it is one row of the table too), plus
