@@ -393,6 +393,26 @@ def test_the_conv_task_is_not_planned_on_user_data_that_are_not_images(tmp_path)
     assert "tab_arena_conv" in plan.figures and not plan.unplanned
 
 
+def test_a_figure_on_arena_data_says_its_note_describes_the_scale_s_own_dataset(tmp_path):
+    import yaml
+
+    from impls.common.plan import build_plan
+    from tests.conftest import REPO
+
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text()) | {"papers": ["arena"], "scale": "paper"}
+    own = build_plan(config, REPO).figures["tab_arena_conv"]
+    assert own.dataset == "cifar10" and own.note.startswith("CIFAR-10")
+    swapped = build_plan({**config, "arena_data": "fashion_mnist"}, REPO).figures["tab_arena_conv"]
+    assert swapped.dataset == "fashion_mnist"
+    assert swapped.note == ("trained on fashion_mnist (config arena_data), not the scale's cifar10; "
+                            f"the scale's settings: {own.note}")
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "images.npz", x_train=rng.integers(0, 9, (300, 6, 6)), y_train=rng.integers(0, 3, 300),
+             x_test=rng.integers(0, 9, (50, 6, 6)), y_test=rng.integers(0, 3, 50))
+    mine = build_plan({**config, "arena_data": str(tmp_path / "images.npz")}, REPO).figures["tab_arena_conv"]
+    assert mine.note.startswith(f"trained on {tmp_path / 'images.npz'} (user-")
+
+
 def test_the_arena_trains_on_a_user_supplied_npz(tmp_path):
     """--config arena_data=mine.npz: the dataset is checked and cached as user-<sha12>, every contender trains
     on it, and the leaderboard ranks them; BP learns the toy task."""

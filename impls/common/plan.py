@@ -259,7 +259,7 @@ def build_plan(config: Mapping[str, Any], root: str | Path) -> Plan:
             plan.figures[target] = Figure(
                 paper=paper, target=target, label=fig["label"], title=fig["title"],
                 caption=fig["caption"].strip(), scale=scale, dataset=override or block["dataset"],
-                note=block.get("note", ""), plot=fig["plot"],
+                note=_scale_note(block, override, plan), plot=fig["plot"],
                 run_ids=tuple(dict.fromkeys(ids)), factors=factors + ("seed",),
                 aggregate=fig.get("aggregate"))
         for key, run_ids in groups.items():
@@ -292,6 +292,16 @@ def arena_dataset(config: Mapping[str, Any], plan: Plan) -> str | None:
     dataset_id, plan.user_shapes[dataset_id] = arena_data.user_dataset(value)
     plan.user_data[dataset_id] = str(Path(value).resolve())
     return dataset_id
+
+
+def _scale_note(block: Mapping[str, Any], override: str | None, plan: Plan) -> str:
+    """The note of a figure's scale block; when ``arena_data`` swapped the dataset, it says so first, since the
+    note describes the scale's own dataset."""
+    note = block.get("note", "")
+    if override is None or override == block["dataset"]:
+        return note
+    data = f"{plan.user_data[override]} ({override})" if override in plan.user_data else override
+    return f"trained on {data} (config arena_data), not the scale's {block['dataset']}; the scale's settings: {note}"
 
 
 def _conv_task_without_images(specs, example_shape) -> str | None:
