@@ -35,11 +35,11 @@ sys.path.insert(0, str(ROOT))
 from impls.common.backend import configure_framework  # noqa: E402
 
 
-def figure_specs(figure: str) -> dict[str, dict]:
-    """Rule -> one cpu-scale run spec of ``figure`` (papers/arena/paper.yaml, through the workflow's plan)."""
+def figure_specs(figure: str, scale: str = "cpu") -> dict[str, dict]:
+    """Rule -> one run spec of ``figure`` at ``scale`` (papers/arena/paper.yaml, through the workflow's plan)."""
     from impls.common.plan import build_plan, load_yaml
 
-    plan = build_plan({**load_yaml(ROOT / "config" / "config.yaml"), "scale": "cpu", "papers": ["arena"]}, ROOT)
+    plan = build_plan({**load_yaml(ROOT / "config" / "config.yaml"), "scale": scale, "papers": ["arena"]}, ROOT)
     if figure not in plan.figures:
         raise SystemExit(f"--figure {figure}: not an arena figure (one of {sorted(plan.figures)})")
     specs = {}
