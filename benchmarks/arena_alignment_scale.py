@@ -80,18 +80,26 @@ def layer_rows(net_name: str, x, kernels, geometries, activation) -> list[dict]:
     return rows
 
 
-def conv_rows(spec: dict, data, seed: int, n: int) -> list[dict]:
-    import jax.numpy as jnp
-
+def conv_net(spec: dict, data):
+    """(model options, the data as images, the ConvNet) of a tab_arena_conv spec, as the arena builds them."""
     from impls.arena import data as arena_data
     from impls.arena import nets, options
-    from impls.arena.jax_rules import ACT
-    from impls.two_routes.primitives import DENSE, Geometry
 
     model = options.resolved_model(spec)
     images = arena_data.as_images(data, f"dataset {spec['dataset']}")
     net = nets.ConvNet(tuple(images.image_shape), tuple(model["channels"]), tuple(model["strides"]),
                        images.n_classes)
+    return model, images, net
+
+
+def conv_rows(spec: dict, data, seed: int, n: int) -> list[dict]:
+    import jax.numpy as jnp
+
+    from impls.arena import nets
+    from impls.arena.jax_rules import ACT
+    from impls.two_routes.primitives import DENSE, Geometry
+
+    model, images, net = conv_net(spec, data)
     kernels = [jnp.asarray(k) for k in nets.conv_weights(seed, net)]
     geometries = [Geometry("conv", s, "SAME") for s in net.strides] + [DENSE]
     name = "conv " + "-".join(map(str, net.channels))
@@ -119,13 +127,10 @@ def trace(rule: str, spec: dict, data, seed: int, lr: float, steps: int, every: 
     import numpy as np
 
     from impls.arena import data as arena_data
-    from impls.arena import jax_conv_rules, nets, options
+    from impls.arena import jax_conv_rules, options
 
-    model, hp = options.resolved_model(spec), options.resolved_hparams(spec)
-    images = arena_data.as_images(data, f"dataset {spec['dataset']}")
-    net = nets.ConvNet(tuple(images.image_shape), tuple(model["channels"]), tuple(model["strides"]),
-                       images.n_classes)
-    contender = jax_conv_rules.build(rule, net, model["activation"], hp)
+    model, images, net = conv_net(spec, data)
+    contender = jax_conv_rules.build(rule, net, model["activation"], options.resolved_hparams(spec))
     params, state = contender.init(seed)
 
     @jax.jit
