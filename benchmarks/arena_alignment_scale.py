@@ -10,7 +10,11 @@ area and with the input's second moment. With each rule's default coefficients
   SGD moves B towards it by the fraction 2α·lr of the gap per step. Where the ratio is in the hundreds, B
   outgrows W long before it gets there and the error sent down through B grows layer by layer.
 - AA, R = α·sparse + β·amp, quadratic in B with Hessian 2αΣ: plain SGD on B is stable only for
-  lr < 2 / λ_max(2αΣ) = 1 / (α λ_max(Σ)) (power iteration on B ↦ ∂sparse/∂B = 2ΣB).
+  lr < 2 / λ_max(2αΣ) = 1 / (α λ_max(Σ)).
+- IA, R = α·amp + β·null + γ·decay, quadratic in B through β·null = β·E‖BWx‖², Hessian 2β(WΣWᵀ ⊗ I):
+  plain SGD on B is stable only for lr < 1 / (β λ_max(WΣWᵀ)) (γ·decay adds 2γ, left out here).
+
+Both limits come from a power iteration on the term's gradient, B ↦ ∂term/∂B, which is linear in B.
 
 The weights are a run's initial draw (``impls.arena.nets``, ``--seed``), the inputs the first ``--n``
 training examples of the dataset, prepared as the arena prepares them (``impls.arena.data``); the nets
@@ -48,34 +52,37 @@ def wm_fixed_point_ratio(x, kf, geo, alpha: float, beta: float) -> float:
     return float(beta / (2 * alpha) * jnp.linalg.norm(sigma_wt) / jnp.linalg.norm(kf))
 
 
-def aa_max_stable_lr(x, kf, geo, alpha: float, seed: int = 0) -> float:
-    """1 / (α λ_max(Σ)): the largest plain-SGD rate at which AA's α·sparse term does not blow B up."""
+def max_stable_lr(x, kf, geo, term: str, coefficient: float, seed: int = 0) -> float:
+    """2 / λ_max(coefficient · ∂²term/∂B²): the largest plain-SGD rate at which a term that is quadratic in B
+    (sparse: Hessian 2Σ; null: 2 WΣWᵀ) does not blow B up."""
     import jax
     import jax.numpy as jnp
 
     from impls.two_routes import primitives as P
 
-    two_sigma = jax.jit(jax.grad(lambda kb: P.sparse(x, kf, kb, geo)))   # B ↦ 2ΣB
+    # linear in B: H·B (x and W are arguments, not constants, so that XLA does not fold their convolutions)
+    hessian_times = jax.jit(jax.grad(lambda kb, x, kf: P.PRIMITIVES[term](x, kf, kb, geo)))
     v, lam = jax.random.normal(jax.random.PRNGKey(seed), kf.shape), 0.0
     for _ in range(POWER_ITERATIONS):
-        w = two_sigma(v)
+        w = hessian_times(v, x, kf)
         lam = float(jnp.linalg.norm(w) / jnp.linalg.norm(v))
         v = w / jnp.linalg.norm(w)
-    return 1.0 / (alpha * lam / 2)
+    return 2.0 / (coefficient * lam)
 
 
 def layer_rows(net_name: str, x, kernels, geometries, activation) -> list[dict]:
-    """One row per layer: its input shape, WM's ‖B*‖/‖W‖ and AA's largest stable rate (default coefficients)."""
+    """One row per layer: its input shape, WM's ‖B*‖/‖W‖, AA's and IA's largest stable rates (default coefficients)."""
     from impls.two_routes.rules import rule_for_spec
 
-    wm, aa = rule_for_spec("wm", {}).terms, rule_for_spec("aa", {}).terms
+    wm, aa, ia = (rule_for_spec(name, {}).terms for name in ("wm", "aa", "ia"))
     rows, h = [], x
     for l, (k, geo) in enumerate(zip(kernels, geometries)):
         if geo.kind == "dense" and h.ndim > 2:
             h = h.reshape(h.shape[0], -1)
         rows.append({"net": net_name, "layer": l + 1, "kind": geo.kind, "input_shape": list(h.shape[1:]),
                      "wm_fixed_point_over_w": wm_fixed_point_ratio(h, k, geo, wm["decay"], wm["amp"]),
-                     "aa_max_stable_lr": aa_max_stable_lr(h, k, geo, aa["sparse"])})
+                     "aa_max_stable_lr": max_stable_lr(h, k, geo, "sparse", aa["sparse"]),
+                     "ia_max_stable_lr": max_stable_lr(h, k, geo, "null", ia["null"])})
         h = activation(geo.fwd(h, k))
     return rows
 
@@ -176,11 +183,11 @@ def main(argv: list[str] | None = None) -> int:
         specs[figure] = {**next(iter(figure_specs(figure, args.scale).values())), "dataset": args.npz.stem}
         data = arena_data.load(specs[figure], args.npz.parent)
         rows += rows_of(specs[figure], data, args.seed, args.n)
-    print(f"{'net':<22} {'layer':>5} {'input':>14} {'WM |B*|/|W|':>12} {'AA lr max':>10}")
+    print(f"{'net':<22} {'layer':>5} {'input':>14} {'WM |B*|/|W|':>12} {'AA lr max':>10} {'IA lr max':>10}")
     for r in rows:
         shape = "x".join(map(str, r["input_shape"]))
         print(f"{r['net']:<22} {r['layer']:>5} {shape:>14} {r['wm_fixed_point_over_w']:>12.1f} "
-              f"{r['aa_max_stable_lr']:>10.3g}")
+              f"{r['aa_max_stable_lr']:>10.3g} {r['ia_max_stable_lr']:>10.3g}")
     traced = []
     if args.trace:
         spec = specs["tab_arena_conv"]

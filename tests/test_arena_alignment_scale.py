@@ -31,10 +31,16 @@ def test_wm_fixed_point_is_half_w_under_white_inputs_at_the_default_coefficients
     assert scale.wm_fixed_point_ratio(x, w, DENSE, alpha=1e-3, beta=1e-3) == pytest.approx(0.5, rel=0.05)
 
 
-def test_aa_stable_rate_of_a_dense_layer_is_one_over_alpha_lambda_max():
+def test_aa_stable_rate_of_a_dense_layer_is_one_over_alpha_lambda_max_of_sigma():
     x, w, sigma = _dense_case(seed=3)
     expected = 1.0 / (1e-3 * np.linalg.eigvalsh(sigma).max())
-    assert scale.aa_max_stable_lr(x, w, DENSE, alpha=1e-3) == pytest.approx(expected, rel=1e-3)
+    assert scale.max_stable_lr(x, w, DENSE, "sparse", 1e-3) == pytest.approx(expected, rel=1e-3)
+
+
+def test_ia_stable_rate_of_a_dense_layer_is_one_over_beta_lambda_max_of_w_sigma_wt():
+    x, w, sigma = _dense_case(seed=6)
+    expected = 1.0 / (1e-3 * np.linalg.eigvalsh(w.T @ sigma @ w).max())   # K_f = Wᵀ: W Σ Wᵀ = K_fᵀ Σ K_f
+    assert scale.max_stable_lr(x, w, DENSE, "null", 1e-3) == pytest.approx(expected, rel=1e-3)
 
 
 def test_on_a_conv_layer_both_scale_with_the_number_of_output_positions():
@@ -43,7 +49,7 @@ def test_on_a_conv_layer_both_scale_with_the_number_of_output_positions():
     geo = Geometry("conv", 1, "SAME")
     small, large = (rng.normal(size=(256, s, s, 2)).astype(np.float32) for s in (12, 24))
     wm_small, wm_large = (scale.wm_fixed_point_ratio(x, k, geo, 1e-3, 1e-3) for x in (small, large))
-    aa_small, aa_large = (scale.aa_max_stable_lr(x, k, geo, 1e-3) for x in (small, large))
+    aa_small, aa_large = (scale.max_stable_lr(x, k, geo, "sparse", 1e-3) for x in (small, large))
     assert wm_large / wm_small == pytest.approx(4.0, rel=0.1)   # 4× the positions: 576 against 144
     assert aa_small / aa_large == pytest.approx(4.0, rel=0.1)
 
